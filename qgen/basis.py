@@ -1,0 +1,226 @@
+"""The exact solver: basis terms and dimension counts of equivariant linear maps.
+
+An equivariant affine map of a weight space ``V = (+)_t V_t`` is
+
+* a block ``Hom_G(V_t, V_s)`` for every ordered pair of tensors (output ``s``,
+  input ``t``),
+* an equivariant bias ``Hom_G(R, V_s)`` per tensor (the empty input side), and
+* invariant functionals ``Hom_G(V_t, R)`` per tensor (the empty output side).
+
+``G`` is the direct product of the types' groups and each acts on its own
+axes, so ``Hom_G`` of a block is the tensor product over types of the
+per-type commutants: its basis is the product of the per-type terms that the
+type's :class:`~qgen.groups.GroupKind` enumerates, and its dimension the
+product of the per-type counts. Fixed axes contribute a dense factor.
+
+Every count here is the length of (a size-filtered view of) the same term
+enumeration that layers are built from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from qgen.groups import GroupKind, get_kind
+from qgen.partitions import Partition
+from qgen.spec import Spec, TensorDecl
+
+__all__ = ["BlockAxis", "Block", "Term", "TypeFactor", "WeightSpaceBasis", "solve"]
+
+OUT, IN = "out", "in"
+
+
+@dataclass(frozen=True)
+class BlockAxis:
+    """An axis of a block: which side, which axis of that side's tensor."""
+
+    side: str  # "out" or "in"
+    tensor: str
+    position: int
+    type: str
+    dual: bool
+
+    @property
+    def variance(self) -> int:
+        """+1 for output plain and input dual axes, -1 for the other two."""
+        plain = 1 if not self.dual else -1
+        return plain if self.side == OUT else -plain
+
+
+@dataclass(frozen=True)
+class TypeFactor:
+    """The axes of one type in a block, and the kind that acts on them."""
+
+    type: str
+    kind: GroupKind
+    axes: tuple[BlockAxis, ...]
+
+    @property
+    def variances(self) -> tuple[int, ...]:
+        return tuple(a.variance for a in self.axes)
+
+    @property
+    def terms(self) -> tuple[Partition, ...]:
+        """The kind's terms, over positions into :attr:`axes`."""
+        return self.kind.terms(self.variances)
+
+    def count(self, size: int | None) -> int:
+        return self.kind.count(self.variances, size)
+
+    def threshold(self) -> int:
+        return self.kind.threshold(self.variances)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One basis term of a block: a partition of its axes for every group type.
+
+    Fixed types are not listed: a term is a dense map over all fixed axes,
+    so it stands for ``prod(fixed sizes)`` basis elements.
+    """
+
+    block: "Block"
+    parts: tuple[tuple[TypeFactor, Partition], ...]
+
+    def diagram(self) -> tuple[tuple[str, tuple[BlockAxis, ...]], ...]:
+        """The term's parts as (type, axes) pairs, in type order."""
+        return tuple(
+            (factor.type, tuple(factor.axes[i] for i in part))
+            for factor, partition in self.parts
+            for part in partition
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """``Hom_G(V_in, V_out)``; ``in_`` is None for the bias, ``out`` None for invariants."""
+
+    spec: Spec
+    out: TensorDecl | None
+    in_: TensorDecl | None
+
+    @property
+    def label(self) -> str:
+        out = self.out.name if self.out else "R"
+        inp = self.in_.name if self.in_ else "R"
+        return f"{out} <- {inp}"
+
+    @cached_property
+    def axes(self) -> tuple[BlockAxis, ...]:
+        axes: list[BlockAxis] = []
+        for side, tensor in ((OUT, self.out), (IN, self.in_)):
+            if tensor is not None:
+                axes += [
+                    BlockAxis(side, tensor.name, i, a.type, a.dual) for i, a in enumerate(tensor.axes)
+                ]
+        return tuple(axes)
+
+    @cached_property
+    def factors(self) -> tuple[TypeFactor, ...]:
+        """One factor per type present in the block, in the spec's type order."""
+        by_type: dict[str, list[BlockAxis]] = {}
+        for a in self.axes:
+            by_type.setdefault(a.type, []).append(a)
+        return tuple(
+            TypeFactor(name, get_kind(decl.kind), tuple(by_type[name]))
+            for name, decl in self.spec.types.items()
+            if name in by_type
+        )
+
+    @property
+    def group_factors(self) -> tuple[TypeFactor, ...]:
+        return tuple(f for f in self.factors if not f.kind.needs_size)
+
+    @property
+    def fixed_factors(self) -> tuple[TypeFactor, ...]:
+        return tuple(f for f in self.factors if f.kind.needs_size)
+
+    def _size(self, factor: TypeFactor, sizes: Mapping[str, int]) -> int | None:
+        if factor.kind.needs_size:
+            return sizes.get(factor.type) or self.spec.types[factor.type].size
+        return sizes.get(factor.type)
+
+    def count(self, sizes: Mapping[str, int] | None = None) -> int:
+        """Dimension of the block at ``sizes`` (types not given: generic)."""
+        sizes = sizes or {}
+        return math.prod(f.count(self._size(f, sizes)) for f in self.factors)
+
+    @property
+    def fixed_multiplicity(self) -> int:
+        """Basis elements per term: the product of the fixed axes' sizes."""
+        return math.prod(self._size(f, {}) ** len(f.axes) for f in self.fixed_factors)
+
+    def terms(self) -> Iterator[Term]:
+        """The generic basis terms: the product of the per-type terms."""
+        factors = self.group_factors
+        for choice in itertools.product(*(f.terms for f in factors)):
+            yield Term(self, tuple(zip(factors, choice)))
+
+    def thresholds(self) -> dict[str, int]:
+        """Per group type, the smallest size from which the generic count holds."""
+        return {f.type: f.threshold() for f in self.group_factors}
+
+    def counts_below_threshold(self) -> dict[str, dict[int, int]]:
+        """For each type with threshold > 1: the block's count at each smaller size."""
+        out: dict[str, dict[int, int]] = {}
+        for name, t in self.thresholds().items():
+            if t > 1:
+                out[name] = {n: self.count({name: n}) for n in range(1, t)}
+        return out
+
+
+@dataclass(frozen=True)
+class WeightSpaceBasis:
+    """All blocks of a spec's weight space."""
+
+    spec: Spec
+
+    @cached_property
+    def blocks(self) -> dict[tuple[str, str], Block]:
+        """``{(out, in): Block}`` for every ordered pair of tensors."""
+        return {
+            (s.name, t.name): Block(self.spec, s, t)
+            for s in self.spec.tensors
+            for t in self.spec.tensors
+        }
+
+    @cached_property
+    def bias(self) -> dict[str, Block]:
+        return {s.name: Block(self.spec, s, None) for s in self.spec.tensors}
+
+    @cached_property
+    def invariant(self) -> dict[str, Block]:
+        return {t.name: Block(self.spec, None, t) for t in self.spec.tensors}
+
+    def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
+        """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
+        eq = {
+            s.name: {t.name: self.blocks[s.name, t.name].count(sizes) for t in self.spec.tensors}
+            for s in self.spec.tensors
+        }
+        bias = {name: b.count(sizes) for name, b in self.bias.items()}
+        inv = {name: b.count(sizes) for name, b in self.invariant.items()}
+        return {
+            "equivariant": eq,
+            "bias": bias,
+            "invariant": inv,
+            "total": {
+                "equivariant": sum(sum(row.values()) for row in eq.values()),
+                "bias": sum(bias.values()),
+                "invariant": sum(inv.values()),
+            },
+        }
+
+    def all_blocks(self) -> Iterator[Block]:
+        yield from self.blocks.values()
+        yield from self.bias.values()
+        yield from self.invariant.values()
+
+
+def solve(spec: Spec) -> WeightSpaceBasis:
+    """The basis of equivariant affine maps of ``spec``'s weight space."""
+    return WeightSpaceBasis(spec)

@@ -1,0 +1,50 @@
+"""Registry of group kinds.
+
+Each kind lives in its own module as a :class:`~qgen.groups.base.GroupKind`
+subclass and is registered here by name. A new kind is a new module plus
+one :func:`register` call; nothing else in qgen branches on kind names.
+"""
+
+from __future__ import annotations
+
+from qgen.groups.base import Generator, GroupKind, PairingKind, PartitionKind
+from qgen.groups.fixed import Fixed
+from qgen.groups.gl import GL
+from qgen.groups.orthogonal import Orthogonal
+from qgen.groups.perm import Perm
+from qgen.groups.scaled import Scaled
+from qgen.groups.signed import Signed
+
+__all__ = [
+    "Generator",
+    "GroupKind",
+    "PairingKind",
+    "PartitionKind",
+    "get_kind",
+    "kind_names",
+    "register",
+]
+
+_REGISTRY: dict[str, GroupKind] = {}
+
+
+def register(kind: GroupKind) -> GroupKind:
+    """Make ``kind`` available to specs as ``group: <kind.name>``."""
+    if kind.name in _REGISTRY:
+        raise ValueError(f"group kind {kind.name!r} is already registered")
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> GroupKind:
+    """The registered kind called ``name``."""
+    return _REGISTRY[name]
+
+
+def kind_names() -> tuple[str, ...]:
+    """Names of all registered kinds, in registration order."""
+    return tuple(_REGISTRY)
+
+
+for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed()):
+    register(_kind)

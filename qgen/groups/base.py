@@ -1,0 +1,181 @@
+"""The interface every group kind implements, and the two families that share code.
+
+A *kind* is the group that acts on the axes of one index type, the same
+element on every axis of that type. For a block ``V_in -> V_out`` the solver
+hands a kind the *variances* of the block's axes of its type, one of ``+1``
+or ``-1`` per axis, output axes first::
+
+    output plain axis  +1      output dual axis  -1
+    input  plain axis  -1      input  dual axis  +1
+
+(an input axis enters ``Hom(V_in, V_out) = V_out (x) V_in^*`` dualised). With
+this convention every rule below is a statement about the variances alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, ClassVar
+
+from qgen.partitions import Partition, gram_rank, pairings, set_partitions
+
+if TYPE_CHECKING:  # torch is imported lazily: counting does not need it
+    import torch
+
+Variances = tuple[int, ...]
+
+__all__ = ["Generator", "GroupKind", "PairingKind", "PartitionKind", "Variances"]
+
+
+@dataclass(frozen=True, eq=False)
+class Generator:
+    """A generator of a kind's group at a concrete size, for the numeric solver.
+
+    ``matrix`` acts on a plain (variance +1) axis. With ``infinitesimal=False``
+    it is a group element ``g``: it acts on a variance -1 axis by ``g^{-T}``
+    and the constraint is ``g . L = L``. With ``infinitesimal=True`` it is a
+    Lie-algebra element ``X``: it acts on a variance -1 axis by ``-X^T`` and
+    the constraint is ``X . L = 0`` (sum of its action on each axis).
+    """
+
+    matrix: torch.Tensor
+    infinitesimal: bool = False
+
+    def on_axis(self, variance: int) -> torch.Tensor:
+        if variance > 0:
+            return self.matrix
+        if self.infinitesimal:
+            return -self.matrix.T
+        import torch
+
+        return torch.linalg.inv(self.matrix).T
+
+
+class GroupKind(ABC):
+    """A group acting on the axes of one index type."""
+
+    #: the name used in specs (``group: <name>``)
+    name: ClassVar[str]
+    #: one line for help texts and docs
+    summary: ClassVar[str]
+    #: whether the group has a continuous part (what quasi-equivariance relaxes)
+    continuous: ClassVar[bool] = False
+    #: whether the type's size is part of the group (fixed types) rather than free
+    needs_size: ClassVar[bool] = False
+
+    @abstractmethod
+    def terms(self, variances: Variances) -> tuple[Partition, ...]:
+        """The basis terms for axes with these variances (diagrams over positions)."""
+
+    @abstractmethod
+    def count(self, variances: Variances, n: int | None) -> int:
+        """Exact dimension of the commutant at size ``n`` (``None``: generic size)."""
+
+    @abstractmethod
+    def threshold(self, variances: Variances) -> int:
+        """Smallest size from which :meth:`count` equals the generic count."""
+
+    @abstractmethod
+    def generators(self, n: int) -> list[Generator]:
+        """Generators of the group at size ``n`` (topological generators for Lie groups)."""
+
+    def __repr__(self) -> str:
+        return f"<group kind {self.name}>"
+
+
+class PartitionKind(GroupKind):
+    """Kinds whose commutant has an orbit basis indexed by allowed set partitions.
+
+    Permutations, signed permutations and positive scalings: a partition is
+    allowed when each of its parts is (:meth:`allows`). At size ``n`` the
+    orbit basis elements with at most ``n`` parts are independent and span the
+    commutant, so the count at ``n`` is the number of allowed partitions with
+    at most ``n`` parts, and the generic count holds from ``n = max parts`` on.
+    """
+
+    @abstractmethod
+    def allows(self, part_variances: Variances) -> bool:
+        """Whether a part whose axes have these variances is allowed."""
+
+    def terms(self, variances: Variances) -> tuple[Partition, ...]:
+        return _allowed_partitions(self, variances)
+
+    def count(self, variances: Variances, n: int | None) -> int:
+        terms = self.terms(variances)
+        if n is None:
+            return len(terms)
+        return sum(1 for p in terms if len(p) <= n)
+
+    def threshold(self, variances: Variances) -> int:
+        return max((len(p) for p in self.terms(variances)), default=1) or 1
+
+    @staticmethod
+    def permutation_generators(n: int) -> list[Generator]:
+        """A transposition and an n-cycle, which generate S_n."""
+        import torch
+
+        gens = []
+        if n >= 2:
+            swap = torch.eye(n, dtype=torch.float64)[[1, 0, *range(2, n)]]
+            gens.append(Generator(swap))
+        if n >= 3:
+            cycle = torch.eye(n, dtype=torch.float64).roll(1, dims=0)
+            gens.append(Generator(cycle))
+        return gens
+
+
+class PairingKind(GroupKind):
+    """Kinds whose invariants are pairings (first fundamental theorem): GL(n), O(n).
+
+    Terms are perfect matchings of the axes whose pairs are allowed
+    (:meth:`allows_pair`). They are independent for large ``n`` and can be
+    dependent below; the count at ``n`` is their exact rank there, computed
+    from the integer Gram matrix ``n ** loops``.
+    """
+
+    continuous = True
+
+    @abstractmethod
+    def allows_pair(self, a: int, b: int) -> bool:
+        """Whether two axes with variances ``a`` and ``b`` may be paired."""
+
+    def terms(self, variances: Variances) -> tuple[Partition, ...]:
+        return _allowed_pairings(self, variances)
+
+    def count(self, variances: Variances, n: int | None) -> int:
+        terms = self.terms(variances)
+        if n is None:
+            return len(terms)
+        return _pairing_rank(self, variances, n)
+
+    def threshold(self, variances: Variances) -> int:
+        generic = len(self.terms(variances))
+        n = 1
+        while self.count(variances, n) != generic:
+            n += 1
+        return n
+
+
+@lru_cache(maxsize=None)
+def _allowed_partitions(kind: PartitionKind, variances: Variances) -> tuple[Partition, ...]:
+    return tuple(
+        p
+        for p in set_partitions(len(variances))
+        if all(kind.allows(tuple(variances[i] for i in part)) for part in p)
+    )
+
+
+@lru_cache(maxsize=None)
+def _allowed_pairings(kind: PairingKind, variances: Variances) -> tuple[Partition, ...]:
+    return tuple(
+        p
+        for p in pairings(len(variances))
+        if all(kind.allows_pair(variances[a], variances[b]) for a, b in p)
+    )
+
+
+@lru_cache(maxsize=None)
+def _pairing_rank(kind: PairingKind, variances: Variances, n: int) -> int:
+    return gram_rank(kind.terms(variances), n)

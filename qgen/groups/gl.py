@@ -1,0 +1,32 @@
+"""``gl``: the general linear group GL(n), by ``A`` on plain axes and ``A^{-T}`` on dual axes.
+
+By the first fundamental theorem of invariant theory for GL(n), the
+equivariant maps are spanned by pairings that match each variance +1 axis
+with a variance -1 axis (a contraction or an identity between them). With
+``k`` such pairs they are independent exactly when ``n >= k``.
+"""
+
+from __future__ import annotations
+
+from qgen.groups.base import Generator, PairingKind
+
+
+class GL(PairingKind):
+    name = "gl"
+    summary = "GL(n): A on plain axes, A^-T on dual axes (linear layers, attention heads)"
+
+    def allows_pair(self, a: int, b: int) -> bool:
+        return a + b == 0
+
+    def generators(self, n: int) -> list[Generator]:
+        import torch
+
+        gens = []
+        for i in range(n):
+            for j in range(n):
+                x = torch.zeros(n, n, dtype=torch.float64)
+                x[i, j] = 1.0
+                gens.append(Generator(x, infinitesimal=True))
+        reflection = torch.eye(n, dtype=torch.float64)
+        reflection[0, 0] = -1.0
+        return [*gens, Generator(reflection)]

@@ -1,0 +1,31 @@
+"""``orthogonal``: the orthogonal group O(n).
+
+``A^{-T} = A``, so plain and dual axes carry the same action and any two axes
+may be paired: the spanning set is the Brauer diagrams (all perfect
+matchings of the axes), independent for large enough ``n``.
+"""
+
+from __future__ import annotations
+
+from qgen.groups.base import Generator, PairingKind
+
+
+class Orthogonal(PairingKind):
+    name = "orthogonal"
+    summary = "O(n); plain and dual axes transform alike"
+
+    def allows_pair(self, a: int, b: int) -> bool:
+        return True
+
+    def generators(self, n: int) -> list[Generator]:
+        import torch
+
+        gens = []
+        for i in range(n):
+            for j in range(i + 1, n):
+                x = torch.zeros(n, n, dtype=torch.float64)
+                x[i, j], x[j, i] = 1.0, -1.0
+                gens.append(Generator(x, infinitesimal=True))
+        reflection = torch.eye(n, dtype=torch.float64)
+        reflection[0, 0] = -1.0
+        return [*gens, Generator(reflection)]

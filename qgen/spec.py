@@ -1,0 +1,323 @@
+"""Weight-space specs: parsing and validating the YAML format (v1).
+
+A spec declares index *types* and the *tensors* of a weight space::
+
+    name: mlp_relu
+    types:
+      x:  {size: 2}           # fixed axis (no group): size required
+      h1: {group: scaled}     # hidden neurons of a ReLU layer
+      y:  {size: 1}
+    tensors:
+      W1: [h1, x*]            # "*" marks the dual (inverse-transpose) action
+      b1: [h1]
+      W2: [y, h1*]
+      b2: [y]
+
+The group of a type acts with one element on every axis of that type: by
+``g`` on a plain axis and by ``g^{-T}`` on a dual axis. The whole weight-space
+group is the direct product over types.
+
+YAML is read with PyYAML's *safe* composer only (no object construction from
+tags), and the node tree is walked by hand so that every error can name its
+line. Names become identifiers in generated code, so they are restricted to
+ASCII Python identifiers that are not keywords.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qgen.errors import SpecError
+from qgen.groups import kind_names
+
+__all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "load_spec", "parse_spec"]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MAX_NAME = 64
+_TOP_KEYS = ("name", "types", "tensors")
+_TYPE_KEYS = ("group", "size")
+FIXED = "fixed"
+
+
+@dataclass(frozen=True)
+class TypeDecl:
+    """An index type: a group kind (``fixed`` when none) and an optional size."""
+
+    name: str
+    kind: str
+    size: int | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.kind == FIXED
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a tensor: its type, and whether it carries the dual action."""
+
+    type: str
+    dual: bool = False
+
+    def __str__(self) -> str:
+        return self.type + ("*" if self.dual else "")
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """A tensor of the weight space: a name and its axes, in storage order."""
+
+    name: str
+    axes: tuple[Axis, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name}: [{', '.join(map(str, self.axes))}]"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated weight-space spec."""
+
+    name: str
+    types: Mapping[str, TypeDecl]
+    tensors: tuple[TensorDecl, ...]
+    source: str = "<spec>"
+    text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the spec text (identifies the spec in generated files)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def tensor(self, name: str) -> TensorDecl:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def group_types(self) -> tuple[str, ...]:
+        """Names of the types that carry a group (not fixed), in declaration order."""
+        return tuple(n for n, t in self.types.items() if not t.fixed)
+
+    def to_dict(self) -> dict:
+        """The spec as plain data, in the YAML layout (explicit form)."""
+        types: dict[str, dict] = {}
+        for t in self.types.values():
+            entry: dict = {}
+            if not t.fixed:
+                entry["group"] = t.kind
+            if t.size is not None:
+                entry["size"] = t.size
+            types[t.name] = entry
+        return {
+            "name": self.name,
+            "types": types,
+            "tensors": {t.name: [str(a) for a in t.axes] for t in self.tensors},
+        }
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate the spec file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("no such file", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {exc}", source=str(path)) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str = "<string>") -> Spec:
+    """Validate spec ``text`` (YAML) and return the :class:`Spec` it declares."""
+    return _Parser(text, source).spec()
+
+
+# --------------------------------------------------------------------------- #
+# The parser walks PyYAML's node tree so every message can carry a line.
+
+
+class _Parser:
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+
+    def fail(self, message: str, node: yaml.Node | None = None, where: str | None = None):
+        line = node.start_mark.line + 1 if node is not None else None
+        raise SpecError(message, source=self.source, line=line, where=where)
+
+    def spec(self) -> Spec:
+        try:
+            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise SpecError(
+                f"not valid YAML: {problem}", source=self.source, line=line
+            ) from None
+        if root is None:
+            self.fail("the spec is empty; it needs name:, types: and tensors:")
+        top = self.mapping(root, "the spec", allowed=_TOP_KEYS)
+        for key in ("name", "types", "tensors"):
+            if key not in top:
+                self.fail(f"missing required key '{key}'", root)
+
+        name = self.identifier(top["name"][1], "name", what="spec name")
+        types = self.types(top["types"][1])
+        tensors = self.tensors(top["tensors"][1], types)
+        return Spec(name=name, types=types, tensors=tensors, source=self.source, text=self.text)
+
+    # -- shapes -------------------------------------------------------------
+
+    def mapping(
+        self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """A YAML mapping as {key: (key node, value node)}, rejecting duplicates."""
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(f"expected a mapping (key: value entries), got {_describe(node)}", node, where)
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                self.fail("keys must be plain names", knode, where)
+            key = knode.value
+            if key in out:
+                first = out[key][0].start_mark.line + 1
+                self.fail(f"duplicate name '{key}' (first defined on line {first})", knode, where)
+            if allowed is not None and key not in allowed:
+                self.fail(
+                    f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", knode, where
+                )
+            out[key] = (knode, vnode)
+        return out
+
+    def scalar(self, node: yaml.Node, where: str) -> object:
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(f"expected a single value, got {_describe(node)}", node, where)
+        return yaml.constructor.SafeConstructor().construct_object(node)
+
+    def identifier(self, node: yaml.Node, where: str, what: str) -> str:
+        value = self.scalar(node, where)
+        check_identifier(value, what, lambda msg: self.fail(msg, node, where))
+        return value  # type: ignore[return-value]
+
+    # -- sections -----------------------------------------------------------
+
+    def types(self, node: yaml.Node) -> dict[str, TypeDecl]:
+        entries = self.mapping(node, "types")
+        if not entries:
+            self.fail("declare at least one type", node, "types")
+        kinds = kind_names()
+        types: dict[str, TypeDecl] = {}
+        for name, (knode, vnode) in entries.items():
+            where = f"types.{name}"
+            check_identifier(name, "type name", lambda msg: self.fail(msg, knode, where))
+            if vnode.tag == "tag:yaml.org,2002:null":
+                self.fail("a type needs a group or a size, e.g. {group: perm}", vnode, where)
+            body = self.mapping(vnode, where, allowed=_TYPE_KEYS)
+            kind = FIXED
+            if "group" in body:
+                gnode = body["group"][1]
+                group = self.scalar(gnode, where + ".group")
+                if not isinstance(group, str) or group not in kinds:
+                    self.fail(
+                        f"unknown group kind {group!r}; choose one of: {', '.join(kinds)} "
+                        "(or leave out 'group' for a fixed axis)",
+                        gnode,
+                        where + ".group",
+                    )
+                kind = group
+            size = None
+            if "size" in body:
+                snode = body["size"][1]
+                size = self.scalar(snode, where + ".size")
+                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                    self.fail(f"size must be a positive integer, got {size!r}", snode, where + ".size")
+            if kind == FIXED and size is None:
+                self.fail(
+                    "a fixed type (no group) needs a size, e.g. {size: 3}; "
+                    "or give it a group such as {group: perm}",
+                    vnode,
+                    where,
+                )
+            types[name] = TypeDecl(name=name, kind=kind, size=size)
+        return types
+
+    def tensors(self, node: yaml.Node, types: Mapping[str, TypeDecl]) -> tuple[TensorDecl, ...]:
+        entries = self.mapping(node, "tensors")
+        if not entries:
+            self.fail("the tensor list is empty; declare at least one tensor", node, "tensors")
+        tensors = []
+        for name, (knode, vnode) in entries.items():
+            where = f"tensors.{name}"
+            check_identifier(name, "tensor name", lambda msg: self.fail(msg, knode, where))
+            if not isinstance(vnode, yaml.SequenceNode):
+                self.fail(
+                    f"expected a list of axes such as [h1, x*], got {_describe(vnode)}", vnode, where
+                )
+            if not vnode.value:
+                self.fail("a tensor needs at least one axis, e.g. [h1]", vnode, where)
+            axes = tuple(
+                self.axis(anode, f"{where}[{i}]", types) for i, anode in enumerate(vnode.value)
+            )
+            tensors.append(TensorDecl(name=name, axes=axes))
+        return tuple(tensors)
+
+    def axis(self, node: yaml.Node, where: str, types: Mapping[str, TypeDecl]) -> Axis:
+        raw = self.scalar(node, where)
+        if not isinstance(raw, str):
+            self.fail(f"an axis is a type name, optionally with '*', got {raw!r}", node, where)
+        base = raw.rstrip("*")
+        stars = len(raw) - len(base)
+        if stars > 1:
+            self.fail(f"axis {raw!r} has {stars} stars; write '{base}*' for the dual action", node, where)
+        if base not in types:
+            known = ", ".join(types)
+            self.fail(
+                f"axis {raw!r} names undeclared type '{base}'; declared types: {known}", node, where
+            )
+        return Axis(type=base, dual=stars == 1)
+
+
+def check_identifier(value: object, what: str, fail) -> None:
+    """Reject anything but a short ASCII Python identifier that is not a keyword.
+
+    Names from specs end up in generated Python code; this is the gate that
+    keeps them inert.
+    """
+    if not isinstance(value, str):
+        fail(f"the {what} must be a name, got {value!r}")
+    if not _IDENTIFIER.match(value):
+        fail(
+            f"the {what} {value!r} is not a Python identifier "
+            "(letters, digits and '_', not starting with a digit)"
+        )
+    if keyword.iskeyword(value):
+        fail(f"the {what} {value!r} is a Python keyword; choose another name")
+    if value.startswith("__"):
+        fail(f"the {what} {value!r} starts with '__', which is reserved; choose another name")
+    if len(value) > _MAX_NAME:
+        fail(f"the {what} is longer than {_MAX_NAME} characters")
+
+
+def _describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(node.value) if node.value != "" else "nothing"
+
+
+def iter_axes(spec: Spec) -> Iterator[tuple[TensorDecl, int, Axis]]:
+    """Every (tensor, position, axis) of the spec, in order."""
+    for t in spec.tensors:
+        for i, a in enumerate(t.axes):
+            yield t, i, a

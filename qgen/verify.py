@@ -1,0 +1,166 @@
+"""Cross-checking the enumeration against the numeric solver at concrete sizes.
+
+For a block at sizes ``n`` three numbers must agree:
+
+* ``enumerated``: the exact count from the term enumeration (:mod:`qgen.basis`);
+* ``numeric``: the dimension of the nullspace of the generator constraints
+  (:mod:`qgen.numeric`, an independent code path);
+* ``span``: the rank of the enumerated diagram terms materialized as dense
+  tensors, each of which must also satisfy the constraints (``residual``).
+
+Equal ``span`` and ``numeric`` with zero residual mean the enumerated terms
+span exactly the space of equivariant maps: complete, and nothing extra.
+Dense tensors are built here for checking only; layers never do this.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from qgen.basis import Block, WeightSpaceBasis
+from qgen.groups import Generator, get_kind
+from qgen.numeric import AxisAction, constraint_residual, solve_numeric
+
+__all__ = ["BlockCheck", "VerifyReport", "check_block", "materialize", "verify"]
+
+#: residual of a materialized term above which it counts as not equivariant
+RESIDUAL_TOL = 1e-9
+DEFAULT_MAX_ENTRIES = 20_000
+
+
+@dataclass(frozen=True)
+class BlockCheck:
+    block: Block
+    sizes: Mapping[str, int]
+    enumerated: int
+    numeric: int | None = None
+    span: int | None = None
+    residual: float = 0.0
+    skipped: str | None = None
+    generic: bool = False  # whether the sizes reach every type's threshold
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is not None or (
+            self.enumerated == self.numeric == self.span and self.residual <= RESIDUAL_TOL
+        )
+
+
+@dataclass
+class VerifyReport:
+    checks: list[BlockCheck] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[BlockCheck]:
+        return [c for c in self.checks if not c.ok]
+
+
+def _sizes_of(block: Block, sizes: Mapping[str, int]) -> dict[str, int]:
+    out = {}
+    for f in block.factors:
+        size = sizes.get(f.type) or block.spec.types[f.type].size
+        if size is None:
+            raise ValueError(f"no size for type {f.type!r}")
+        out[f.type] = size
+    return out
+
+
+def _axis_actions(block: Block, sizes: Mapping[str, int]) -> list[AxisAction]:
+    return [AxisAction(a.type, sizes[a.type], a.variance) for a in block.axes]
+
+
+def _generators(block: Block, sizes: Mapping[str, int]) -> dict[str, list[Generator]]:
+    return {f.type: f.kind.generators(sizes[f.type]) for f in block.factors}
+
+
+def materialize(block: Block, sizes: Mapping[str, int]) -> torch.Tensor:
+    """The enumerated basis at ``sizes`` as dense tensors ``(terms * fixed, *shape)``.
+
+    A term is the diagram tensor ``prod_parts [indices in the part are equal]``
+    over group axes, tensored with every elementary tensor over fixed axes.
+    """
+    shape = [sizes[a.type] for a in block.axes]
+    ndim = len(shape)
+
+    def along(axis: int, values: torch.Tensor) -> torch.Tensor:
+        return values.reshape([-1 if k == axis else 1 for k in range(ndim)])
+
+    position = {a: i for i, a in enumerate(block.axes)}
+    diagrams = []
+    for term in block.terms():
+        d = torch.ones([1] * ndim, dtype=torch.float64)
+        for type_, axes in term.diagram():
+            n = sizes[type_]
+            first = along(position[axes[0]], torch.arange(n))
+            for other in axes[1:]:
+                d = d * (first == along(position[other], torch.arange(n)))
+        diagrams.append(d.expand(shape))
+    fixed_axes = [i for i, a in enumerate(block.axes) if get_kind(block.spec.types[a.type].kind).needs_size]
+    fixed_shape = [shape[i] for i in fixed_axes]
+    n_fixed = math.prod(fixed_shape)
+    elementary = torch.eye(n_fixed, dtype=torch.float64).reshape(n_fixed, *fixed_shape)
+    view = [n_fixed] + [shape[i] if i in fixed_axes else 1 for i in range(ndim)]
+    elementary = elementary.reshape(view)
+    if not diagrams:
+        return torch.zeros(0, *shape, dtype=torch.float64)
+    stacked = torch.stack(diagrams)  # (T, *shape)
+    return (stacked[:, None] * elementary[None]).reshape(-1, *shape)
+
+
+def check_block(
+    block: Block, sizes: Mapping[str, int], max_entries: int = DEFAULT_MAX_ENTRIES
+) -> BlockCheck:
+    """Compare enumeration, numeric nullspace and materialized span for one block."""
+    sizes = _sizes_of(block, sizes)
+    enumerated = block.count(sizes)
+    generic = all(sizes[t] >= th for t, th in block.thresholds().items())
+    entries = math.prod(sizes[a.type] for a in block.axes)
+    if entries > max_entries or entries * max(enumerated, 1) > 50 * max_entries:
+        return BlockCheck(
+            block, sizes, enumerated, skipped=f"{entries} entries over the limit", generic=generic
+        )
+    axes = _axis_actions(block, sizes)
+    gens = _generators(block, sizes)
+    numeric = solve_numeric(axes, gens).dim
+    terms = materialize(block, sizes)
+    flat = terms.reshape(terms.shape[0], entries)
+    span = int(torch.linalg.matrix_rank(flat).item()) if flat.shape[0] else 0
+    residual = constraint_residual(terms, axes, gens) if flat.shape[0] else 0.0
+    return BlockCheck(block, sizes, enumerated, numeric, span, residual, generic=generic)
+
+
+def size_levels(basis: WeightSpaceBasis, fixed: Mapping[str, int], up_to: int | None = None) -> list[dict[str, int]]:
+    """Size assignments to check: every unlisted group type at 1, 2, ..., up to the largest threshold."""
+    group_types = [t for t in basis.spec.group_types if t not in fixed]
+    if not group_types:
+        return [dict(fixed)]
+    if up_to is None:
+        up_to = max(
+            [3, *(th for b in basis.all_blocks() for th in b.thresholds().values())]
+        )
+    return [{**{t: n for t in group_types}, **fixed} for n in range(1, up_to + 1)]
+
+
+def verify(
+    basis: WeightSpaceBasis,
+    levels: Sequence[Mapping[str, int]],
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> VerifyReport:
+    """Check every block, bias and invariant at each size assignment in ``levels``."""
+    start = time.perf_counter()
+    report = VerifyReport()
+    for sizes in levels:
+        for block in basis.all_blocks():
+            report.checks.append(check_block(block, sizes, max_entries))
+    report.seconds = time.perf_counter() - start
+    return report
