@@ -83,7 +83,7 @@ class Term:
     so it stands for ``prod(fixed sizes)`` basis elements.
     """
 
-    block: "Block"
+    block: Block
     parts: tuple[tuple[TypeFactor, Partition], ...]
 
     def diagram(self) -> tuple[tuple[str, tuple[BlockAxis, ...]], ...]:
@@ -115,7 +115,8 @@ class Block:
         for side, tensor in ((OUT, self.out), (IN, self.in_)):
             if tensor is not None:
                 axes += [
-                    BlockAxis(side, tensor.name, i, a.type, a.dual) for i, a in enumerate(tensor.axes)
+                    BlockAxis(side, tensor.name, i, a.type, a.dual)
+                    for i, a in enumerate(tensor.axes)
                 ]
         return tuple(axes)
 
@@ -158,7 +159,7 @@ class Block:
         """The generic basis terms: the product of the per-type terms."""
         factors = self.group_factors
         for choice in itertools.product(*(f.terms for f in factors)):
-            yield Term(self, tuple(zip(factors, choice)))
+            yield Term(self, tuple(zip(factors, choice, strict=True)))
 
     def thresholds(self) -> dict[str, int]:
         """Per group type, the smallest size from which the generic count holds."""

@@ -59,9 +59,7 @@ def _apply_on_axis(t: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
     return (moved @ m.T).movedim(-1, axis)
 
 
-def _act(
-    t: torch.Tensor, axes: Sequence[AxisAction], type_: str, gen: Generator
-) -> torch.Tensor:
+def _act(t: torch.Tensor, axes: Sequence[AxisAction], type_: str, gen: Generator) -> torch.Tensor:
     """``g . t`` (finite) or ``X . t`` (infinitesimal) on a batch of block tensors."""
     mats = {v: gen.on_axis(v) for v in (1, -1)}
     if gen.infinitesimal:
@@ -138,7 +136,9 @@ def _orbit_basis(
             s = torch.tensor(sign, dtype=torch.float64)[inv]
             sign_t = sign_t * s.reshape([-1 if k == i else 1 for k in range(len(axes))])
         # invariance: L[k] = sign * L[source(k)] where moved[k] = source(k)
-        for k, (src, s) in enumerate(zip(moved.reshape(-1).tolist(), sign_t.reshape(-1).tolist())):
+        sources = moved.reshape(-1).tolist()
+        signs = sign_t.reshape(-1).tolist()
+        for k, (src, s) in enumerate(zip(sources, signs, strict=True)):
             if src != k or s != 1.0:
                 union(src, k, s)
 

@@ -16,7 +16,7 @@ positions, parts ordered by their smallest element.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from sympy.polys.domains import ZZ
 from sympy.polys.matrices import DomainMatrix
@@ -32,7 +32,7 @@ def _canonical(blocks) -> Partition:
     return tuple(sorted(tuple(sorted(b)) for b in blocks))
 
 
-@lru_cache(maxsize=None)
+@cache
 def set_partitions(m: int) -> tuple[Partition, ...]:
     """All set partitions of ``{0, ..., m-1}`` (Bell(m) of them; one, empty, for m = 0)."""
     if m == 0:
@@ -40,7 +40,7 @@ def set_partitions(m: int) -> tuple[Partition, ...]:
     return tuple(sorted(_canonical(p) for p in multiset_partitions(list(range(m)))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def pairings(m: int) -> tuple[Partition, ...]:
     """All perfect matchings of ``{0, ..., m-1}`` ((m-1)!! of them; none for odd m)."""
     if m == 0:

@@ -44,6 +44,9 @@ _MAX_NAME = 64
 _TOP_KEYS = ("name", "types", "tensors")
 _TYPE_KEYS = ("group", "size")
 FIXED = "fixed"
+_SAFE_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
+)
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,7 @@ class _Parser:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
-            raise SpecError(
-                f"not valid YAML: {problem}", source=self.source, line=line
-            ) from None
+            raise SpecError(f"not valid YAML: {problem}", source=self.source, line=line) from None
         if root is None:
             self.fail("the spec is empty; it needs name:, types: and tensors:")
         top = self.mapping(root, "the spec", allowed=_TOP_KEYS)
@@ -178,12 +179,22 @@ class _Parser:
 
     # -- shapes -------------------------------------------------------------
 
+    def check_tag(self, node: yaml.Node, where: str) -> None:
+        """Only YAML's plain data tags: a spec is data and never names Python objects."""
+        if node.tag not in _SAFE_TAGS:
+            self.fail(
+                f"YAML tag {node.tag!r} is not allowed in a spec; write plain values", node, where
+            )
+
     def mapping(
         self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
     ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """A YAML mapping as {key: (key node, value node)}, rejecting duplicates."""
+        self.check_tag(node, where)
         if not isinstance(node, yaml.MappingNode):
-            self.fail(f"expected a mapping (key: value entries), got {_describe(node)}", node, where)
+            self.fail(
+                f"expected a mapping (key: value entries), got {_describe(node)}", node, where
+            )
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
@@ -193,20 +204,21 @@ class _Parser:
                 first = out[key][0].start_mark.line + 1
                 self.fail(f"duplicate name '{key}' (first defined on line {first})", knode, where)
             if allowed is not None and key not in allowed:
-                self.fail(
-                    f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", knode, where
-                )
+                self.fail(f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", knode, where)
             out[key] = (knode, vnode)
         return out
 
     def scalar(self, node: yaml.Node, where: str) -> object:
+        self.check_tag(node, where)
         if not isinstance(node, yaml.ScalarNode):
             self.fail(f"expected a single value, got {_describe(node)}", node, where)
         return yaml.constructor.SafeConstructor().construct_object(node)
 
     def identifier(self, node: yaml.Node, where: str, what: str) -> str:
         value = self.scalar(node, where)
-        check_identifier(value, what, lambda msg: self.fail(msg, node, where))
+        problem = identifier_problem(value, what)
+        if problem:
+            self.fail(problem, node, where)
         return value  # type: ignore[return-value]
 
     # -- sections -----------------------------------------------------------
@@ -219,7 +231,8 @@ class _Parser:
         types: dict[str, TypeDecl] = {}
         for name, (knode, vnode) in entries.items():
             where = f"types.{name}"
-            check_identifier(name, "type name", lambda msg: self.fail(msg, knode, where))
+            if problem := identifier_problem(name, "type name"):
+                self.fail(problem, knode, where)
             if vnode.tag == "tag:yaml.org,2002:null":
                 self.fail("a type needs a group or a size, e.g. {group: perm}", vnode, where)
             body = self.mapping(vnode, where, allowed=_TYPE_KEYS)
@@ -240,7 +253,9 @@ class _Parser:
                 snode = body["size"][1]
                 size = self.scalar(snode, where + ".size")
                 if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    self.fail(f"size must be a positive integer, got {size!r}", snode, where + ".size")
+                    self.fail(
+                        f"size must be a positive integer, got {size!r}", snode, where + ".size"
+                    )
             if kind == FIXED and size is None:
                 self.fail(
                     "a fixed type (no group) needs a size, e.g. {size: 3}; "
@@ -258,10 +273,14 @@ class _Parser:
         tensors = []
         for name, (knode, vnode) in entries.items():
             where = f"tensors.{name}"
-            check_identifier(name, "tensor name", lambda msg: self.fail(msg, knode, where))
+            if problem := identifier_problem(name, "tensor name"):
+                self.fail(problem, knode, where)
+            self.check_tag(vnode, where)
             if not isinstance(vnode, yaml.SequenceNode):
                 self.fail(
-                    f"expected a list of axes such as [h1, x*], got {_describe(vnode)}", vnode, where
+                    f"expected a list of axes such as [h1, x*], got {_describe(vnode)}",
+                    vnode,
+                    where,
                 )
             if not vnode.value:
                 self.fail("a tensor needs at least one axis, e.g. [h1]", vnode, where)
@@ -278,7 +297,9 @@ class _Parser:
         base = raw.rstrip("*")
         stars = len(raw) - len(base)
         if stars > 1:
-            self.fail(f"axis {raw!r} has {stars} stars; write '{base}*' for the dual action", node, where)
+            self.fail(
+                f"axis {raw!r} has {stars} stars; write '{base}*' for the dual action", node, where
+            )
         if base not in types:
             known = ", ".join(types)
             self.fail(
@@ -287,25 +308,26 @@ class _Parser:
         return Axis(type=base, dual=stars == 1)
 
 
-def check_identifier(value: object, what: str, fail) -> None:
-    """Reject anything but a short ASCII Python identifier that is not a keyword.
+def identifier_problem(value: object, what: str) -> str | None:
+    """Why ``value`` is not an acceptable name, or None.
 
     Names from specs end up in generated Python code; this is the gate that
-    keeps them inert.
+    keeps them inert: short ASCII Python identifiers, no keywords, no dunders.
     """
     if not isinstance(value, str):
-        fail(f"the {what} must be a name, got {value!r}")
+        return f"the {what} must be a name, got {value!r}"
     if not _IDENTIFIER.match(value):
-        fail(
+        return (
             f"the {what} {value!r} is not a Python identifier "
             "(letters, digits and '_', not starting with a digit)"
         )
     if keyword.iskeyword(value):
-        fail(f"the {what} {value!r} is a Python keyword; choose another name")
+        return f"the {what} {value!r} is a Python keyword; choose another name"
     if value.startswith("__"):
-        fail(f"the {what} {value!r} starts with '__', which is reserved; choose another name")
+        return f"the {what} {value!r} starts with '__', which is reserved; choose another name"
     if len(value) > _MAX_NAME:
-        fail(f"the {what} is longer than {_MAX_NAME} characters")
+        return f"the {what} is longer than {_MAX_NAME} characters"
+    return None
 
 
 def _describe(node: yaml.Node) -> str:

@@ -15,6 +15,7 @@ Dense tensors are built here for checking only; layers never do this.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from qgen.basis import Block, WeightSpaceBasis
-from qgen.groups import Generator, get_kind
+from qgen.groups import Generator
 from qgen.numeric import AxisAction, constraint_residual, solve_numeric
 
 __all__ = ["BlockCheck", "VerifyReport", "check_block", "materialize", "verify"]
@@ -43,6 +44,7 @@ class BlockCheck:
     residual: float = 0.0
     skipped: str | None = None
     generic: bool = False  # whether the sizes reach every type's threshold
+    level: Mapping[str, int] | None = None  # the size setting this check belongs to
 
     @property
     def ok(self) -> bool:
@@ -105,7 +107,8 @@ def materialize(block: Block, sizes: Mapping[str, int]) -> torch.Tensor:
             for other in axes[1:]:
                 d = d * (first == along(position[other], torch.arange(n)))
         diagrams.append(d.expand(shape))
-    fixed_axes = [i for i, a in enumerate(block.axes) if get_kind(block.spec.types[a.type].kind).needs_size]
+    fixed_types = {f.type for f in block.fixed_factors}
+    fixed_axes = [i for i, a in enumerate(block.axes) if a.type in fixed_types]
     fixed_shape = [shape[i] for i in fixed_axes]
     n_fixed = math.prod(fixed_shape)
     elementary = torch.eye(n_fixed, dtype=torch.float64).reshape(n_fixed, *fixed_shape)
@@ -139,15 +142,18 @@ def check_block(
     return BlockCheck(block, sizes, enumerated, numeric, span, residual, generic=generic)
 
 
-def size_levels(basis: WeightSpaceBasis, fixed: Mapping[str, int], up_to: int | None = None) -> list[dict[str, int]]:
-    """Size assignments to check: every unlisted group type at 1, 2, ..., up to the largest threshold."""
+def size_levels(
+    basis: WeightSpaceBasis, fixed: Mapping[str, int], up_to: int | None = None
+) -> list[dict[str, int]]:
+    """Size settings to check: ``fixed`` as given, every other group type at 1, 2, ..., up_to.
+
+    ``up_to`` defaults to the largest generic threshold of any block (at least 3).
+    """
     group_types = [t for t in basis.spec.group_types if t not in fixed]
     if not group_types:
         return [dict(fixed)]
     if up_to is None:
-        up_to = max(
-            [3, *(th for b in basis.all_blocks() for th in b.thresholds().values())]
-        )
+        up_to = max([3, *(th for b in basis.all_blocks() for th in b.thresholds().values())])
     return [{**{t: n for t in group_types}, **fixed} for n in range(1, up_to + 1)]
 
 
@@ -161,6 +167,7 @@ def verify(
     report = VerifyReport()
     for sizes in levels:
         for block in basis.all_blocks():
-            report.checks.append(check_block(block, sizes, max_entries))
+            check = check_block(block, sizes, max_entries)
+            report.checks.append(dataclasses.replace(check, level=dict(sizes)))
     report.seconds = time.perf_counter() - start
     return report

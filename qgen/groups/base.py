@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, ClassVar
 
 from qgen.partitions import Partition, gram_rank, pairings, set_partitions
@@ -158,7 +158,7 @@ class PairingKind(GroupKind):
         return n
 
 
-@lru_cache(maxsize=None)
+@cache
 def _allowed_partitions(kind: PartitionKind, variances: Variances) -> tuple[Partition, ...]:
     return tuple(
         p
@@ -167,7 +167,7 @@ def _allowed_partitions(kind: PartitionKind, variances: Variances) -> tuple[Part
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _allowed_pairings(kind: PairingKind, variances: Variances) -> tuple[Partition, ...]:
     return tuple(
         p
@@ -176,6 +176,6 @@ def _allowed_pairings(kind: PairingKind, variances: Variances) -> tuple[Partitio
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pairing_rank(kind: PairingKind, variances: Variances, n: int) -> int:
     return gram_rank(kind.terms(variances), n)

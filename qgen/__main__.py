@@ -1,0 +1,5 @@
+import sys
+
+from qgen.cli import main
+
+sys.exit(main())
