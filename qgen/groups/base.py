@@ -64,6 +64,12 @@ class GroupKind(ABC):
     continuous: ClassVar[bool] = False
     #: whether the type's size is part of the group (fixed types) rather than free
     needs_size: ClassVar[bool] = False
+    #: how generated code stores an element and acts with it: "monomial" (an index
+    #: permutation and a scale per index: ``(g.x)[i] = scale[i] * x[index[i]]``, with
+    #: ``1 / scale`` on dual axes) or "matrix" (``A`` on plain axes, ``A^{-T}`` on dual)
+    action: ClassVar[str | None] = None
+    #: template (under templates/) defining ``_sample_<name>(n, generator)``
+    sampler: ClassVar[str | None] = None
 
     @abstractmethod
     def terms(self, variances: Variances) -> tuple[Partition, ...]:

@@ -14,6 +14,8 @@ from qgen.groups.base import Generator, PairingKind
 class GL(PairingKind):
     name = "gl"
     summary = "GL(n): A on plain axes, A^-T on dual axes (linear layers, attention heads)"
+    action = "matrix"
+    sampler = "groups/gl.py.j2"
 
     def allows_pair(self, a: int, b: int) -> bool:
         return a + b == 0

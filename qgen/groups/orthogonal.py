@@ -13,6 +13,8 @@ from qgen.groups.base import Generator, PairingKind
 class Orthogonal(PairingKind):
     name = "orthogonal"
     summary = "O(n); plain and dual axes transform alike"
+    action = "matrix"
+    sampler = "groups/orthogonal.py.j2"
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

@@ -14,6 +14,8 @@ from qgen.groups.base import Generator, PartitionKind, Variances
 class Perm(PartitionKind):
     name = "perm"
     summary = "S_n permutes the indices"
+    action = "monomial"
+    sampler = "groups/perm.py.j2"
 
     def allows(self, part_variances: Variances) -> bool:
         return True

@@ -14,6 +14,8 @@ from qgen.groups.base import Generator, PartitionKind, Variances
 class Scaled(PartitionKind):
     name = "scaled"
     summary = "permutations with a positive scale per index (ReLU); dual axes scale by 1/q"
+    action = "monomial"
+    sampler = "groups/scaled.py.j2"
     continuous = True
 
     def allows(self, part_variances: Variances) -> bool:

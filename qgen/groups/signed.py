@@ -13,6 +13,8 @@ from qgen.groups.base import Generator, PartitionKind, Variances
 class Signed(PartitionKind):
     name = "signed"
     summary = "signed permutations: S_n with a sign flip per index (tanh, sin)"
+    action = "monomial"
+    sampler = "groups/signed.py.j2"
 
     def allows(self, part_variances: Variances) -> bool:
         return len(part_variances) % 2 == 0

@@ -1,0 +1,259 @@
+"""Rendering a layer plan into a standalone PyTorch module (jinja2 templates in ``templates/``).
+
+The template lays out code; this module computes the pieces that need
+thought: the einsum strings that reduce an input pattern (diagonals and
+pooling) and place an output pattern (diagonal embedding and broadcasting),
+and the literal tables. Names from the spec appear in generated code only as
+validated identifiers (see :mod:`qgen.spec`) or as ``repr`` string literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from qgen import __version__
+from qgen.basis import solve
+from qgen.groups import get_kind
+from qgen.plan import BCAST, CARRY, FIXED, POOL, Group, InPattern, LayerPlan, OutPattern, plan_layer
+from qgen.spec import Spec
+
+__all__ = ["TEMPLATES", "lit", "wrap", "render_module", "render_tests"]
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# einsum letters for axes: "b" (batch) and "c" (channels) are reserved.
+_LETTERS = "ijklmnopqrstuvwxyzadefghABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_WIDTH = 100
+
+
+def lit(value: object) -> str:
+    """A Python literal in the style ruff format writes (double-quoted strings).
+
+    Strings here are validated identifiers, axis names and einsum subscripts; anything
+    with a quote or backslash is refused rather than escaped.
+    """
+    if isinstance(value, str):
+        if any(ch in value for ch in "\"\\\n") or not value.isprintable():
+            raise ValueError(f"refusing to write {value!r} into generated code")
+        return f'"{value}"'
+    return repr(value)
+
+
+def wrap(
+    indent: int, head: str, items: list[str], tail: str = "", literal: bool = False
+) -> list[str]:
+    """``head + items + tail`` laid out as ruff format does at line length 100.
+
+    ``head`` ends with the opening bracket and ``tail`` starts with the closing one.
+    Calls that do not fit put their arguments on one indented line if that fits;
+    collection literals (``literal=True``) and longer calls get one item per line and a
+    trailing comma.
+    """
+    pad = " " * indent
+    one = f"{pad}{head}{', '.join(items)}{tail}"
+    if len(one) <= _WIDTH or not items:
+        return [one]
+    inner = f"{pad}    {', '.join(items)}"
+    if not literal and len(inner) <= _WIDTH:
+        return [f"{pad}{head}", inner, f"{pad}{tail}"]
+    return [f"{pad}{head}", *(f"{pad}    {a}," for a in items), f"{pad}{tail}"]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["py"] = lit
+    env.globals["wrap"] = wrap
+    return env
+
+
+def _size_expr(types: tuple[str, ...]) -> str:
+    """``n["h1"] * n["h2"] ** 2`` for a product of type sizes."""
+    counts: dict[str, int] = {}
+    for t in types:
+        counts[t] = counts.get(t, 0) + 1
+    factors = [f"n[{lit(t)}]" + (f" ** {k}" if k > 1 else "") for t, k in counts.items()]
+    return " * ".join(factors)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Code that turns ``x[tensor]`` into ``[batch, *carried, channels * fixed]``."""
+
+    tensor: str
+    expr: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Code that turns a chunk ``z`` of the mix into a contribution to ``out[tensor]``."""
+
+    tensor: str
+    expr: str  # uses the name ``z``
+    comment: str
+    width: int  # fixed size (multiplies out_channels)
+    full: bool  # whether the contribution has the tensor's full shape
+
+
+def _reduction(p: InPattern, axes_text: str) -> Reduction:
+    letters = iter(_LETTERS)
+    pool = {}
+    carry = {}
+    sub_in, fixed = [], []
+    for kind, k in p.labels:
+        if kind == POOL:
+            sub_in.append(pool.setdefault(k, next(letters)))
+        elif kind == CARRY:
+            sub_in.append(carry.setdefault(k, next(letters)))
+        else:
+            sub_in.append(next(letters))
+            fixed.append(sub_in[-1])
+    src = "bc" + "".join(sub_in)
+    dst = "b" + "".join(carry[k] for k in range(len(p.slot_types))) + "c" + "".join(fixed)
+    expr = f"x[{lit(p.tensor)}]"
+    if src != dst:
+        expr = f"torch.einsum({lit(f'{src}->{dst}')}, {expr})"
+    if p.pool_types:
+        sizes = _size_expr(p.pool_types)
+        expr += f" / {sizes}" if len(p.pool_types) == 1 else f" / ({sizes})"
+        if fixed:
+            expr = f"({expr})"
+    if fixed:
+        expr = f"{expr}.flatten({1 + len(p.slot_types)})"
+    what = []
+    if p.pool_types:
+        what.append("pool " + ", ".join(p.pool_types))
+    if p.slot_types:
+        what.append("carry " + ", ".join(p.slot_types))
+    diag = [k for k in pool if sum(1 for lab in p.labels if lab == (POOL, k)) > 1]
+    diag += [k for k in carry if sum(1 for lab in p.labels if lab == (CARRY, k)) > 1]
+    if diag:
+        what.append("diagonal")
+    comment = f"{p.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
+    return Reduction(p.tensor, expr, comment)
+
+
+def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
+    letters = iter(_LETTERS)
+    first: dict[tuple[str, int], str] = {}  # first output letter of each carried/broadcast part
+    eyes: list[tuple[str, str]] = []  # (two letters, type) of each delta a diagonal needs
+    out_sub, fixed, index = [], [], [":", ":"]
+    for kind, k in q.labels:
+        letter = next(letters)
+        if kind == FIXED:
+            fixed.append(letter)
+        else:
+            if kind == BCAST and q.labels.count((BCAST, k)) == 1:
+                index.append("None")  # a size-1 axis that the sum broadcasts
+                continue
+            type_ = q.slot_types[k] if kind == CARRY else q.bcast_types[k]
+            if (kind, k) in first:
+                eyes.append((first[kind, k] + letter, type_))
+            else:
+                first[kind, k] = letter
+        out_sub.append(letter)
+        index.append(":")
+    slots = "".join(first[CARRY, k] for k in range(len(q.slot_types)))
+    subs = ["b" + slots + "c" + "".join(fixed), *(pair for pair, _ in eyes)]
+    z = var
+    if q.fixed_sizes:
+        z = f"{var}.unflatten(-1, (-1, {', '.join(map(str, q.fixed_sizes))}))"
+    operands = [z, *(f"_eye(n[{lit(t)}], {var})" for _, t in eyes)]
+    dst = "bc" + "".join(out_sub)
+    expr = z
+    if ",".join(subs) != dst:
+        expr = f"torch.einsum({lit(','.join(subs) + '->' + dst)}, {', '.join(operands)})"
+    while index[-1] == ":":
+        index.pop()
+        if not index:
+            break
+    if index:
+        expr += "[" + ", ".join(index) + "]"
+    what = []
+    if q.bcast_types:
+        what.append("broadcast " + ", ".join(q.bcast_types))
+    if q.slot_types:
+        what.append("carry " + ", ".join(q.slot_types))
+    if eyes:
+        what.append("onto a diagonal")
+    comment = f"{q.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
+    return Placement(q.tensor, expr, comment, q.fixed_size, "None" not in index)
+
+
+@dataclass(frozen=True)
+class GroupCode:
+    group: Group
+    reductions: list[Reduction]
+    placements: list[Placement]
+    in_widths: list[int]
+    out_fans: list[int]  # per placement: input patterns feeding its tensor
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+
+def _axes_text(spec: Spec, tensor: str) -> str:
+    return ", ".join(map(str, spec.tensor(tensor).axes))
+
+
+def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
+    spec = plan.spec
+    reductions = [_reduction(p, _axes_text(spec, p.tensor)) for p in group.inputs]
+    placements = [
+        _placement(q, _axes_text(spec, q.tensor), f"zs[{i}]") for i, q in enumerate(group.outputs)
+    ]
+    return GroupCode(
+        group,
+        reductions,
+        placements,
+        in_widths=[p.fixed_size for p in group.inputs],
+        out_fans=[plan.fan_in(q.tensor) for q in group.outputs],
+    )
+
+
+def _context(spec: Spec, plan: LayerPlan) -> dict:
+    kinds = sorted({t.kind for t in spec.types.values() if not t.fixed})
+    kind_objs = [get_kind(k) for k in kinds]
+    groups = [_group_code(plan, g) for g in plan.groups]
+    full = {
+        t.name: any(p.full for g in groups for p in g.placements if p.tensor == t.name)
+        for t in spec.tensors
+    }
+    return {
+        "spec": spec,
+        "version": __version__,
+        "source": Path(spec.source).name,
+        "sha256": spec.sha256,
+        "plan": plan,
+        "groups": groups,
+        "kinds": kind_objs,
+        "actions": sorted({k.action for k in kind_objs}),
+        "tensor_axes": {
+            t.name: "(" + ", ".join(lit(str(a)) for a in t.axes) + ("," if len(t.axes) == 1 else "") + ")"
+            for t in spec.tensors
+        },
+        "full": full,
+        "total": sum(plan.block_counts.values()),
+    }
+
+
+def render_module(spec: Spec) -> str:
+    """The generated module's source for ``spec`` (deterministic)."""
+    plan = plan_layer(solve(spec))
+    return _environment().get_template("module.py.j2").render(**_context(spec, plan))
+
+
+def render_tests(spec: Spec) -> str:
+    """The generated pytest + hypothesis file for ``spec``'s module."""
+    plan = plan_layer(solve(spec))
+    return _environment().get_template("test_module.py.j2").render(**_context(spec, plan))

@@ -1,0 +1,265 @@
+"""The layer plan: how a generated layer computes every basis term without dense matrices.
+
+A basis term of block ``s <- t`` is a diagram; per part of it:
+
+* a part with only input axes is **pooled**: take the diagonal of those axes of
+  ``x_t`` and average over it;
+* a part with only output axes is **broadcast**: constant along (the diagonal
+  of) those axes of ``y_s``;
+* a part with both is **carried**: the input's diagonal index becomes the
+  output's diagonal index.
+
+So a term factors as an *input pattern* (how ``x_t`` is reduced, keeping one
+axis per carried part), a channel mix, and an *output pattern* (how the
+result is placed into ``y_s``). Terms are grouped by the types of their
+carried parts (``carried``); inside a group, every input pattern is
+compatible with every output pattern (checked here), so one matmul of the
+concatenated reduced inputs with one weight matrix computes every term of
+the group, across all tensor pairs. The group that carries nothing is the
+pooled path: every tensor's fully pooled summary, one mix (with the
+equivariant bias), broadcast once per output tensor. Its terms are the
+products of the invariant terms of ``t`` and the bias terms of ``s``, for
+every pair, which is why cost and code grow with tensors, not pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis
+from qgen.spec import Spec
+
+__all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "plan_layer"]
+
+FIXED, POOL, CARRY, BCAST = "fixed", "pool", "carry", "bcast"
+
+
+@dataclass(frozen=True)
+class InPattern:
+    """How a term reduces its input tensor.
+
+    ``labels[i]`` says what happens to axis ``i``: ``(FIXED, 0)`` kept as a
+    channel-like axis, ``(POOL, k)`` averaged over as part ``k`` (axes with the
+    same ``k`` are first taken on their diagonal), ``(CARRY, k)`` kept as
+    carried slot ``k``.
+    """
+
+    tensor: str
+    labels: tuple[tuple[str, int], ...]
+    slot_types: tuple[str, ...]  # type of each carried slot, in slot order
+    pool_types: tuple[str, ...]  # type of each pooled part, in part order
+    fixed_sizes: tuple[int, ...]  # sizes of the fixed axes, in axis order
+
+    @property
+    def fixed_size(self) -> int:
+        return math.prod(self.fixed_sizes)
+
+
+@dataclass(frozen=True)
+class OutPattern:
+    """How a term places its mixed result into the output tensor.
+
+    ``labels[i]``: ``(FIXED, 0)``, ``(CARRY, k)`` receives carried slot ``k``
+    (several axes with one ``k``: written on their diagonal), ``(BCAST, k)``
+    constant along part ``k`` (several axes: on their diagonal).
+    """
+
+    tensor: str
+    labels: tuple[tuple[str, int], ...]
+    slot_types: tuple[str, ...]
+    bcast_types: tuple[str, ...]
+    fixed_sizes: tuple[int, ...]
+
+    @property
+    def fixed_size(self) -> int:
+        return math.prod(self.fixed_sizes)
+
+
+@dataclass
+class Group:
+    """Terms that share one channel mix: every input pattern times every output pattern."""
+
+    name: str
+    carried: tuple[str, ...]
+    inputs: list[InPattern] = field(default_factory=list)
+    outputs: list[OutPattern] = field(default_factory=list)
+    bias: bool = False  # whether the equivariant bias rides on this group's mix
+
+    @property
+    def n_terms(self) -> int:
+        """Basis elements per in/out channel pair (fixed axes counted)."""
+        return sum(p.fixed_size for p in self.inputs) * sum(q.fixed_size for q in self.outputs)
+
+
+@dataclass
+class LayerPlan:
+    spec: Spec
+    groups: list[Group]
+    block_counts: dict[tuple[str, str], int]
+    bias_counts: dict[str, int]
+    invariant_counts: dict[str, int]
+    generic_sizes: dict[str, int]  # per group type: the size from which every count is generic
+
+    @property
+    def pooled(self) -> Group:
+        return self.groups[0]
+
+    def fan_in(self, tensor: str) -> int:
+        """Number of input patterns that feed ``tensor`` (for initialization)."""
+        return sum(len(g.inputs) for g in self.groups if any(o.tensor == tensor for o in g.outputs))
+
+
+def _slot_order(term: Term) -> list[tuple[str, tuple[BlockAxis, ...]]]:
+    """Carried parts of a term in canonical slot order: type order, then first input axis."""
+    type_rank = {t: i for i, t in enumerate(term.block.spec.types)}
+    carried = [
+        (type_, axes)
+        for type_, axes in term.diagram()
+        if any(a.side == IN for a in axes) and any(a.side == OUT for a in axes)
+    ]
+    return sorted(
+        carried,
+        key=lambda p: (type_rank[p[0]], min(a.position for a in p[1] if a.side == IN)),
+    )
+
+
+def _patterns(term: Term) -> tuple[InPattern | None, OutPattern | None]:
+    block = term.block
+    slots = _slot_order(term)
+    slot_of = {a: k for k, (_, axes) in enumerate(slots) for a in axes}
+    slot_types = tuple(t for t, _ in slots)
+    types = block.spec.types
+
+    def side(tensor, which: str, only: str):
+        if tensor is None:
+            return None
+        labels: list[tuple[str, int] | None] = [None] * len(tensor.axes)
+        own_types: list[str] = []
+        for type_, axes in term.diagram():
+            mine = [a for a in axes if a.side == which]
+            if not mine or mine[0] in slot_of:
+                continue
+            for a in mine:
+                labels[a.position] = (only, len(own_types))
+            own_types.append(type_)
+        for a in block.axes:
+            if a.side != which:
+                continue
+            if a in slot_of:
+                labels[a.position] = (CARRY, slot_of[a])
+            elif labels[a.position] is None:
+                labels[a.position] = (FIXED, 0)
+        fixed = tuple(
+            types[ax.type].size for ax, lab in zip(tensor.axes, labels, strict=True) if lab[0] == FIXED
+        )
+        cls = InPattern if which == IN else OutPattern
+        return cls(tensor.name, tuple(labels), slot_types, tuple(own_types), fixed)
+
+    return side(block.in_, IN, POOL), side(block.out, OUT, BCAST)
+
+
+def _shares_group_type(block: Block) -> bool:
+    out_types = {a.type for a in block.out.axes}
+    return any(
+        a.type in out_types and not block.spec.types[a.type].fixed for a in block.in_.axes
+    )
+
+
+def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPattern]]:
+    for block in basis.blocks.values():
+        if not _shares_group_type(block):
+            continue
+        for term in block.terms():
+            inp, out = _patterns(term)
+            if inp.slot_types:
+                yield inp, out
+
+
+def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, list]]:
+    """Connected components of the bipartite in/out compatibility graph, in first-seen order."""
+    parent: dict = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, o in pairs:
+        parent[find(("in", i))] = find(("out", o))
+    comps: dict = {}
+    for i, o in pairs:
+        comp = comps.setdefault(find(("in", i)), ([], [], set()))
+        if i not in comp[0]:
+            comp[0].append(i)
+        if o not in comp[1]:
+            comp[1].append(o)
+        comp[2].add((i, o))
+    out = []
+    for ins, outs, seen in comps.values():
+        if len(seen) != len(ins) * len(outs):
+            raise AssertionError(
+                "layer plan: a group of terms is not every input pattern times every output "
+                "pattern; this group kind needs masked mixing, which qgen does not generate"
+            )
+        out.append((ins, outs))
+    return out
+
+
+def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
+    """Group the basis terms of every block into shared channel mixes."""
+    spec = basis.spec
+    pooled = Group("pooled", (), bias=True)
+    for name, block in basis.invariant.items():
+        pooled.inputs += [_patterns(t)[0] for t in block.terms()]
+    for name, block in basis.bias.items():
+        pooled.outputs += [_patterns(t)[1] for t in block.terms()]
+
+    by_carried: dict[tuple[str, ...], list[tuple[InPattern, OutPattern]]] = {}
+    for inp, out in _carried_terms(basis):
+        by_carried.setdefault(inp.slot_types, []).append((inp, out))
+
+    groups = [pooled]
+    used = {"pooled"}
+    type_rank = {t: i for i, t in enumerate(spec.types)}
+    for carried in sorted(by_carried, key=lambda c: (len(c), [type_rank[t] for t in c])):
+        for ins, outs in _components(by_carried[carried]):
+            base = "carry_" + "_".join(carried)
+            if len(base) > 24:  # keep generated lines short
+                base = f"carry{len(carried)}_{len(groups)}"
+            name, k = base, 1
+            while name in used:
+                k += 1
+                name = f"{base}_v{k}"
+            used.add(name)
+            groups.append(Group(name, carried, ins, outs))
+
+    counts = basis.counts()
+    plan = LayerPlan(
+        spec=spec,
+        groups=groups,
+        block_counts={
+            (s, t): c for s, row in counts["equivariant"].items() for t, c in row.items()
+        },
+        bias_counts=counts["bias"],
+        invariant_counts=counts["invariant"],
+        generic_sizes={
+            t: max([1, *(b.thresholds().get(t, 1) for b in basis.all_blocks())])
+            for t in spec.group_types
+        },
+    )
+    _check_counts(plan, counts)
+    return plan
+
+
+def _check_counts(plan: LayerPlan, counts: dict) -> None:
+    """The plan's terms must be exactly the solver's: same total, no term lost or doubled."""
+    planned = sum(g.n_terms for g in plan.groups)
+    expected = counts["total"]["equivariant"]
+    if planned != expected:
+        raise AssertionError(f"layer plan has {planned} terms, the solver {expected}")
+    bias = sum(o.fixed_size for o in plan.pooled.outputs)
+    if bias != counts["total"]["bias"]:
+        raise AssertionError(f"layer plan has {bias} bias terms, the solver {counts['total']['bias']}")
