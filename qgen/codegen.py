@@ -35,7 +35,7 @@ def lit(value: object) -> str:
     with a quote or backslash is refused rather than escaped.
     """
     if isinstance(value, str):
-        if any(ch in value for ch in "\"\\\n") or not value.isprintable():
+        if any(ch in value for ch in '"\\\n') or not value.isprintable():
             raise ValueError(f"refusing to write {value!r} into generated code")
         return f'"{value}"'
     return repr(value)
@@ -202,6 +202,11 @@ class GroupCode:
         return self.group.name
 
 
+def _tuple_literal(items: list[str]) -> str:
+    body = ", ".join(lit(i) for i in items)
+    return f"({body},)" if len(items) == 1 else f"({body})"
+
+
 def _axes_text(spec: Spec, tensor: str) -> str:
     return ", ".join(map(str, spec.tensor(tensor).axes))
 
@@ -238,10 +243,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "groups": groups,
         "kinds": kind_objs,
         "actions": sorted({k.action for k in kind_objs}),
-        "tensor_axes": {
-            t.name: "(" + ", ".join(lit(str(a)) for a in t.axes) + ("," if len(t.axes) == 1 else "") + ")"
-            for t in spec.tensors
-        },
+        "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
         "full": full,
         "total": sum(plan.block_counts.values()),
     }

@@ -152,7 +152,9 @@ def _patterns(term: Term) -> tuple[InPattern | None, OutPattern | None]:
             elif labels[a.position] is None:
                 labels[a.position] = (FIXED, 0)
         fixed = tuple(
-            types[ax.type].size for ax, lab in zip(tensor.axes, labels, strict=True) if lab[0] == FIXED
+            types[ax.type].size
+            for ax, lab in zip(tensor.axes, labels, strict=True)
+            if lab[0] == FIXED
         )
         cls = InPattern if which == IN else OutPattern
         return cls(tensor.name, tuple(labels), slot_types, tuple(own_types), fixed)
@@ -162,9 +164,7 @@ def _patterns(term: Term) -> tuple[InPattern | None, OutPattern | None]:
 
 def _shares_group_type(block: Block) -> bool:
     out_types = {a.type for a in block.out.axes}
-    return any(
-        a.type in out_types and not block.spec.types[a.type].fixed for a in block.in_.axes
-    )
+    return any(a.type in out_types and not block.spec.types[a.type].fixed for a in block.in_.axes)
 
 
 def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPattern]]:
@@ -212,9 +212,9 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     """Group the basis terms of every block into shared channel mixes."""
     spec = basis.spec
     pooled = Group("pooled", (), bias=True)
-    for name, block in basis.invariant.items():
+    for block in basis.invariant.values():
         pooled.inputs += [_patterns(t)[0] for t in block.terms()]
-    for name, block in basis.bias.items():
+    for block in basis.bias.values():
         pooled.outputs += [_patterns(t)[1] for t in block.terms()]
 
     by_carried: dict[tuple[str, ...], list[tuple[InPattern, OutPattern]]] = {}
@@ -260,6 +260,6 @@ def _check_counts(plan: LayerPlan, counts: dict) -> None:
     expected = counts["total"]["equivariant"]
     if planned != expected:
         raise AssertionError(f"layer plan has {planned} terms, the solver {expected}")
-    bias = sum(o.fixed_size for o in plan.pooled.outputs)
-    if bias != counts["total"]["bias"]:
-        raise AssertionError(f"layer plan has {bias} bias terms, the solver {counts['total']['bias']}")
+    bias, expected_bias = sum(o.fixed_size for o in plan.pooled.outputs), counts["total"]["bias"]
+    if bias != expected_bias:
+        raise AssertionError(f"layer plan has {bias} bias terms, the solver {expected_bias}")
