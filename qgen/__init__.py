@@ -6,6 +6,8 @@ Typical use::
     basis = solve(load_spec("examples/mlp_relu.yaml"))
     basis.counts()                       # generic counts, block by block
     basis.blocks["W2", "W1"].count({"h1": 1})
+    layers = qgen.compile("examples/mlp_relu.yaml")   # generated module, in memory
+    layer = layers.EquivariantLayer(1, 16)
 """
 
 from qgen.basis import Block, WeightSpaceBasis, solve
@@ -13,6 +15,21 @@ from qgen.errors import QgenError, SpecError
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, load_spec, parse_spec
 
 __version__ = "0.1.0"
+
+
+def compile(spec):  # noqa: A001 - the documented name of the in-memory build
+    """The generated layer module for ``spec`` (a Spec or a path), built in memory."""
+    from qgen.build import compile_spec
+
+    return compile_spec(spec)
+
+
+def build(spec, out_dir="generated", tests=False):
+    """Write the generated module (and its tests) for ``spec`` into ``out_dir``."""
+    from qgen.build import build as _build
+
+    return _build(spec, out_dir, tests)
+
 
 __all__ = [
     "Axis",
@@ -24,6 +41,8 @@ __all__ = [
     "TypeDecl",
     "WeightSpaceBasis",
     "__version__",
+    "build",
+    "compile",
     "load_spec",
     "parse_spec",
     "solve",

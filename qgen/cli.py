@@ -24,6 +24,7 @@ example:
   qgen count examples/mlp_relu.yaml --sizes h1=1 --json
   qgen verify examples/mlp_relu.yaml
   qgen explain examples/mlp_relu.yaml --block W2:W2
+  qgen build examples/mlp_relu.yaml -o generated --tests
 """
 
 
@@ -106,6 +107,21 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from qgen.build import build
+
+    spec = load_spec(args.spec)
+    written = build(spec, args.output, tests=args.tests)
+    total = solve(spec).counts()["total"]
+    for path in written:
+        print(f"wrote {path}")
+    print(
+        f"{spec.name}: {total['equivariant']} equivariant terms, {total['bias']} bias, "
+        f"{total['invariant']} invariant (one channel in and out)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qgen", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", metavar="TYPE=N", help=sizes_help)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_cmd_count)
+
+    p = add(
+        "build",
+        "Write a standalone PyTorch module (imports only torch) with EquivariantLayer, "
+        "InvariantHead, sample_group_element and act for the spec's weight space.",
+        "qgen build examples/mlp_relu.yaml -o generated --tests",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="generated",
+        metavar="DIR",
+        help="output folder (default: generated)",
+    )
+    p.add_argument(
+        "--tests", action="store_true", help="also write DIR/test_<name>.py (pytest + hypothesis)"
+    )
+    p.set_defaults(func=_cmd_build)
 
     p = add(
         "verify",
