@@ -261,47 +261,64 @@ def _reduce_carry_c1_c2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.einsum("bcijkl->bjickl", x["K2"]).flatten(3)
 
 
-# Per term group: fixed size of each input pattern, of each output pattern, and the
-# number of input patterns feeding each output pattern's tensor (for initialization).
+# Per term group, for initialization: fixed size of each input pattern and whether it
+# pools; fixed size of each output pattern, the number of input patterns feeding its
+# tensor, and how many of those do not pool.
 _IN_WIDTHS_POOLED = [10]
+_IN_POOLED_POOLED = [0]
 _OUT_WIDTHS_POOLED = [10]
 _FANS_POOLED = [1]
+_FANS_KEPT_POOLED = [1]
 _IN_WIDTHS_CARRY_C1 = [9, 1]
+_IN_POOLED_CARRY_C1 = [0, 0]
 _OUT_WIDTHS_CARRY_C1 = [9, 1]
 _FANS_CARRY_C1 = [2, 2]
+_FANS_KEPT_CARRY_C1 = [2, 2]
 _IN_WIDTHS_CARRY_C2 = [1]
+_IN_POOLED_CARRY_C2 = [0]
 _OUT_WIDTHS_CARRY_C2 = [1]
 _FANS_CARRY_C2 = [1]
+_FANS_KEPT_CARRY_C2 = [1]
 _IN_WIDTHS_CARRY_C2_V2 = [10]
+_IN_POOLED_CARRY_C2_V2 = [0]
 _OUT_WIDTHS_CARRY_C2_V2 = [10]
 _FANS_CARRY_C2_V2 = [1]
+_FANS_KEPT_CARRY_C2_V2 = [1]
 _IN_WIDTHS_CARRY_C1_C2 = [9]
+_IN_POOLED_CARRY_C1_C2 = [0]
 _OUT_WIDTHS_CARRY_C1_C2 = [9]
 _FANS_CARRY_C1_C2 = [1]
+_FANS_KEPT_CARRY_C1_C2 = [1]
 
 
 def _init_mix(
     weight: torch.Tensor,
     in_channels: int,
     in_widths: list[int],
+    in_pooled: list[int],
     out_widths: list[int],
     fans: list[int],
+    fans_kept: list[int],
 ) -> None:
-    """Normal init, std ``1 / sqrt(in_channels * in_width * fan)`` per pattern block.
+    """Normal init with std ``1 / sqrt(in_channels * in_width * fan)`` per pattern block.
 
-    ``in_width`` is an input pattern's fixed size and ``fan`` the number of input patterns
-    feeding the output tensor: if every reduced input has unit variance, so has every
-    output. (Pooling an i.i.d. input over ``n`` indices divides its variance by ``n``, so
-    for i.i.d. inputs the output variance is lower, never higher.)
+    Unpooled input patterns keep the variance of the input, pooled ones divide it by the
+    width they average over. So ``fan`` is the number of unpooled patterns feeding the
+    output tensor for unpooled inputs (``fans_kept``) and the number of all patterns for
+    pooled inputs (``fans``): a unit-variance input gives an output variance between 1
+    (i.i.d. entries, pooled summaries near zero) and 2 (fully correlated entries).
     """
-    out_channels = weight.shape[0] // sum(out_widths)
-    cols = torch.tensor(in_widths, dtype=torch.float64) * in_channels
-    rows = torch.tensor(fans, dtype=torch.float64)
-    col_std = cols.rsqrt().repeat_interleave(torch.tensor(in_widths) * in_channels)
-    row_std = rows.rsqrt().repeat_interleave(torch.tensor(out_widths) * out_channels)
+    c_out = weight.shape[0] // sum(out_widths)
+    col = torch.tensor(in_widths, dtype=torch.float64) * in_channels
+    pooled = torch.tensor(in_pooled, dtype=torch.bool)
+    kept = torch.tensor(fans_kept, dtype=torch.float64)[:, None]
+    every = torch.tensor(fans, dtype=torch.float64)[:, None]
+    var = 1 / (col[None, :] * torch.where(pooled[None, :], every, kept))
+    var = var.repeat_interleave(torch.tensor(out_widths) * c_out, dim=0)
+    var = var.repeat_interleave(torch.tensor(in_widths) * in_channels, dim=1)
     with torch.no_grad():
         weight.normal_()
-        weight.mul_((row_std[:, None] * col_std[None, :]).to(weight.dtype))
+        weight.mul_(var.sqrt().to(weight.dtype))
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -369,8 +386,10 @@ class EquivariantLayer(nn.Module):
             self.weight_pooled,
             self.in_channels,
             _IN_WIDTHS_POOLED,
+            _IN_POOLED_POOLED,
             _OUT_WIDTHS_POOLED,
             _FANS_POOLED,
+            _FANS_KEPT_POOLED,
         )
         if self.bias_pooled is not None:
             nn.init.zeros_(self.bias_pooled)
@@ -378,29 +397,37 @@ class EquivariantLayer(nn.Module):
             self.weight_carry_c1,
             self.in_channels,
             _IN_WIDTHS_CARRY_C1,
+            _IN_POOLED_CARRY_C1,
             _OUT_WIDTHS_CARRY_C1,
             _FANS_CARRY_C1,
+            _FANS_KEPT_CARRY_C1,
         )
         _init_mix(
             self.weight_carry_c2,
             self.in_channels,
             _IN_WIDTHS_CARRY_C2,
+            _IN_POOLED_CARRY_C2,
             _OUT_WIDTHS_CARRY_C2,
             _FANS_CARRY_C2,
+            _FANS_KEPT_CARRY_C2,
         )
         _init_mix(
             self.weight_carry_c2_v2,
             self.in_channels,
             _IN_WIDTHS_CARRY_C2_V2,
+            _IN_POOLED_CARRY_C2_V2,
             _OUT_WIDTHS_CARRY_C2_V2,
             _FANS_CARRY_C2_V2,
+            _FANS_KEPT_CARRY_C2_V2,
         )
         _init_mix(
             self.weight_carry_c1_c2,
             self.in_channels,
             _IN_WIDTHS_CARRY_C1_C2,
+            _IN_POOLED_CARRY_C1_C2,
             _OUT_WIDTHS_CARRY_C1_C2,
             _FANS_CARRY_C1_C2,
+            _FANS_KEPT_CARRY_C1_C2,
         )
 
     def forward(self, x: Weights) -> Weights:

@@ -195,7 +195,9 @@ class GroupCode:
     reductions: list[Reduction]
     placements: list[Placement]
     in_widths: list[int]
+    in_pooled: list[int]  # per input pattern: 1 if it pools (its variance shrinks with width)
     out_fans: list[int]  # per placement: input patterns feeding its tensor
+    out_fans_kept: list[int]  # per placement: unpooled ones among them (all, if there are none)
 
     @property
     def name(self) -> str:
@@ -222,7 +224,11 @@ def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
         reductions,
         placements,
         in_widths=[p.fixed_size for p in group.inputs],
+        in_pooled=[int(bool(p.pool_types)) for p in group.inputs],
         out_fans=[plan.fan_in(q.tensor) for q in group.outputs],
+        out_fans_kept=[
+            plan.fan_in(q.tensor, pooled=False) or plan.fan_in(q.tensor) for q in group.outputs
+        ],
     )
 
 

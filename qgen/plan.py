@@ -106,9 +106,15 @@ class LayerPlan:
     def pooled(self) -> Group:
         return self.groups[0]
 
-    def fan_in(self, tensor: str) -> int:
-        """Number of input patterns that feed ``tensor`` (for initialization)."""
-        return sum(len(g.inputs) for g in self.groups if any(o.tensor == tensor for o in g.outputs))
+    def fan_in(self, tensor: str, pooled: bool | None = None) -> int:
+        """Input patterns that feed ``tensor``: all, or only the (un)pooled ones."""
+        return sum(
+            1
+            for g in self.groups
+            if any(o.tensor == tensor for o in g.outputs)
+            for p in g.inputs
+            if pooled is None or bool(p.pool_types) == pooled
+        )
 
 
 def _slot_order(term: Term) -> list[tuple[str, tuple[BlockAxis, ...]]]:
