@@ -19,14 +19,14 @@ __version__ = "0.1.0"
 
 def compile(spec):  # noqa: A001 - the documented name of the in-memory build
     """The generated layer module for ``spec`` (a Spec or a path), built in memory."""
-    from qgen.build import compile_spec
+    from qgen.builder import compile_spec
 
     return compile_spec(spec)
 
 
 def build(spec, out_dir="generated", tests=False):
     """Write the generated module (and its tests) for ``spec`` into ``out_dir``."""
-    from qgen.build import build as _build
+    from qgen.builder import build as _build
 
     return _build(spec, out_dir, tests)
 

@@ -108,7 +108,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from qgen.build import build
+    from qgen.builder import build
 
     spec = load_spec(args.spec)
     written = build(spec, args.output, tests=args.tests)
