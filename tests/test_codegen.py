@@ -292,3 +292,12 @@ def test_torch_compile_matches_eager():
     ref = layer(x)
     assert relative_error(out, ref) < 1e-6
     sum(v.sum() for v in out.values()).backward()
+
+
+def test_training_demo_runs_and_learns():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import train_demo
+    finally:
+        sys.path.pop(0)
+    assert train_demo.main(steps=60) < 0.12  # below predicting the mean (about 0.12)
