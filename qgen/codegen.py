@@ -9,6 +9,7 @@ validated identifiers (see :mod:`qgen.spec`) or as ``repr`` string literals.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,16 @@ from qgen.spec import Spec
 
 __all__ = ["TEMPLATES", "lit", "wrap", "render_module", "render_tests"]
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def _find_templates() -> Path:
+    """templates/ of a source checkout, else the copy installed under <prefix>/share/qgen."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if (checkout / "module.py.j2").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "qgen" / "templates"
+
+
+TEMPLATES = _find_templates()
 # einsum letters for axes: "b" (batch) and "c" (channels) are reserved.
 _LETTERS = "ijklmnopqrstuvwxyzadefghABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _WIDTH = 100
