@@ -38,11 +38,16 @@ __all__ = [
     "BLOCK_COUNTS",
     "GENERIC_SIZES",
     "INVARIANT_COUNTS",
+    "QUASI_EPS_INIT",
+    "QUASI_EPS_MAX",
     "TENSORS",
     "TYPES",
     "EquivariantLayer",
     "InvariantHead",
+    "QuasiRelaxation",
     "act",
+    "compose",
+    "inverse",
     "sample_group_element",
     "sizes_of",
 ]
@@ -182,21 +187,59 @@ def sample_group_element(
     }
 
 
+def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``v`` of shape ``[*lead, n]`` viewed to broadcast against ``t`` along ``dim``.
+
+    ``lead`` is empty (one element for the whole batch) or ``t``'s leading batch dims.
+    """
+    shape = [*v.shape[:-1], *[1] * (t.dim() - v.dim() + 1)]
+    shape[dim] = v.shape[-1]
+    return v.reshape(shape)
+
+
 def _act_monomial(t: torch.Tensor, dim: int, g: Monomial, dual: bool) -> torch.Tensor:
-    """``(g.t)[i] = scale[i] * t[index[i]]`` along ``dim``; ``1 / scale`` on a dual axis."""
+    """``(g.t)[i] = scale[i] * t[index[i]]`` along ``dim``; ``1 / scale`` on a dual axis.
+
+    ``scale`` may carry leading batch dims (one element per sample).
+    """
     index, scale = g
     scale = scale.to(device=t.device)
     if dual:
         scale = 1 / scale
-    shape = [1] * t.dim()
-    shape[dim] = -1
-    return t.index_select(dim, index.to(t.device)) * scale.to(t.dtype).view(shape)
+    return t.index_select(dim, index.to(t.device)) * _along(scale.to(t.dtype), t, dim)
 
 
-#: how each group kind acts along one axis: (tensor, dim, element, dual) -> tensor
+def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
+    (g_index, g_scale), (h_index, h_scale) = g, h
+    return h_index.to(g_index.device)[g_index], g_scale * h_scale[..., g_index]
+
+
+def _inverse_monomial(g: Monomial) -> Monomial:
+    index, scale = g
+    back = torch.argsort(index)
+    return back, 1 / scale[..., back]
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
 _ACTIONS = {
     "scaled": _act_monomial,
 }
+_COMPOSE = {
+    "scaled": _compose_monomial,
+}
+_INVERSE = {
+    "scaled": _inverse_monomial,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``."""
+    return {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
 
 
 def act(g: dict[str, object], x: Weights) -> Weights:
@@ -214,6 +257,80 @@ def act(g: dict[str, object], x: Weights) -> Weights:
                 t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
         out[name] = t
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+class _RelaxScaled(nn.Module):
+    """alpha for a ``scaled`` type: a positive scale per index, ``1 + eps * tanh(f(phi_i))``.
+
+    ``f`` is a small per-index MLP on the index's features ``phi_i`` (the same weights for
+    every index, so alpha is permutation-equivariant); ``eps < 1`` keeps every scale in
+    ``(1 - eps, 1 + eps)``, positive.
+    """
+
+    def __init__(self, features: int, hidden: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, phi: torch.Tensor, eps: torch.Tensor) -> Monomial:
+        scale = 1 + eps * torch.tanh(self.net(phi).squeeze(-1))
+        return torch.arange(phi.shape[-2], device=phi.device), scale
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes). Permuting the type's indices permutes
+    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - c1 (scaled): _RelaxScaled on 3 feature(s) per index
+    - c2 (scaled): _RelaxScaled on 3 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "c1": _RelaxScaled(3),
+                "c2": _RelaxScaled(3),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -350,17 +467,21 @@ class EquivariantLayer(nn.Module):
     The terms are computed in groups that share one matmul: reduce (diagonals, mean
     pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
     No dense basis is ever built.
+
+    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
+    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
+    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
+    still represents the same function whenever the input does. Only the continuous part
+    (c1, c2) is relaxed; ``F`` stays strictly
+    equivariant under every permutation.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
     ) -> None:
         super().__init__()
-        if quasi:
-            raise ValueError(
-                "quasi=True: quasi-equivariant relaxation terms are not generated by "
-                "qgen 0.1.0; build with a qgen version that supports them"
-            )
+        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
+        self.relaxation = QuasiRelaxation() if quasi else None
         self.in_channels = in_channels
         self.out_channels = out_channels
         # pooled: 100 terms per channel pair
@@ -438,7 +559,10 @@ class EquivariantLayer(nn.Module):
         self._mix_carry_c2(x, n, out)
         self._mix_carry_c2_v2(x, n, out)
         self._mix_carry_c1_c2(x, n, out)
-        return _complete(out, x, self.out_channels)
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        return y
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""

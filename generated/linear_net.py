@@ -33,11 +33,16 @@ __all__ = [
     "BLOCK_COUNTS",
     "GENERIC_SIZES",
     "INVARIANT_COUNTS",
+    "QUASI_EPS_INIT",
+    "QUASI_EPS_MAX",
     "TENSORS",
     "TYPES",
     "EquivariantLayer",
     "InvariantHead",
+    "QuasiRelaxation",
     "act",
+    "compose",
+    "inverse",
     "sample_group_element",
     "sizes_of",
 ]
@@ -147,18 +152,55 @@ def sample_group_element(
     }
 
 
+def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``v`` of shape ``[*lead, n]`` viewed to broadcast against ``t`` along ``dim``.
+
+    ``lead`` is empty (one element for the whole batch) or ``t``'s leading batch dims.
+    """
+    shape = [*v.shape[:-1], *[1] * (t.dim() - v.dim() + 1)]
+    shape[dim] = v.shape[-1]
+    return v.reshape(shape)
+
+
 def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch.Tensor:
-    """``A`` applied along ``dim`` (``A^-T`` on a dual axis)."""
+    """``A`` applied along ``dim`` (``A^-T`` on a dual axis); ``A`` may be batched."""
     a = a.to(device=t.device)
     if dual:
-        a = torch.linalg.inv(a).T
-    return torch.movedim(torch.movedim(t, dim, -1) @ a.to(t.dtype).T, -1, dim)
+        a = torch.linalg.inv(a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).mT
+    lead = a.shape[:-2]
+    a = a.to(t.dtype).reshape(*lead, *[1] * (t.dim() - 1 - len(lead)), *a.shape[-2:])
+    return (a @ t.movedim(dim, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, dim)
 
 
-#: how each group kind acts along one axis: (tensor, dim, element, dual) -> tensor
+def _compose_matrix(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    dtype = torch.promote_types(g.dtype, h.dtype)
+    return g.to(dtype) @ h.to(device=g.device, dtype=dtype)
+
+
+def _inverse_matrix(g: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.inv(g)
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
 _ACTIONS = {
     "gl": _act_matrix,
 }
+_COMPOSE = {
+    "gl": _compose_matrix,
+}
+_INVERSE = {
+    "gl": _inverse_matrix,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``."""
+    return {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
 
 
 def act(g: dict[str, object], x: Weights) -> Weights:
@@ -176,6 +218,85 @@ def act(g: dict[str, object], x: Weights) -> Weights:
                 t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
         out[name] = t
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+class _RelaxGL(nn.Module):
+    """alpha for a ``gl`` type: ``I + E`` with ``E = eps * M / (1 + |M|_F)``, ``M = u v^T / n``.
+
+    ``u_i``, ``v_i`` come from the index features ``phi_i`` by shared linear maps, so
+    ``M(P theta) = P M(theta) P^T``. The spectral norm of ``E`` is at most its Frobenius
+    norm, which is below ``eps < 1``; so ``I + E`` is invertible (its eigenvalues lie in the
+    disc of radius ``eps`` around 1) and in the identity component of GL(n).
+    """
+
+    def __init__(self, features: int, rank: int = 4) -> None:
+        super().__init__()
+        self.u = nn.Linear(features, rank)
+        self.v = nn.Linear(features, rank)
+
+    def forward(self, phi: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        n = phi.shape[-2]
+        m = self.u(phi) @ self.v(phi).mT / n
+        norm = torch.linalg.matrix_norm(m)[..., None, None]
+        eye = torch.eye(n, dtype=phi.dtype, device=phi.device)
+        return eye + eps * m / (1 + norm)
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes). Permuting the type's indices permutes
+    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - h1 (gl): _RelaxGL on 2 feature(s) per index
+    - h2 (gl): _RelaxGL on 2 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "h1": _RelaxGL(2),
+                "h2": _RelaxGL(2),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -288,17 +409,21 @@ class EquivariantLayer(nn.Module):
     The terms are computed in groups that share one matmul: reduce (diagonals, mean
     pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
     No dense basis is ever built.
+
+    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
+    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
+    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
+    still represents the same function whenever the input does. Only the continuous part
+    (h1, h2) is relaxed; ``F`` stays strictly
+    equivariant under every permutation.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
     ) -> None:
         super().__init__()
-        if quasi:
-            raise ValueError(
-                "quasi=True: quasi-equivariant relaxation terms are not generated by "
-                "qgen 0.1.0; build with a qgen version that supports them"
-            )
+        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
+        self.relaxation = QuasiRelaxation() if quasi else None
         self.in_channels = in_channels
         self.out_channels = out_channels
         # carry_h1: 9 terms per channel pair
@@ -347,7 +472,10 @@ class EquivariantLayer(nn.Module):
         self._mix_carry_h1(x, n, out)
         self._mix_carry_h2(x, n, out)
         self._mix_carry_h1_h2(x, n, out)
-        return _complete(out, x, self.out_channels)
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        return y
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""

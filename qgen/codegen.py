@@ -245,6 +245,14 @@ def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
 def _context(spec: Spec, plan: LayerPlan) -> dict:
     kinds = sorted({t.kind for t in spec.types.values() if not t.fixed})
     kind_objs = [get_kind(k) for k in kinds]
+    uses = {
+        name: sum(a.type == name for ts in spec.tensors for a in ts.axes) for name in spec.types
+    }
+    quasi_types = [
+        (t.name, get_kind(t.kind), uses[t.name])
+        for t in spec.types.values()
+        if not t.fixed and get_kind(t.kind).continuous and uses[t.name]
+    ]
     groups = [_group_code(plan, g) for g in plan.groups]
     full = {
         t.name: any(p.full for g in groups for p in g.placements if p.tensor == t.name)
@@ -258,6 +266,8 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "plan": plan,
         "groups": groups,
         "kinds": kind_objs,
+        "quasi_types": quasi_types,
+        "relax_kinds": [k for k in kind_objs if any(q[1] is k for q in quasi_types)],
         "actions": sorted({k.action for k in kind_objs}),
         "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
         "full": full,

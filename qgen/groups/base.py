@@ -70,6 +70,11 @@ class GroupKind(ABC):
     action: ClassVar[str | None] = None
     #: template (under templates/) defining ``_sample_<name>(n, generator)``
     sampler: ClassVar[str | None] = None
+    #: for continuous kinds: template defining the ``nn.Module`` class ``relax_class``
+    #: that maps per-index features ``[batch, n, features]`` and ``eps`` to a batched
+    #: element of the identity component (quasi-equivariant layers)
+    relaxation: ClassVar[str | None] = None
+    relax_class: ClassVar[str | None] = None
 
     @abstractmethod
     def terms(self, variances: Variances) -> tuple[Partition, ...]:

@@ -16,6 +16,8 @@ class GL(PairingKind):
     summary = "GL(n): A on plain axes, A^-T on dual axes (linear layers, attention heads)"
     action = "matrix"
     sampler = "groups/gl.py.j2"
+    relaxation = "groups/gl_relax.py.j2"
+    relax_class = "_RelaxGL"
 
     def allows_pair(self, a: int, b: int) -> bool:
         return a + b == 0

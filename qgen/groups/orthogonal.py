@@ -15,6 +15,8 @@ class Orthogonal(PairingKind):
     summary = "O(n); plain and dual axes transform alike"
     action = "matrix"
     sampler = "groups/orthogonal.py.j2"
+    relaxation = "groups/orthogonal_relax.py.j2"
+    relax_class = "_RelaxOrthogonal"
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

@@ -16,6 +16,8 @@ class Scaled(PartitionKind):
     summary = "permutations with a positive scale per index (ReLU); dual axes scale by 1/q"
     action = "monomial"
     sampler = "groups/scaled.py.j2"
+    relaxation = "groups/scaled_relax.py.j2"
+    relax_class = "_RelaxScaled"
     continuous = True
 
     def allows(self, part_variances: Variances) -> bool:
