@@ -233,8 +233,12 @@ _INVERSE = {
 
 
 def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``."""
-    return {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g}
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
 
 
 def inverse(g: dict[str, object]) -> dict[str, object]:

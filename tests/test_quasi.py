@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -150,3 +150,52 @@ def test_quasi_adds_few_parameters(example):
     strict = sum(p.numel() for p in module.EquivariantLayer(16, 16).parameters())
     quasi = sum(p.numel() for p in module.EquivariantLayer(16, 16, quasi=True).parameters())
     assert strict < quasi <= strict * 1.5 + 200
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_specs_quasi_property_and_permutation_equivariance(data):
+    """Every continuous kind (scaled, gl, orthogonal) on random specs."""
+    from strategies import sizes_for, specs
+
+    from qgen.groups import get_kind
+
+    spec = data.draw(specs())
+    continuous = [t for t in spec.group_types if get_kind(spec.types[t].kind).continuous]
+    if not any(a.type in continuous for t in spec.tensors for a in t.axes):
+        return
+    sizes = {**{t.name: t.size for t in spec.types.values() if t.fixed}}
+    sizes.update(data.draw(sizes_for(spec)))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    module = qgen.compile(spec)
+    layer = quasi_map(module, seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = {
+        name: torch.randn(2, 1, *(sizes[a.rstrip("*")] for a in axes), generator=gen).double()
+        for name, axes in module.TENSORS.items()
+    }
+    g = module.sample_group_element(sizes, gen)
+    with torch.no_grad():
+        gx = module.act(g, x)
+        alpha = layer.relaxation
+        g_prime = module.compose(alpha(gx), module.compose(g, module.inverse(alpha(x))))
+        lhs, rhs = layer(gx), module.act(g_prime, layer(x))
+        for k in rhs:
+            scale = rhs[k].abs().max().clamp_min(1e-30)
+            assert (lhs[k] - rhs[k]).abs().max() / scale <= 1e-10, k
+        # permutations only: strict equivariance
+        p = {
+            t: (e[0], torch.ones_like(e[1]))
+            if isinstance(e, tuple)
+            else torch.eye(e.shape[-1], dtype=e.dtype)[torch.randperm(e.shape[-1], generator=gen)]
+            for t, e in g.items()
+        }
+        lhs, rhs = layer(module.act(p, x)), module.act(p, layer(x))
+        for k in rhs:
+            scale = rhs[k].abs().max().clamp_min(1e-30)
+            assert (lhs[k] - rhs[k]).abs().max() / scale <= 1e-10, k
+        for t, e in alpha(x).items():
+            if spec.types[t].kind == "orthogonal":
+                eye = torch.eye(e.shape[-1], dtype=e.dtype)
+                assert (e.mT @ e - eye).abs().max() < 1e-10
+                assert torch.allclose(torch.linalg.det(e), torch.ones(()).double())
