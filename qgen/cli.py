@@ -122,6 +122,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_expand(args: argparse.Namespace) -> int:
+    from qgen.spec import dump_spec
+
+    print(dump_spec(load_spec(args.spec)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qgen", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tests", action="store_true", help="also write DIR/test_<name>.py (pytest + hypothesis)"
     )
     p.set_defaults(func=_cmd_build)
+
+    p = add(
+        "expand",
+        "Print the explicit spec (types and tensors) of a spec that uses an arch: preset; "
+        "the output is valid input to every command.",
+        "qgen expand examples/presets/mlp_relu.yaml",
+    )
+    p.set_defaults(func=_cmd_expand)
 
     p = add(
         "verify",

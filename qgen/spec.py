@@ -37,11 +37,11 @@ import yaml
 from qgen.errors import SpecError
 from qgen.groups import kind_names
 
-__all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "load_spec", "parse_spec"]
+__all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "dump_spec", "load_spec", "parse_spec"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_NAME = 64
-_TOP_KEYS = ("name", "types", "tensors")
+_TOP_KEYS = ("name", "types", "tensors", "arch")
 _TYPE_KEYS = ("group", "size")
 FIXED = "fixed"
 _SAFE_TAGS = frozenset(
@@ -127,6 +127,19 @@ class Spec:
         }
 
 
+def dump_spec(spec: Spec) -> str:
+    """The explicit YAML form of ``spec`` (valid input to every command)."""
+    lines = [f"name: {spec.name}", "types:"]
+    for t in spec.types.values():
+        entries = ([f"group: {t.kind}"] if not t.fixed else []) + (
+            [f"size: {t.size}"] if t.size is not None else []
+        )
+        lines.append(f"  {t.name}: {{{', '.join(entries)}}}")
+    lines.append("tensors:")
+    lines += [f"  {t.name}: [{', '.join(map(str, t.axes))}]" for t in spec.tensors]
+    return "\n".join(lines) + "\n"
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate the spec file at ``path``."""
     path = Path(path)
@@ -167,15 +180,70 @@ class _Parser:
             raise SpecError(f"not valid YAML: {problem}", source=self.source, line=line) from None
         if root is None:
             self.fail("the spec is empty; it needs name:, types: and tensors:")
-        top = self.mapping(root, "the spec", allowed=_TOP_KEYS)
-        for key in ("name", "types", "tensors"):
+        top = self.mapping(root, "the spec", allowed=None if _is_preset(root) else _TOP_KEYS)
+        required = ("name", "arch") if "arch" in top else ("name", "types", "tensors")
+        for key in required:
             if key not in top:
                 self.fail(f"missing required key '{key}'", root)
 
         name = self.identifier(top["name"][1], "name", what="spec name")
-        types = self.types(top["types"][1])
-        tensors = self.tensors(top["tensors"][1], types)
-        return Spec(name=name, types=types, tensors=tensors, source=self.source, text=self.text)
+        types: dict[str, TypeDecl] = {}
+        tensors: list[TensorDecl] = []
+        if "arch" in top:
+            expansion = self.preset(top)
+            types, tensors = dict(expansion.types), list(expansion.tensors)
+        if "types" in top:
+            types.update(self.types(top["types"][1]))
+        if "tensors" in top:
+            own = self.tensors(top["tensors"][1], types)
+            names = {t.name for t in own}
+            tensors = [t for t in tensors if t.name not in names] + list(own)
+        for t in tensors:
+            for a in t.axes:
+                if a.type not in types:
+                    self.fail(f"tensor {t.name} uses type '{a.type}', which is not declared")
+        return Spec(
+            name=name, types=types, tensors=tuple(tensors), source=self.source, text=self.text
+        )
+
+    def plain(self, node: yaml.Node, where: str) -> object:
+        """Plain data (scalars, lists, mappings) from a node, refusing tags."""
+        self.check_tag(node, where)
+        if isinstance(node, yaml.MappingNode):
+            return {
+                k: self.plain(v, f"{where}.{k}") for k, (_, v) in self.mapping(node, where).items()
+            }
+        if isinstance(node, yaml.SequenceNode):
+            return [self.plain(v, f"{where}[{i}]") for i, v in enumerate(node.value)]
+        return self.scalar(node, where)
+
+    def preset(self, top: dict[str, tuple[yaml.Node, yaml.Node]]):
+        from qgen.presets import Params, get_preset, preset_names
+
+        arch_node = top["arch"][1]
+        arch = self.scalar(arch_node, "arch")
+        if arch not in preset_names():
+            self.fail(
+                f"unknown arch {arch!r}; choose one of: {', '.join(preset_names())}",
+                arch_node,
+                "arch",
+            )
+        options = {k: v for k, v in top.items() if k not in ("name", "arch", "types", "tensors")}
+        values = {k: self.plain(v, k) for k, (_, v) in options.items()}
+
+        def fail(message: str, key: str | None) -> None:
+            node = options[key][1] if key in options else arch_node
+            self.fail(message, node, key or "arch")
+
+        params = Params(values, fail)
+        expansion = get_preset(arch).expand(params)
+        for key in params.unused():
+            self.fail(
+                f"unknown option '{key}' for arch {arch}; {arch}: {get_preset(arch).summary}",
+                options[key][0],
+                key,
+            )
+        return expansion
 
     # -- shapes -------------------------------------------------------------
 
@@ -328,6 +396,12 @@ def identifier_problem(value: object, what: str) -> str | None:
     if len(value) > _MAX_NAME:
         return f"the {what} is longer than {_MAX_NAME} characters"
     return None
+
+
+def _is_preset(root: yaml.Node) -> bool:
+    return isinstance(root, yaml.MappingNode) and any(
+        isinstance(k, yaml.ScalarNode) and k.value == "arch" for k, _ in root.value
+    )
 
 
 def _describe(node: yaml.Node) -> str:

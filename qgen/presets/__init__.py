@@ -1,0 +1,44 @@
+"""Registry of architecture presets (``arch:`` in a spec).
+
+Each preset lives in its own module as a :class:`~qgen.presets.base.Preset` and is
+registered here by name; the spec parser expands it into explicit types and tensors.
+"""
+
+from __future__ import annotations
+
+from qgen.presets.base import ACTIVATION_GROUPS, Expansion, Params, Preset, activation_group
+from qgen.presets.cnn import CNN
+from qgen.presets.mlp import MLP
+from qgen.presets.resnet import ResNet
+
+__all__ = [
+    "ACTIVATION_GROUPS",
+    "Expansion",
+    "Params",
+    "Preset",
+    "activation_group",
+    "get_preset",
+    "preset_names",
+    "register_preset",
+]
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    if preset.name in _PRESETS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    return _PRESETS[name]
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(_PRESETS)
+
+
+for _preset in (MLP(), CNN(), ResNet()):
+    register_preset(_preset)
