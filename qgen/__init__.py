@@ -10,6 +10,7 @@ Typical use::
     layer = layers.EquivariantLayer(1, 16)
 """
 
+from qgen.adapters import WeightSpace
 from qgen.basis import Block, WeightSpaceBasis, solve
 from qgen.errors import QgenError, SpecError
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, load_spec, parse_spec
@@ -22,6 +23,13 @@ def compile(spec):  # noqa: A001 - the documented name of the in-memory build
     from qgen.builder import compile_spec
 
     return compile_spec(spec)
+
+
+def spec_from_module(model, name="model", io="fixed"):
+    """The spec of a torch model's weight space (traced with torch.fx)."""
+    from qgen.from_module import spec_from_module as _from_module
+
+    return _from_module(model, name, io)
 
 
 def build(spec, out_dir="generated", tests=False):
@@ -41,8 +49,10 @@ __all__ = [
     "TypeDecl",
     "WeightSpaceBasis",
     "__version__",
+    "WeightSpace",
     "build",
     "compile",
+    "spec_from_module",
     "load_spec",
     "parse_spec",
     "solve",

@@ -129,6 +129,30 @@ def _cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_spec(args: argparse.Namespace) -> int:
+    import importlib
+
+    from qgen.from_module import spec_from_module
+    from qgen.spec import dump_spec
+
+    module_name, sep, factory = args.from_model.partition(":")
+    if not sep or not module_name or not factory:
+        raise UsageError(f"--from-model takes MODULE:FACTORY, got {args.from_model!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--from-model: cannot import {module_name!r}: {exc}") from None
+    make = getattr(module, factory, None)
+    if not callable(make):
+        raise UsageError(f"--from-model: {module_name} has no callable {factory!r}")
+    model = make()
+    model.eval()
+    print(dump_spec(spec_from_module(model, args.name or factory, io=args.io)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qgen", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,6 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
         "qgen expand examples/presets/mlp_relu.yaml",
     )
     p.set_defaults(func=_cmd_expand)
+
+    p = sub.add_parser(
+        "spec",
+        help="Write the spec of a torch model (traced with torch.fx).",
+        description="Write the spec of a torch model: MODULE:FACTORY names a function "
+        "that returns the nn.Module (importable from the current folder).\n\nexample:\n"
+        "  qgen spec --from-model mymodels:small_mlp > small_mlp.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--from-model", required=True, metavar="MODULE:FACTORY")
+    p.add_argument("--name", help="spec name (default: the factory's name)")
+    p.add_argument(
+        "--io",
+        choices=("fixed", "perm"),
+        default="fixed",
+        help="fixed: input and output features keep their order (default); perm: permuted",
+    )
+    p.set_defaults(func=_cmd_spec)
 
     p = add(
         "verify",
