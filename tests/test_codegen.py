@@ -20,7 +20,7 @@ from qgen.numeric import AxisAction, constraint_residual
 from qgen.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 
