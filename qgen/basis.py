@@ -29,7 +29,7 @@ from qgen.groups import GroupKind, get_kind
 from qgen.partitions import Partition
 from qgen.spec import Spec, TensorDecl
 
-__all__ = ["BlockAxis", "Block", "Term", "TypeFactor", "WeightSpaceBasis", "solve"]
+__all__ = ["Block", "BlockAxis", "NestedFactor", "Term", "TypeFactor", "WeightSpaceBasis", "solve"]
 
 OUT, IN = "out", "in"
 
@@ -58,6 +58,7 @@ class TypeFactor:
     type: str
     kind: GroupKind
     axes: tuple[BlockAxis, ...]
+    default_size: int | None = None  # the declared size of a fixed type
 
     @property
     def variances(self) -> tuple[int, ...]:
@@ -68,11 +69,90 @@ class TypeFactor:
         """The kind's terms, over positions into :attr:`axes`."""
         return self.kind.terms(self.variances)
 
-    def count(self, size: int | None) -> int:
-        return self.kind.count(self.variances, size)
+    def count(self, sizes: Mapping[str, int]) -> int:
+        """Exact dimension at ``sizes`` (this type absent: generic)."""
+        return self.kind.count(self.variances, sizes.get(self.type) or self.default_size)
 
-    def threshold(self) -> int:
-        return self.kind.threshold(self.variances)
+    def thresholds(self) -> dict[str, int]:
+        return {self.type: self.kind.threshold(self.variances)}
+
+
+@dataclass(frozen=True)
+class NestedFactor:
+    """An outer type and the types nested in it (the wreath product), on one block.
+
+    Each nested axis belongs to the outer axis of its own tensor (``owner``). A term is
+    a partition of the outer axes (the outer kind's rule) and, for every part and every
+    nested type, a term of the nested kind on the nested axes owned by that part: axes
+    in different parts see independent group elements. At outer size ``H`` only outer
+    partitions with at most ``H`` parts count; the nested counts are exact at theirs.
+    """
+
+    type: str
+    kind: GroupKind
+    axes: tuple[BlockAxis, ...]  # outer axes first, then nested axes
+    owner: tuple[int, ...]  # per axis: the position (in axes) of its outer axis
+    nested: tuple[tuple[str, GroupKind], ...]
+
+    @property
+    def outer(self) -> tuple[int, ...]:
+        return tuple(i for i, a in enumerate(self.axes) if a.type == self.type)
+
+    def _pieces(self, partition: Partition) -> list[tuple[str, GroupKind, tuple[int, ...]]]:
+        """Per (outer part, nested type): the nested axes owned by that part."""
+        outer = self.outer
+        pieces = []
+        for part in partition:
+            owners = {outer[i] for i in part}
+            for name, kind in self.nested:
+                axes = tuple(
+                    i for i, a in enumerate(self.axes) if a.type == name and self.owner[i] in owners
+                )
+                if axes:
+                    pieces.append((name, kind, axes))
+        return pieces
+
+    def _variances(self, axes: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(self.axes[i].variance for i in axes)
+
+    @property
+    def terms(self) -> tuple[Partition, ...]:
+        outer = self.outer
+        out_vars = self._variances(outer)
+        result = []
+        for partition in self.kind.terms(out_vars):
+            outer_parts = [tuple(outer[i] for i in part) for part in partition]
+            pieces = self._pieces(partition)
+            choices = [kind.terms(self._variances(axes)) for _, kind, axes in pieces]
+            for choice in itertools.product(*choices):
+                parts = list(outer_parts)
+                for (_, _, axes), nested_partition in zip(pieces, choice, strict=True):
+                    parts += [tuple(axes[i] for i in p) for p in nested_partition]
+                result.append(tuple(sorted(tuple(sorted(p)) for p in parts)))
+        return tuple(result)
+
+    def count(self, sizes: Mapping[str, int]) -> int:
+        n = sizes.get(self.type)
+        total = 0
+        for partition in self.kind.terms(self._variances(self.outer)):
+            if n is not None and len(partition) > n:
+                continue
+            total += math.prod(
+                kind.count(self._variances(axes), sizes.get(name))
+                for name, kind, axes in self._pieces(partition)
+            )
+        return total
+
+    def thresholds(self) -> dict[str, int]:
+        out = {self.type: 1, **{name: 1 for name, _ in self.nested}}
+        for partition in self.kind.terms(self._variances(self.outer)):
+            pieces = self._pieces(partition)
+            if not all(kind.terms(self._variances(axes)) for _, kind, axes in pieces):
+                continue
+            out[self.type] = max(out[self.type], len(partition))
+            for name, kind, axes in pieces:
+                out[name] = max(out[name], kind.threshold(self._variances(axes)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,12 +164,12 @@ class Term:
     """
 
     block: Block
-    parts: tuple[tuple[TypeFactor, Partition], ...]
+    parts: tuple[tuple[TypeFactor | NestedFactor, Partition], ...]
 
     def diagram(self) -> tuple[tuple[str, tuple[BlockAxis, ...]], ...]:
         """The term's parts as (type, axes) pairs, in type order."""
         return tuple(
-            (factor.type, tuple(factor.axes[i] for i in part))
+            (factor.axes[part[0]].type, tuple(factor.axes[i] for i in part))
             for factor, partition in self.parts
             for part in partition
         )
@@ -121,39 +201,56 @@ class Block:
         return tuple(axes)
 
     @cached_property
-    def factors(self) -> tuple[TypeFactor, ...]:
-        """One factor per type present in the block, in the spec's type order."""
+    def factors(self) -> tuple[TypeFactor | NestedFactor, ...]:
+        """One factor per type present in the block, in the spec's type order; a type
+        nested in another joins its outer type's :class:`NestedFactor`."""
+        types = self.spec.types
         by_type: dict[str, list[BlockAxis]] = {}
         for a in self.axes:
             by_type.setdefault(a.type, []).append(a)
-        return tuple(
-            TypeFactor(name, get_kind(decl.kind), tuple(by_type[name]))
-            for name, decl in self.spec.types.items()
-            if name in by_type
+        factors: list[TypeFactor | NestedFactor] = []
+        for name, decl in types.items():
+            if name not in by_type or decl.within is not None:
+                continue
+            nested = [
+                (t, get_kind(d.kind)) for t, d in types.items() if d.within == name and t in by_type
+            ]
+            kind = get_kind(decl.kind)
+            if not nested:
+                size = decl.size if kind.needs_size else None
+                factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
+                continue
+            axes = tuple(by_type[name]) + tuple(a for t, _ in nested for a in by_type[t])
+            owner = tuple(self._owner(a, axes) for a in axes)
+            factors.append(NestedFactor(name, kind, axes, owner, tuple(nested)))
+        return tuple(factors)
+
+    def _owner(self, axis: BlockAxis, axes: tuple[BlockAxis, ...]) -> int:
+        """Position in ``axes`` of the outer axis that ``axis`` belongs to."""
+        outer = self.spec.types[axis.type].within or axis.type
+        return next(
+            i
+            for i, a in enumerate(axes)
+            if a.type == outer and a.side == axis.side and a.tensor == axis.tensor
         )
 
     @property
-    def group_factors(self) -> tuple[TypeFactor, ...]:
+    def group_factors(self) -> tuple[TypeFactor | NestedFactor, ...]:
         return tuple(f for f in self.factors if not f.kind.needs_size)
 
     @property
     def fixed_factors(self) -> tuple[TypeFactor, ...]:
         return tuple(f for f in self.factors if f.kind.needs_size)
 
-    def _size(self, factor: TypeFactor, sizes: Mapping[str, int]) -> int | None:
-        if factor.kind.needs_size:
-            return sizes.get(factor.type) or self.spec.types[factor.type].size
-        return sizes.get(factor.type)
-
     def count(self, sizes: Mapping[str, int] | None = None) -> int:
         """Dimension of the block at ``sizes`` (types not given: generic)."""
         sizes = sizes or {}
-        return math.prod(f.count(self._size(f, sizes)) for f in self.factors)
+        return math.prod(f.count(sizes) for f in self.factors)
 
     @property
     def fixed_multiplicity(self) -> int:
         """Basis elements per term: the product of the fixed axes' sizes."""
-        return math.prod(self._size(f, {}) ** len(f.axes) for f in self.fixed_factors)
+        return math.prod(f.count({}) for f in self.fixed_factors)
 
     def terms(self) -> Iterator[Term]:
         """The generic basis terms: the product of the per-type terms."""
@@ -163,7 +260,7 @@ class Block:
 
     def thresholds(self) -> dict[str, int]:
         """Per group type, the smallest size from which the generic count holds."""
-        return {f.type: f.threshold() for f in self.group_factors}
+        return {t: n for f in self.group_factors for t, n in f.thresholds().items()}
 
     def counts_below_threshold(self) -> dict[str, dict[int, int]]:
         """For each type with threshold > 1: the block's count at each smaller size."""

@@ -94,7 +94,8 @@ def describe_block(block: Block) -> list[str]:
         lines += [f"        {n}" for n in notes]
     if not terms:
         reasons = [
-            f"{f.type} ({f.kind.name}) allows no term on axes with variances {f.variances}"
+            f"{f.type} ({f.kind.name}) allows no term on axes with variances "
+            + str(tuple(a.variance for a in f.axes))
             for f in block.group_factors
             if not f.terms
         ]

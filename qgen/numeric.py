@@ -42,6 +42,7 @@ class AxisAction:
     type: str
     size: int
     variance: int
+    owner: int | None = None  # for a nested type: the index of its outer axis in the block
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,32 @@ def _apply_on_axis(t: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def _act(t: torch.Tensor, axes: Sequence[AxisAction], type_: str, gen: Generator) -> torch.Tensor:
-    """``g . t`` (finite) or ``X . t`` (infinitesimal) on a batch of block tensors."""
+    """``g . t`` (finite) or ``X . t`` (infinitesimal) on a batch of block tensors.
+
+    A nested generator (``gen.outer`` set) acts only where the axis's owning outer
+    axis has index ``gen.outer``.
+    """
     mats = {v: gen.on_axis(v) for v in (1, -1)}
+
+    def mask(a: AxisAction) -> torch.Tensor | float:
+        if gen.outer is None:
+            return 1.0
+        shape = [1] * t.dim()
+        shape[a.owner + 1] = axes[a.owner].size
+        m = torch.zeros(axes[a.owner].size, dtype=t.dtype)
+        m[gen.outer] = 1.0
+        return m.reshape(shape)
+
     if gen.infinitesimal:
         out = torch.zeros_like(t)
         for i, a in enumerate(axes):
             if a.type == type_:
-                out += _apply_on_axis(t, mats[a.variance], i + 1)
+                out += mask(a) * _apply_on_axis(t, mats[a.variance], i + 1)
         return out
     for i, a in enumerate(axes):
         if a.type == type_:
-            t = _apply_on_axis(t, mats[a.variance], i + 1)
+            moved = _apply_on_axis(t, mats[a.variance], i + 1)
+            t = moved if gen.outer is None else t + mask(a) * (moved - t)
     return t
 
 
@@ -172,7 +188,9 @@ def solve_numeric(
         if type_ not in present:
             continue
         for g in gens:
-            is_monomial = not g.infinitesimal and _monomial(g.matrix) is not None
+            is_monomial = (
+                not g.infinitesimal and g.outer is None and _monomial(g.matrix) is not None
+            )
             (monomials if is_monomial else others).append((type_, g))
 
     basis = _orbit_basis(axes, monomials)

@@ -42,7 +42,7 @@ __all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "dump_spec", "load_spec", "
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_NAME = 64
 _TOP_KEYS = ("name", "types", "tensors", "arch")
-_TYPE_KEYS = ("group", "size")
+_TYPE_KEYS = ("group", "size", "within")
 FIXED = "fixed"
 _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
@@ -56,6 +56,9 @@ class TypeDecl:
     name: str
     kind: str
     size: int | None = None
+    #: the outer type this one is nested in (one element of this type's group per index
+    #: of the outer type: the wreath product, e.g. per-head GL in attention)
+    within: str | None = None
 
     @property
     def fixed(self) -> bool:
@@ -119,6 +122,8 @@ class Spec:
                 entry["group"] = t.kind
             if t.size is not None:
                 entry["size"] = t.size
+            if t.within is not None:
+                entry["within"] = t.within
             types[t.name] = entry
         return {
             "name": self.name,
@@ -134,6 +139,8 @@ def dump_spec(spec: Spec) -> str:
         entries = ([f"group: {t.kind}"] if not t.fixed else []) + (
             [f"size: {t.size}"] if t.size is not None else []
         )
+        if t.within is not None:
+            entries.append(f"within: {t.within}")
         lines.append(f"  {t.name}: {{{', '.join(entries)}}}")
     lines.append("tensors:")
     lines += [f"  {t.name}: [{', '.join(map(str, t.axes))}]" for t in spec.tensors]
@@ -297,6 +304,7 @@ class _Parser:
             self.fail("declare at least one type", node, "types")
         kinds = kind_names()
         types: dict[str, TypeDecl] = {}
+        nested_in: list[tuple[str, object, yaml.Node]] = []
         for name, (knode, vnode) in entries.items():
             where = f"types.{name}"
             if problem := identifier_problem(name, "type name"):
@@ -331,7 +339,26 @@ class _Parser:
                     vnode,
                     where,
                 )
-            types[name] = TypeDecl(name=name, kind=kind, size=size)
+            within = None
+            if "within" in body:
+                wnode = body["within"][1]
+                within = self.scalar(wnode, where + ".within")
+                if kind == FIXED:
+                    self.fail(
+                        "a nested type needs a group, e.g. {group: gl, within: head}", wnode, where
+                    )
+                nested_in.append((name, within, wnode))
+            types[name] = TypeDecl(name=name, kind=kind, size=size, within=within)
+        for name, outer, wnode in nested_in:
+            where = f"types.{name}.within"
+            if outer not in types:
+                self.fail(f"'within' names undeclared type {outer!r}", wnode, where)
+            if types[outer].kind != "perm" or types[outer].within is not None:
+                self.fail(
+                    f"the outer type {outer!r} must be a perm type that is not itself nested",
+                    wnode,
+                    where,
+                )
         return types
 
     def tensors(self, node: yaml.Node, types: Mapping[str, TypeDecl]) -> tuple[TensorDecl, ...]:
@@ -355,6 +382,8 @@ class _Parser:
             axes = tuple(
                 self.axis(anode, f"{where}[{i}]", types) for i, anode in enumerate(vnode.value)
             )
+            if problem := nesting_problem(axes, types):
+                self.fail(problem, vnode, where)
             tensors.append(TensorDecl(name=name, axes=axes))
         return tuple(tensors)
 
@@ -395,6 +424,20 @@ def identifier_problem(value: object, what: str) -> str | None:
         return f"the {what} {value!r} starts with '__', which is reserved; choose another name"
     if len(value) > _MAX_NAME:
         return f"the {what} is longer than {_MAX_NAME} characters"
+    return None
+
+
+def nesting_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
+    """A tensor with an axis of a nested type needs exactly one axis of its outer type."""
+    for a in axes:
+        outer = types[a.type].within
+        if outer is not None:
+            n = sum(b.type == outer for b in axes)
+            if n != 1:
+                return (
+                    f"axis {a} is nested in {outer!r}, so the tensor needs exactly one {outer} "
+                    f"axis (the head it belongs to); it has {n}"
+                )
     return None
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from qgen.basis import Block, WeightSpaceBasis
-from qgen.groups import Generator
+from qgen.groups import Generator, get_kind
 from qgen.numeric import AxisAction, constraint_residual, solve_numeric
 
 __all__ = ["BlockCheck", "VerifyReport", "check_block", "materialize", "verify"]
@@ -69,20 +69,40 @@ class VerifyReport:
 
 def _sizes_of(block: Block, sizes: Mapping[str, int]) -> dict[str, int]:
     out = {}
-    for f in block.factors:
-        size = sizes.get(f.type) or block.spec.types[f.type].size
+    for a in block.axes:
+        size = sizes.get(a.type) or block.spec.types[a.type].size
         if size is None:
-            raise ValueError(f"no size for type {f.type!r}")
-        out[f.type] = size
+            raise ValueError(f"no size for type {a.type!r}")
+        out[a.type] = size
     return out
 
 
 def _axis_actions(block: Block, sizes: Mapping[str, int]) -> list[AxisAction]:
-    return [AxisAction(a.type, sizes[a.type], a.variance) for a in block.axes]
+    types = block.spec.types
+    actions = []
+    for a in block.axes:
+        owner = None
+        if types[a.type].within is not None:
+            owner = block._owner(a, block.axes)
+        actions.append(AxisAction(a.type, sizes[a.type], a.variance, owner))
+    return actions
 
 
 def _generators(block: Block, sizes: Mapping[str, int]) -> dict[str, list[Generator]]:
-    return {f.type: f.kind.generators(sizes[f.type]) for f in block.factors}
+    """Each type's generators at its size; a nested type's once per index of its outer type."""
+    gens: dict[str, list[Generator]] = {}
+    for type_ in dict.fromkeys(a.type for a in block.axes):
+        decl = block.spec.types[type_]
+        own = get_kind(decl.kind).generators(sizes[type_])
+        if decl.within is None:
+            gens[type_] = own
+        else:
+            gens[type_] = [
+                Generator(g.matrix, g.infinitesimal, outer=h)
+                for h in range(sizes[decl.within])
+                for g in own
+            ]
+    return gens
 
 
 def materialize(block: Block, sizes: Mapping[str, int]) -> torch.Tensor:

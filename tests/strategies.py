@@ -15,22 +15,31 @@ GROUP_KINDS = ("perm", "signed", "scaled", "gl", "orthogonal")
 
 
 @st.composite
-def spec_texts(draw, max_tensors: int = 3, max_axes: int = 3) -> str:
+def spec_texts(draw, max_tensors: int = 3, max_axes: int = 3, nested: bool = False) -> str:
+    """With ``nested``, a perm type ``H`` and one or two types nested in it; every tensor
+    with a nested axis gets exactly one ``H`` axis (as the spec requires)."""
     n_group = draw(st.integers(1, 3))
     kinds = draw(st.lists(st.sampled_from(GROUP_KINDS), min_size=n_group, max_size=n_group))
     n_fixed = draw(st.integers(0, 2))
     types = {f"h{i}": f"{{group: {k}}}" for i, k in enumerate(kinds)}
+    inner: list[str] = []
+    if nested:
+        types["H"] = "{group: perm}"
+        for i in range(draw(st.integers(1, 2))):
+            kind = draw(st.sampled_from(GROUP_KINDS))
+            types[f"n{i}"] = f"{{group: {kind}, within: H}}"
+            inner.append(f"n{i}")
     for i in range(n_fixed):
         types[f"x{i}"] = f"{{size: {draw(st.integers(1, 2))}}}"
-    names = list(types)
+    names = [n for n in types if n != "H"]
     n_tensors = draw(st.integers(1, max_tensors))
     tensors = {}
     for i in range(n_tensors):
         n_axes = draw(st.integers(1, max_axes))
-        axes = [
-            draw(st.sampled_from(names)) + ("*" if draw(st.booleans()) else "")
-            for _ in range(n_axes)
-        ]
+        axes = [draw(st.sampled_from(names)) for _ in range(n_axes)]
+        if nested and (any(a in inner for a in axes) or draw(st.booleans())):
+            axes.insert(draw(st.integers(0, len(axes))), "H")
+        axes = [a + ("*" if draw(st.booleans()) else "") for a in axes]
         tensors[f"T{i}"] = "[" + ", ".join(axes) + "]"
     lines = ["name: random_space", "types:"]
     lines += [f"  {k}: {v}" for k, v in types.items()]

@@ -16,8 +16,9 @@ from strategies import sizes_for, specs
 import qgen
 from qgen import parse_spec, solve
 from qgen.codegen import render_module, render_tests
-from qgen.numeric import AxisAction, constraint_residual
+from qgen.numeric import constraint_residual
 from qgen.spec import load_spec
+from qgen.verify import _axis_actions, _generators
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -121,8 +122,8 @@ def check_completeness(spec, module, sizes):
             continue
         rank = int(torch.linalg.matrix_rank(stack.reshape(stack.shape[0], -1)))
         assert rank == expected, (block.label, sizes, rank, expected)
-        axes = [AxisAction(a.type, sizes[a.type], a.variance) for a in block.axes]
-        gens = {f.type: f.kind.generators(sizes[f.type]) for f in block.factors}
+        axes = _axis_actions(block, sizes)
+        gens = _generators(block, sizes)
         assert constraint_residual(stack, axes, gens) <= 1e-9, block.label
 
 

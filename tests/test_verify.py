@@ -30,6 +30,20 @@ def test_enumeration_matches_numeric_solver_on_random_specs(data):
         assert check.residual <= 1e-9, (block.label, sizes, check)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_nested_types_enumeration_matches_numeric_solver(data):
+    """Wreath products (a perm type with types nested in it) on random specs."""
+    spec = data.draw(specs(nested=True, max_axes=2))
+    sizes = data.draw(sizes_for(spec))
+    for block in solve(spec).all_blocks():
+        check = check_block(block, sizes, max_entries=MAX_ENTRIES)
+        if check.skipped:
+            continue
+        assert check.numeric == check.enumerated == check.span, (block.label, sizes, check)
+        assert check.residual <= 1e-9, (block.label, sizes, check)
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -72,3 +86,23 @@ def test_verify_catches_a_wrong_rule(monkeypatch):
     assert not report.ok
     bad = report.failures[0]
     assert bad.numeric < bad.enumerated
+
+
+def test_attention_wreath_product_counts():
+    """Multi-head attention weights with per-head GL: 1 map per (head-carried) block."""
+    spec = """
+name: mha
+types:
+  d: {size: 2}
+  head: {group: perm}
+  dk: {group: gl, within: head}
+tensors:
+  Wq: [head, dk, d*]
+  Wk: [head, dk*, d*]
+"""
+    basis = solve(parse_spec(spec))
+    assert basis.blocks["Wq", "Wq"].count() == 4  # identity per head, dense over d x d
+    assert basis.blocks["Wq", "Wk"].count() == 0  # dk and dk* cannot pair
+    assert basis.invariant["Wq"].count() == 0
+    report = verify(basis, size_levels(basis, {}, up_to=3))
+    assert report.ok

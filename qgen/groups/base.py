@@ -42,6 +42,9 @@ class Generator:
 
     matrix: torch.Tensor
     infinitesimal: bool = False
+    #: for a nested type: the index of the outer type (head) whose element this is;
+    #: it acts only on entries whose owning outer axis has that index
+    outer: int | None = None
 
     def on_axis(self, variance: int) -> torch.Tensor:
         if variance > 0:
