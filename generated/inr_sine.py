@@ -202,15 +202,21 @@ def _act_monomial(t: torch.Tensor, dim: int, g: Monomial, dual: bool) -> torch.T
     return t.index_select(dim, index.to(t.device)) * _along(scale.to(t.dtype), t, dim)
 
 
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[..., index]`` along the last axis, broadcasting the leading dims."""
+    shape = torch.broadcast_shapes(values.shape, index.shape)
+    return values.expand(shape).gather(-1, index.to(values.device).expand(shape))
+
+
 def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
     (g_index, g_scale), (h_index, h_scale) = g, h
-    return h_index.to(g_index.device)[g_index], g_scale * h_scale[..., g_index]
+    return _take(h_index, g_index), g_scale * _take(h_scale, g_index)
 
 
 def _inverse_monomial(g: Monomial) -> Monomial:
     index, scale = g
-    back = torch.argsort(index)
-    return back, 1 / scale[..., back]
+    back = torch.argsort(index, dim=-1)
+    return back, 1 / _take(scale, back)
 
 
 #: per group kind: how an element acts along one axis, composes and inverts

@@ -168,7 +168,8 @@ def permutation_part(g, gen):
             out[t] = (e[0], torch.ones_like(e[1]))
         else:
             n = e.shape[-1]
-            out[t] = torch.eye(n, dtype=e.dtype)[torch.randperm(n, generator=gen)]
+            perm = torch.eye(n, dtype=e.dtype)[torch.randperm(n, generator=gen)]
+            out[t] = perm.expand(e.shape).clone()  # one per outer index for nested types
     return out
 
 

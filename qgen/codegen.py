@@ -266,6 +266,11 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "plan": plan,
         "groups": groups,
         "kinds": kind_objs,
+        "nested": {t.name: t.within for t in spec.types.values() if t.within},
+        "nested_kinds": sorted(
+            {get_kind(t.kind) for t in spec.types.values() if t.within}, key=lambda k: k.name
+        ),
+        "nested_actions": {get_kind(t.kind).action for t in spec.types.values() if t.within},
         "quasi_types": quasi_types,
         "relax_kinds": [k for k in kind_objs if any(q[1] is k for q in quasi_types)],
         "actions": sorted({k.action for k in kind_objs}),

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis
-from qgen.errors import QgenError
 from qgen.spec import Spec
 
 __all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "plan_layer"]
@@ -218,12 +217,6 @@ def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, l
 def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     """Group the basis terms of every block into shared channel mixes."""
     spec = basis.spec
-    nested = [t.name for t in spec.types.values() if t.within is not None]
-    if nested:
-        raise QgenError(
-            f"{spec.source}: types {nested} are nested (within:); counting and verify "
-            "support them, code generation does not yet"
-        )
     pooled = Group("pooled", (), bias=True)
     for block in basis.invariant.values():
         pooled.inputs += [_patterns(t)[0] for t in block.terms()]

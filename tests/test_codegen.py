@@ -56,10 +56,10 @@ def relative_error(a, b):
 # ---------------------------------------------------------------- equivariance
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_specs_give_equivariant_layers_and_invariant_heads(data):
-    spec = data.draw(specs())
+    spec = data.draw(specs(nested=data.draw(st.booleans())))
     sizes = full_sizes(spec, data.draw(sizes_for(spec)))
     dtype = data.draw(st.sampled_from([torch.float32, torch.float64]))
     seed = data.draw(st.integers(0, 2**31 - 1))
@@ -127,11 +127,11 @@ def check_completeness(spec, module, sizes):
         assert constraint_residual(stack, axes, gens) <= 1e-9, block.label
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_specs_give_complete_layers(data):
     """Every equivariant map is representable, at every size (below thresholds too)."""
-    spec = data.draw(specs(max_axes=2))
+    spec = data.draw(specs(max_axes=2, nested=data.draw(st.booleans())))
     sizes = full_sizes(spec, data.draw(sizes_for(spec, max_size=3)))
     check_completeness(spec, qgen.compile(spec), sizes)
 

@@ -160,7 +160,7 @@ def test_random_specs_quasi_property_and_permutation_equivariance(data):
 
     from qgen.groups import get_kind
 
-    spec = data.draw(specs())
+    spec = data.draw(specs(nested=data.draw(st.booleans())))
     continuous = [t for t in spec.group_types if get_kind(spec.types[t].kind).continuous]
     if not any(a.type in continuous for t in spec.tensors for a in t.axes):
         return
@@ -188,6 +188,8 @@ def test_random_specs_quasi_property_and_permutation_equivariance(data):
             t: (e[0], torch.ones_like(e[1]))
             if isinstance(e, tuple)
             else torch.eye(e.shape[-1], dtype=e.dtype)[torch.randperm(e.shape[-1], generator=gen)]
+            .expand(e.shape)
+            .clone()
             for t, e in g.items()
         }
         lhs, rhs = layer(module.act(p, x)), module.act(p, layer(x))
