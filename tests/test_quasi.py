@@ -201,3 +201,41 @@ def test_random_specs_quasi_property_and_permutation_equivariance(data):
                 eye = torch.eye(e.shape[-1], dtype=e.dtype)
                 assert (e.mT @ e - eye).abs().max() < 1e-10
                 assert torch.allclose(torch.linalg.det(e), torch.ones(()).double())
+
+
+MULTIHEAD = """
+name: multihead
+types:
+  d: {size: 6}
+  head: {group: perm}
+  dk: {group: gl, within: head}
+  dv: {group: gl, within: head}
+tensors:
+  Wq: [head, dk, d*]
+  Wk: [head, dk*, d*]
+  Wv: [head, dv, d*]
+  Wo: [d, head*, dv*]
+"""
+
+
+def multihead(w: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    """Multi-head attention with per-head weights Wq[h], Wk[h], Wv[h] and Wo[:, h]."""
+    q = torch.einsum("hkd,btd->bhtk", w["Wq"], tokens)
+    k = torch.einsum("hkd,btd->bhtk", w["Wk"], tokens)
+    v = torch.einsum("hvd,btd->bhtv", w["Wv"], tokens)
+    scores = torch.softmax(q @ k.mT / q.shape[-1] ** 0.5, dim=-1)
+    return torch.einsum("bhtv,ehv->bte", scores @ v, w["Wo"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_multihead_attention_function_is_kept(heads, dk, dv, seed):
+    """Per-head GL (the wreath product): a quasi layer keeps the attention function."""
+    sizes = {"d": 6, "head": heads, "dk": dk, "dv": dv}
+    check_function_is_kept(
+        MULTIHEAD,
+        sizes,
+        multihead,
+        lambda gen: torch.randn(2, 5, 6, generator=gen).double(),
+        seed,
+    )
