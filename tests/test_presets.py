@@ -84,3 +84,65 @@ def test_preset_errors_name_the_place(text, line, fragment):
     with pytest.raises(SpecError) as info:
         parse_spec(text, source="p.yaml")
     assert fragment in info.value.message and info.value.line == line
+
+
+def transformer_forward(w, x, depth):
+    """The network the transformer preset describes, written directly on its tensors."""
+    import torch
+    from torch.nn import functional as F
+
+    h = x @ w["W_in"].T + w["b_in"]
+    for i in range(1, depth + 1):
+        z = F.layer_norm(h, h.shape[-1:], w[f"ln{i}a_w"], w[f"ln{i}a_b"])
+        q = torch.einsum("hkd,btd->bhtk", w[f"Wq{i}"], z) + w[f"bq{i}"][:, None]
+        k = torch.einsum("hkd,btd->bhtk", w[f"Wk{i}"], z) + w[f"bk{i}"][:, None]
+        v = torch.einsum("hvd,btd->bhtv", w[f"Wv{i}"], z) + w[f"bv{i}"][:, None]
+        att = torch.softmax(q @ k.mT / q.shape[-1] ** 0.5, dim=-1) @ v
+        h = h + torch.einsum("bhtv,ehv->bte", att, w[f"Wo{i}"]) + w[f"bo{i}"]
+        z = F.layer_norm(h, h.shape[-1:], w[f"ln{i}b_w"], w[f"ln{i}b_b"])
+        h = h + F.gelu(z @ w[f"W1_{i}"].T + w[f"b1_{i}"]) @ w[f"W2_{i}"].T + w[f"b2_{i}"]
+    return h @ w["W_out"].T + w["b_out"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_transformer_preset_symmetry_keeps_the_function(seed):
+    import torch
+
+    import qgen
+
+    depth = 2
+    spec = parse_spec(
+        f"name: t\narch: transformer\nd_model: 6\nheads: 3\nd_head: 2\nmlp: 5\ndepth: {depth}\n"
+        "inputs: 4\noutputs: 3\n"
+    )
+    module = qgen.compile(spec)
+    gen = torch.Generator().manual_seed(seed)
+    sizes = {t.name: t.size for t in spec.types.values()}
+    w = {
+        t.name: torch.randn(1, 1, *(sizes[a.type] for a in t.axes), generator=gen).double()
+        for t in spec.tensors
+    }
+    g = module.sample_group_element(sizes, gen)
+    x = torch.randn(2, 5, 4, generator=gen).double()
+    plain = {k: v[0, 0] for k, v in w.items()}
+    moved = {k: v[0, 0] for k, v in module.act(g, w).items()}
+    torch.testing.assert_close(
+        transformer_forward(moved, x, depth), transformer_forward(plain, x, depth)
+    )
+    # an element outside the group: scaling one stream channel breaks LayerNorm
+    index, scale = g["r"]
+    g["r"] = (index, scale * torch.linspace(0.5, 2.0, scale.shape[-1]).double())
+    broken = {k: v[0, 0] for k, v in module.act(g, w).items()}
+    diff = transformer_forward(broken, x, depth) - transformer_forward(plain, x, depth)
+    assert diff.abs().max() > 1e-3
+
+
+def test_transformer_preset_counts_agree_with_verify():
+    from qgen.verify import size_levels, verify
+
+    spec = parse_spec(
+        "name: t\narch: transformer\nd_model: 4\nheads: 2\nd_head: 2\nmlp: 3\ndepth: 1\n"
+    )
+    basis = solve(spec)
+    report = verify(basis, size_levels(basis, {}, up_to=2))
+    assert report.ok and len(report.checks) > 0

@@ -10,6 +10,7 @@ from qgen.presets.base import ACTIVATION_GROUPS, Expansion, Params, Preset, acti
 from qgen.presets.cnn import CNN
 from qgen.presets.mlp import MLP
 from qgen.presets.resnet import ResNet
+from qgen.presets.transformer import Transformer
 
 __all__ = [
     "ACTIVATION_GROUPS",
@@ -40,5 +41,5 @@ def preset_names() -> tuple[str, ...]:
     return tuple(_PRESETS)
 
 
-for _preset in (MLP(), CNN(), ResNet()):
+for _preset in (MLP(), CNN(), ResNet(), Transformer()):
     register_preset(_preset)
