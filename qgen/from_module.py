@@ -84,6 +84,7 @@ class _Types:
     parent: dict[str, str] = field(default_factory=dict)
     size: dict[str, int] = field(default_factory=dict)
     kind: dict[str, str] = field(default_factory=dict)
+    within: dict[str, str] = field(default_factory=dict)
 
     def new(self, name: str) -> str:
         self.parent[name] = name
@@ -179,6 +180,10 @@ def weight_space_from_module(
                 if module.bias is not None:
                     tensors.append((_identifier(f"{key}.bias"), [out], f"{key}.bias"))
                 value_type[node] = out
+            elif isinstance(module, nn.MultiheadAttention):
+                value_type[node] = _attention(
+                    node, module, key, src, types, tensors, counter, where
+                )
             elif type(module) in _ACTIVATIONS:
                 act = _ACTIVATIONS[type(module)]
                 if isinstance(module, nn.Dropout) and module.training:
@@ -210,7 +215,9 @@ def weight_space_from_module(
                 raise UnsupportedModel(f"{where} is not supported")
         elif node.op in ("call_function", "call_method"):
             target = node.target
-            if target in (operator.add, torch.add, "add"):
+            if target is operator.getitem and node.args[1] == 0 and node.args[0] in value_type:
+                value_type[node] = value_type[node.args[0]]  # attention output, not its weights
+            elif target in (operator.add, torch.add, "add"):
                 a, b = node.args[0], node.args[1]
                 value_type[node] = types.tie(
                     typed(a, where), typed(b, where), f"residual {node.name}"
@@ -251,7 +258,8 @@ def weight_space_from_module(
         if r not in types.size:
             raise UnsupportedModel(f"cannot tell the size of type {n}")
         kind = types.kind[r]
-        decls[n] = TypeDecl(n, kind, types.size[r])
+        within = types.within.get(r)
+        decls[n] = TypeDecl(n, kind, types.size[r], names[types.find(within)] if within else None)
     for k, size in sorted(fixed_types.items()):
         decls[k] = TypeDecl(k, "fixed", size)
 
@@ -264,7 +272,51 @@ def weight_space_from_module(
     decl_tensors = tuple(TensorDecl(n, tuple(axis(a) for a in axes)) for n, axes, _ in tensors)
     spec = Spec(name=_identifier(name), types=decls, tensors=decl_tensors, source="<module>")
     spec = parse_spec(dump_spec(spec), source=f"<{type(model).__name__}>")  # validate
-    return WeightSpace(spec, {n: Source(key) for n, _, key in tensors})
+    return WeightSpace(
+        spec, {n: key if isinstance(key, Source) else Source(key) for n, _, key in tensors}
+    )
+
+
+def _attention(node, module, key, src, types, tensors, counter, where) -> str:
+    """Self-attention ``nn.MultiheadAttention``: a head type with per-head GL types.
+
+    ``in_proj_weight`` rows hold Wq, Wk, Wv; head ``h`` uses rows ``h*dh:(h+1)*dh`` of
+    each, so Wq reads as ``[head, dk, in*]``; ``out_proj.weight`` reads as
+    ``[out, head*, dv*]``.
+    """
+    query, key_arg, value = (list(node.args) + [node.kwargs.get(k) for k in ("key", "value")])[:3]
+    if not (query is key_arg is value):
+        raise UnsupportedModel(f"{where}: only self-attention (query, key and value the same)")
+    if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
+        raise UnsupportedModel(f"{where}: only packed projections without bias_k/zero_attn")
+    e, h = module.embed_dim, module.num_heads
+    dh = e // h
+    types.set_size(src, e, where)
+    head = types.new(f"h{next(counter)}")
+    types.kind[head] = "perm"
+    types.size[head] = h
+    nested = {}
+    for role in ("dk", "dv"):
+        t = types.new(f"h{next(counter)}")
+        types.size[t] = dh
+        types.within[t] = head
+        nested[role] = t
+    out = types.new(f"h{next(counter)}")
+    types.size[out] = e
+    w, b = f"{key}.in_proj_weight", f"{key}.in_proj_bias"
+    base = _identifier(key)
+    for i, (name, inner) in enumerate((("q", "dk"), ("k", "dk*"), ("v", "dv"))):
+        axis = nested[inner.rstrip("*")] + ("*" if inner.endswith("*") else "")
+        rows = (i * e, (i + 1) * e)
+        tensors.append((f"{base}_W{name}", [head, axis, src + "*"], Source(w, rows, (h, dh, e))))
+        if module.in_proj_bias is not None:
+            tensors.append((f"{base}_b{name}", [head, axis], Source(b, rows, (h, dh))))
+    o = f"{key}.out_proj"
+    wo = Source(f"{o}.weight", None, (e, h, dh))
+    tensors.append((f"{base}_Wo", [out, head + "*", nested["dv"] + "*"], wo))
+    if module.out_proj.bias is not None:
+        tensors.append((f"{base}_bo", [out], Source(f"{o}.bias")))
+    return out
 
 
 def _spatial_mean(node: fx.Node) -> bool:

@@ -245,3 +245,61 @@ def test_cli_spec_from_model(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "module '1' (GRU) is not supported" in bad.stderr
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, d, heads, mlp):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, mlp)
+        self.fc2 = nn.Linear(mlp, d)
+
+    def forward(self, x):
+        z = self.ln1(x)
+        x = x + self.attn(z, z, z, need_weights=False)[0]
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+
+
+class TinyTransformer(nn.Module):
+    """The structure of the transformer preset, with torch's MultiheadAttention."""
+
+    def __init__(self, inputs=4, d=6, heads=3, mlp=5, depth=2, outputs=3):
+        super().__init__()
+        self.inp = nn.Linear(inputs, d)
+        self.blocks = nn.Sequential(*(AttentionBlock(d, heads, mlp) for _ in range(depth)))
+        self.out = nn.Linear(d, outputs)
+
+    def forward(self, x):
+        return self.out(self.blocks(self.inp(x)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_transformer_with_multihead_attention_keeps_its_function(seed):
+    torch.manual_seed(seed)
+    model = TinyTransformer().double().eval()
+    ws, *_ = check_symmetry(model, lambda g: torch.randn(2, 5, 4, generator=g).double(), seed)
+    head = ws.spec.tensor("blocks_0_attn_Wq").axes[0].type
+    dk = ws.spec.tensor("blocks_0_attn_Wq").axes[1].type
+    assert ws.spec.types[dk].within == head and ws.spec.types[dk].kind == "gl"
+
+
+def test_transformer_preset_matches_a_torch_transformer():
+    from_model = solve(spec_from_module(TinyTransformer().eval())).counts()
+    preset = (
+        "arch: transformer\nd_model: 6\nheads: 3\nd_head: 2\nmlp: 5\ndepth: 2\n"
+        "inputs: 4\noutputs: 3"
+    )
+    from_preset = solve(parse_spec("name: p\n" + preset)).counts()
+    rows = lambda c: [list(row.values()) for row in c["equivariant"].values()]  # noqa: E731
+    assert rows(from_model) == rows(from_preset)
+
+
+def test_attention_state_dict_round_trip_is_exact():
+    models = [TinyTransformer().double() for _ in range(2)]
+    ws = weight_space_from_module(models[0].eval())
+    states = [m.state_dict() for m in models]
+    back = ws.to_state_dicts(ws.to_weights(states), states[0])
+    for s, b in zip(states, back, strict=True):
+        assert all(torch.equal(s[k], b[k]) for k in s)
