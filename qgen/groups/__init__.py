@@ -14,6 +14,7 @@ from qgen.groups.orthogonal import Orthogonal
 from qgen.groups.perm import Perm
 from qgen.groups.scaled import Scaled
 from qgen.groups.signed import Signed
+from qgen.registry import Registry
 
 __all__ = [
     "Generator",
@@ -25,25 +26,22 @@ __all__ = [
     "register",
 ]
 
-_REGISTRY: dict[str, GroupKind] = {}
+_KINDS: Registry[GroupKind] = Registry("group kind")
 
 
 def register(kind: GroupKind) -> GroupKind:
     """Make ``kind`` available to specs as ``group: <kind.name>``."""
-    if kind.name in _REGISTRY:
-        raise ValueError(f"group kind {kind.name!r} is already registered")
-    _REGISTRY[kind.name] = kind
-    return kind
+    return _KINDS.register(kind)
 
 
 def get_kind(name: str) -> GroupKind:
     """The registered kind called ``name``."""
-    return _REGISTRY[name]
+    return _KINDS.get(name)
 
 
 def kind_names() -> tuple[str, ...]:
     """Names of all registered kinds, in registration order."""
-    return tuple(_REGISTRY)
+    return _KINDS.names()
 
 
 for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed()):

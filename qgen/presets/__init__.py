@@ -11,6 +11,7 @@ from qgen.presets.cnn import CNN
 from qgen.presets.mlp import MLP
 from qgen.presets.resnet import ResNet
 from qgen.presets.transformer import Transformer
+from qgen.registry import Registry
 
 __all__ = [
     "ACTIVATION_GROUPS",
@@ -23,22 +24,20 @@ __all__ = [
     "register_preset",
 ]
 
-_PRESETS: dict[str, Preset] = {}
+_PRESETS: Registry[Preset] = Registry("preset")
 
 
 def register_preset(preset: Preset) -> Preset:
-    if preset.name in _PRESETS:
-        raise ValueError(f"preset {preset.name!r} is already registered")
-    _PRESETS[preset.name] = preset
-    return preset
+    """Make ``preset`` available to specs as ``arch: <preset.name>``."""
+    return _PRESETS.register(preset)
 
 
 def get_preset(name: str) -> Preset:
-    return _PRESETS[name]
+    return _PRESETS.get(name)
 
 
 def preset_names() -> tuple[str, ...]:
-    return tuple(_PRESETS)
+    return _PRESETS.names()
 
 
 for _preset in (MLP(), CNN(), ResNet(), Transformer()):
