@@ -10,7 +10,6 @@ Typical use::
     layer = layers.EquivariantLayer(1, 16)
 """
 
-from qgen.adapters import WeightSpace
 from qgen.basis import Block, WeightSpaceBasis, solve
 from qgen.errors import QgenError, SpecError
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, load_spec, parse_spec
@@ -23,6 +22,14 @@ def compile(spec):  # noqa: A001 - the documented name of the in-memory build
     from qgen.builder import compile_spec
 
     return compile_spec(spec)
+
+
+def __getattr__(name):  # torch-dependent parts load on first use: counting stays fast
+    if name == "WeightSpace":
+        from qgen.adapters import WeightSpace
+
+        return WeightSpace
+    raise AttributeError(f"module 'qgen' has no attribute {name!r}")
 
 
 def spec_from_module(model, name="model", io="fixed"):

@@ -294,10 +294,44 @@ class WeightSpaceBasis:
     def invariant(self) -> dict[str, Block]:
         return {t.name: Block(self.spec, None, t) for t in self.spec.tensors}
 
+    def _shape_key(self, out: TensorDecl, in_: TensorDecl, sizes: Mapping[str, int]) -> tuple:
+        """What a block's count depends on: its axes with types renamed in order of
+        appearance, their kinds, nesting, sizes and sides. Blocks with equal keys have
+        equal counts (e.g. the same layer pattern in every transformer block)."""
+        types = self.spec.types
+        rename: dict[str, int] = {}
+        for a in (*out.axes, *in_.axes):
+            for name in (types[a.type].within, a.type):
+                if name is not None:
+                    rename.setdefault(name, len(rename))
+        described = tuple(
+            (
+                rename[name],
+                types[name].kind,
+                rename.get(types[name].within) if types[name].within else None,
+                sizes.get(name) or (types[name].size if types[name].fixed else None),
+            )
+            for name in rename
+        )
+        axes = (
+            tuple((rename[a.type], a.dual) for a in out.axes),
+            tuple((rename[a.type], a.dual) for a in in_.axes),
+        )
+        return described, axes
+
     def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
         """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
+        sizes = sizes or {}
+        cache: dict[tuple, int] = {}
+
+        def block_count(s: TensorDecl, t: TensorDecl) -> int:
+            key = self._shape_key(s, t, sizes)
+            if key not in cache:
+                cache[key] = self.blocks[s.name, t.name].count(sizes)
+            return cache[key]
+
         eq = {
-            s.name: {t.name: self.blocks[s.name, t.name].count(sizes) for t in self.spec.tensors}
+            s.name: {t.name: block_count(s, t) for t in self.spec.tensors}
             for s in self.spec.tensors
         }
         bias = {name: b.count(sizes) for name, b in self.bias.items()}

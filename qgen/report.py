@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from qgen.basis import WeightSpaceBasis
-from qgen.verify import VerifyReport
+
+if TYPE_CHECKING:  # verify needs torch; counting should not pay for importing it
+    from qgen.verify import VerifyReport
 
 __all__ = ["count_json", "count_table", "threshold_lines", "verify_lines"]
 

@@ -106,3 +106,15 @@ tensors:
     assert basis.invariant["Wq"].count() == 0
     report = verify(basis, size_levels(basis, {}, up_to=3))
     assert report.ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_cached_counts_equal_direct_block_counts(data):
+    """counts() shares work between blocks of the same shape; it must not change a count."""
+    spec = data.draw(specs(nested=data.draw(st.booleans())))
+    sizes = data.draw(st.one_of(st.just({}), sizes_for(spec)))
+    basis = solve(spec)
+    counts = basis.counts(sizes)
+    for (s, t), block in basis.blocks.items():
+        assert counts["equivariant"][s][t] == block.count(sizes)
