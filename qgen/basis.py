@@ -319,6 +319,26 @@ class WeightSpaceBasis:
         )
         return described, axes
 
+    def generic_sizes(self) -> dict[str, int]:
+        """Per group type, the size from which every block's count is generic."""
+        out = {t: 1 for t in self.spec.group_types}
+        cache: dict[tuple, tuple[int, ...]] = {}
+        blocks = [*self.blocks.values(), *self.bias.values(), *self.invariant.values()]
+        for block in blocks:
+            if block.out is not None and block.in_ is not None:
+                key = self._shape_key(block.out, block.in_, {})
+                names = list(dict.fromkeys(_with_outer(block)))
+                if key not in cache:
+                    th = block.thresholds()
+                    cache[key] = tuple(th.get(n, 1) for n in names)
+                pairs = zip(names, cache[key], strict=True)
+            else:
+                pairs = block.thresholds().items()
+            for name, n in pairs:
+                if name in out:
+                    out[name] = max(out[name], n)
+        return out
+
     def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
         """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
         sizes = sizes or {}
@@ -351,6 +371,17 @@ class WeightSpaceBasis:
         yield from self.blocks.values()
         yield from self.bias.values()
         yield from self.invariant.values()
+
+
+def _with_outer(block: Block) -> list[str]:
+    """The block's type names in the order :meth:`WeightSpaceBasis._shape_key` numbers them."""
+    types = block.spec.types
+    names = []
+    for a in block.axes:
+        for name in (types[a.type].within, a.type):
+            if name is not None:
+                names.append(name)
+    return names
 
 
 def solve(spec: Spec) -> WeightSpaceBasis:

@@ -251,10 +251,7 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
         },
         bias_counts=counts["bias"],
         invariant_counts=counts["invariant"],
-        generic_sizes={
-            t: max([1, *(b.thresholds().get(t, 1) for b in basis.all_blocks())])
-            for t in spec.group_types
-        },
+        generic_sizes=basis.generic_sizes(),
     )
     _check_counts(plan, counts)
     return plan

@@ -118,3 +118,15 @@ def test_cached_counts_equal_direct_block_counts(data):
     counts = basis.counts(sizes)
     for (s, t), block in basis.blocks.items():
         assert counts["equivariant"][s][t] == block.count(sizes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_generic_sizes_equal_the_maximum_block_threshold(data):
+    spec = data.draw(specs(nested=data.draw(st.booleans())))
+    basis = solve(spec)
+    naive = {
+        t: max([1, *(b.thresholds().get(t, 1) for b in basis.all_blocks())])
+        for t in spec.group_types
+    }
+    assert basis.generic_sizes() == naive
