@@ -497,19 +497,24 @@ class EquivariantLayer(nn.Module):
         # pooled: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_c1: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_c1 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_c1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1]
         # carry_c2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_c2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2]
         # carry_c2_v2: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_c2_v2 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_c2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2_V2]
         # carry_c1_c2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_c1_c2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_c1_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -577,14 +582,14 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # b3[y]: as is
         _add(out, "b3", zs[0].unflatten(-1, (-1, 10)))
 
     def _mix_carry_c1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1 (100 per channel pair)."""
         z = F.linear(_reduce_carry_c1(x, n), self.weight_carry_c1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C1], dim=-1)
+        zs = z.split(self._split_carry_c1, dim=-1)
         # K1[c1, cin*, kx, ky]: carry c1
         _add(out, "K1", torch.einsum("bicjkl->bcijkl", zs[0].unflatten(-1, (-1, 1, 3, 3))))
         # b1[c1]: carry c1
@@ -593,21 +598,21 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_c2(x, n), self.weight_carry_c2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C2], dim=-1)
+        zs = z.split(self._split_carry_c2, dim=-1)
         # b2[c2]: carry c2
         _add(out, "b2", torch.einsum("bic->bci", zs[0]))
 
     def _mix_carry_c2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2 (100 per channel pair)."""
         z = F.linear(_reduce_carry_c2_v2(x, n), self.weight_carry_c2_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C2_V2], dim=-1)
+        zs = z.split(self._split_carry_c2_v2, dim=-1)
         # W3[y, c2*]: carry c2
         _add(out, "W3", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 10))))
 
     def _mix_carry_c1_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1, c2 (81 per channel pair)."""
         z = F.linear(_reduce_carry_c1_c2(x, n), self.weight_carry_c1_c2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2], dim=-1)
+        zs = z.split(self._split_carry_c1_c2, dim=-1)
         # K2[c2, c1*, kx, ky]: carry c1, c2
         _add(out, "K2", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 

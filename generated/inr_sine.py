@@ -411,16 +411,20 @@ class EquivariantLayer(nn.Module):
         # pooled: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_h1: 9 terms per channel pair
         rows = out_channels * 3
         self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 3))
+        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
         # carry_h2: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
         # carry_h1_h2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -478,14 +482,14 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (1 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # b3[pixel]: as is
         _add(out, "b3", zs[0].unflatten(-1, (-1, 1)))
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
         z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1], dim=-1)
+        zs = z.split(self._split_carry_h1, dim=-1)
         # W1[h1, coord*]: carry h1
         _add(out, "W1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 2))))
         # b1[h1]: carry h1
@@ -494,7 +498,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (4 per channel pair)."""
         z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H2], dim=-1)
+        zs = z.split(self._split_carry_h2, dim=-1)
         # b2[h2]: carry h2
         _add(out, "b2", torch.einsum("bic->bci", zs[0]))
         # W3[pixel, h2*]: carry h2
@@ -503,7 +507,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2], dim=-1)
+        zs = z.split(self._split_carry_h1_h2, dim=-1)
         # W2[h2, h1*]: carry h1, h2
         _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
 

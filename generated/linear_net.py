@@ -433,12 +433,15 @@ class EquivariantLayer(nn.Module):
         # carry_h1: 9 terms per channel pair
         rows = out_channels * 3
         self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 3))
+        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
         # carry_h2: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
         # carry_h1_h2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -484,21 +487,21 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
         z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1], dim=-1)
+        zs = z.split(self._split_carry_h1, dim=-1)
         # A1[h1, x*]: carry h1
         _add(out, "A1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 3))))
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (4 per channel pair)."""
         z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H2], dim=-1)
+        zs = z.split(self._split_carry_h2, dim=-1)
         # A3[y, h2*]: carry h2
         _add(out, "A3", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 2))))
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2], dim=-1)
+        zs = z.split(self._split_carry_h1_h2, dim=-1)
         # A2[h2, h1*]: carry h1, h2
         _add(out, "A2", torch.einsum("bjic->bcij", zs[0]))
 

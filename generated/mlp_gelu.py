@@ -429,16 +429,20 @@ class EquivariantLayer(nn.Module):
         # pooled: 169 terms per channel pair
         rows = out_channels * 13
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 13))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_h1: 36 terms per channel pair
         rows = out_channels * 6
         self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 6))
+        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
         # carry_h2: 25 terms per channel pair
         rows = out_channels * 5
         self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 5))
+        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
         # carry_h1_h2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -496,7 +500,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (169 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # W1[h1, x*]: broadcast h1
         _add(out, "W1", zs[0].unflatten(-1, (-1, 4))[:, :, None])
         # b1[h1]: broadcast h1
@@ -513,7 +517,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (36 per channel pair)."""
         z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1], dim=-1)
+        zs = z.split(self._split_carry_h1, dim=-1)
         # W1[h1, x*]: carry h1
         _add(out, "W1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 4))))
         # b1[h1]: carry h1
@@ -524,7 +528,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (25 per channel pair)."""
         z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H2], dim=-1)
+        zs = z.split(self._split_carry_h2, dim=-1)
         # W2[h2, h1*]: broadcast h1; carry h2
         _add(out, "W2", torch.einsum("bic->bci", zs[0])[:, :, :, None])
         # b2[h2]: carry h2
@@ -535,7 +539,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2], dim=-1)
+        zs = z.split(self._split_carry_h1_h2, dim=-1)
         # W2[h2, h1*]: carry h1, h2
         _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
 

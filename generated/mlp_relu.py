@@ -557,25 +557,32 @@ class EquivariantLayer(nn.Module):
         # pooled: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_h1: 9 terms per channel pair
         rows = out_channels * 3
         self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 3))
+        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
         # carry_h2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
         # carry_h3: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h3 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H3]
         # carry_h3_v2: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_h3_v2 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_h3_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H3_V2]
         # carry_h1_h2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
         # carry_h2_h3: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_h2_h3 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_h2_h3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2_H3]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -663,14 +670,14 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (4 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # b4[y]: as is
         _add(out, "b4", zs[0].unflatten(-1, (-1, 2)))
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
         z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1], dim=-1)
+        zs = z.split(self._split_carry_h1, dim=-1)
         # W1[h1, x*]: carry h1
         _add(out, "W1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 2))))
         # b1[h1]: carry h1
@@ -679,35 +686,35 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H2], dim=-1)
+        zs = z.split(self._split_carry_h2, dim=-1)
         # b2[h2]: carry h2
         _add(out, "b2", torch.einsum("bic->bci", zs[0]))
 
     def _mix_carry_h3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h3 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h3(x, n), self.weight_carry_h3)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H3], dim=-1)
+        zs = z.split(self._split_carry_h3, dim=-1)
         # b3[h3]: carry h3
         _add(out, "b3", torch.einsum("bic->bci", zs[0]))
 
     def _mix_carry_h3_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h3 (4 per channel pair)."""
         z = F.linear(_reduce_carry_h3_v2(x, n), self.weight_carry_h3_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H3_V2], dim=-1)
+        zs = z.split(self._split_carry_h3_v2, dim=-1)
         # W4[y, h3*]: carry h3
         _add(out, "W4", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 2))))
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2], dim=-1)
+        zs = z.split(self._split_carry_h1_h2, dim=-1)
         # W2[h2, h1*]: carry h1, h2
         _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
 
     def _mix_carry_h2_h3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2, h3 (1 per channel pair)."""
         z = F.linear(_reduce_carry_h2_h3(x, n), self.weight_carry_h2_h3)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_H2_H3], dim=-1)
+        zs = z.split(self._split_carry_h2_h3, dim=-1)
         # W3[h3, h2*]: carry h2, h3
         _add(out, "W3", torch.einsum("bjic->bcij", zs[0]))
 

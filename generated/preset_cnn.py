@@ -559,25 +559,32 @@ class EquivariantLayer(nn.Module):
         # pooled: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_c1: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_c1 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_c1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1]
         # carry_c2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_c2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2]
         # carry_c3: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_c3 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_c3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C3]
         # carry_c3_v2: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_c3_v2 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_c3_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C3_V2]
         # carry_c1_c2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_c1_c2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_c1_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2]
         # carry_c2_c3: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_c2_c3 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_c2_c3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2_C3]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -665,14 +672,14 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # b[y]: as is
         _add(out, "b", zs[0].unflatten(-1, (-1, 10)))
 
     def _mix_carry_c1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1 (100 per channel pair)."""
         z = F.linear(_reduce_carry_c1(x, n), self.weight_carry_c1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C1], dim=-1)
+        zs = z.split(self._split_carry_c1, dim=-1)
         # K1[c1, cin*, k3, k3]: carry c1
         _add(out, "K1", torch.einsum("bicjkl->bcijkl", zs[0].unflatten(-1, (-1, 1, 3, 3))))
         # b1[c1]: carry c1
@@ -681,35 +688,35 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2 (1 per channel pair)."""
         z = F.linear(_reduce_carry_c2(x, n), self.weight_carry_c2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C2], dim=-1)
+        zs = z.split(self._split_carry_c2, dim=-1)
         # b2[c2]: carry c2
         _add(out, "b2", torch.einsum("bic->bci", zs[0]))
 
     def _mix_carry_c3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c3 (1 per channel pair)."""
         z = F.linear(_reduce_carry_c3(x, n), self.weight_carry_c3)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C3], dim=-1)
+        zs = z.split(self._split_carry_c3, dim=-1)
         # b3[c3]: carry c3
         _add(out, "b3", torch.einsum("bic->bci", zs[0]))
 
     def _mix_carry_c3_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c3 (100 per channel pair)."""
         z = F.linear(_reduce_carry_c3_v2(x, n), self.weight_carry_c3_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C3_V2], dim=-1)
+        zs = z.split(self._split_carry_c3_v2, dim=-1)
         # W[y, c3*]: carry c3
         _add(out, "W", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 10))))
 
     def _mix_carry_c1_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1, c2 (81 per channel pair)."""
         z = F.linear(_reduce_carry_c1_c2(x, n), self.weight_carry_c1_c2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2], dim=-1)
+        zs = z.split(self._split_carry_c1_c2, dim=-1)
         # K2[c2, c1*, k3, k3]: carry c1, c2
         _add(out, "K2", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 
     def _mix_carry_c2_c3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2, c3 (81 per channel pair)."""
         z = F.linear(_reduce_carry_c2_c3(x, n), self.weight_carry_c2_c3)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_C2_C3], dim=-1)
+        zs = z.split(self._split_carry_c2_c3, dim=-1)
         # K3[c3, c2*, k3, k3]: carry c2, c3
         _add(out, "K3", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 

@@ -873,34 +873,44 @@ class EquivariantLayer(nn.Module):
         # pooled: 400 terms per channel pair
         rows = out_channels * 20
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 20))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_r: 324 terms per channel pair
         rows = out_channels * 18
         self.weight_carry_r = nn.Parameter(torch.empty(rows, in_channels * 18))
+        self._split_carry_r = [out_channels * w for w in _OUT_WIDTHS_CARRY_R]
         # carry_m1: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_m1 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M1]
         # carry_m1_v2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_m1_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_m1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M1_V2]
         # carry_m2: 100 terms per channel pair
         rows = out_channels * 10
         self.weight_carry_m2 = nn.Parameter(torch.empty(rows, in_channels * 10))
+        self._split_carry_m2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M2]
         # carry_m2_v2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_m2_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_m2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M2_V2]
         # carry_r_m1: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_r_m1 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_r_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1]
         # carry_r_m1_v2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_r_m1_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_r_m1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1_V2]
         # carry_r_m2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_r_m2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_r_m2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2]
         # carry_r_m2_v2: 81 terms per channel pair
         rows = out_channels * 9
         self.weight_carry_r_m2_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
+        self._split_carry_r_m2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2_V2]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -1018,7 +1028,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (400 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # K0[r, cin*, k3, k3]: broadcast r
         _add(out, "K0", zs[0].unflatten(-1, (-1, 1, 3, 3))[:, :, None])
         # b0[r]: broadcast r
@@ -1043,7 +1053,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r (324 per channel pair)."""
         z = F.linear(_reduce_carry_r(x, n), self.weight_carry_r)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R], dim=-1)
+        zs = z.split(self._split_carry_r, dim=-1)
         # K0[r, cin*, k3, k3]: carry r
         _add(out, "K0", torch.einsum("bicjkl->bcijkl", zs[0].unflatten(-1, (-1, 1, 3, 3))))
         # b0[r]: carry r
@@ -1066,7 +1076,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (100 per channel pair)."""
         z = F.linear(_reduce_carry_m1(x, n), self.weight_carry_m1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_M1], dim=-1)
+        zs = z.split(self._split_carry_m1, dim=-1)
         # K1a[m1, r*, k3, k3]: broadcast r; carry m1
         _add(
             out, "K1a", torch.einsum("bickl->bcikl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, :, None]
@@ -1077,14 +1087,14 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (81 per channel pair)."""
         z = F.linear(_reduce_carry_m1_v2(x, n), self.weight_carry_m1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_M1_V2], dim=-1)
+        zs = z.split(self._split_carry_m1_v2, dim=-1)
         # K1b[r, m1*, k3, k3]: broadcast r; carry m1
         _add(out, "K1b", torch.einsum("bjckl->bcjkl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, None])
 
     def _mix_carry_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
         z = F.linear(_reduce_carry_m2(x, n), self.weight_carry_m2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_M2], dim=-1)
+        zs = z.split(self._split_carry_m2, dim=-1)
         # K2a[m2, r*, k3, k3]: broadcast r; carry m2
         _add(
             out, "K2a", torch.einsum("bickl->bcikl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, :, None]
@@ -1095,35 +1105,35 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (81 per channel pair)."""
         z = F.linear(_reduce_carry_m2_v2(x, n), self.weight_carry_m2_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_M2_V2], dim=-1)
+        zs = z.split(self._split_carry_m2_v2, dim=-1)
         # K2b[r, m2*, k3, k3]: broadcast r; carry m2
         _add(out, "K2b", torch.einsum("bjckl->bcjkl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, None])
 
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
         z = F.linear(_reduce_carry_r_m1(x, n), self.weight_carry_r_m1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1], dim=-1)
+        zs = z.split(self._split_carry_r_m1, dim=-1)
         # K1a[m1, r*, k3, k3]: carry r, m1
         _add(out, "K1a", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 
     def _mix_carry_r_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
         z = F.linear(_reduce_carry_r_m1_v2(x, n), self.weight_carry_r_m1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1_V2], dim=-1)
+        zs = z.split(self._split_carry_r_m1_v2, dim=-1)
         # K1b[r, m1*, k3, k3]: carry r, m1
         _add(out, "K1b", torch.einsum("bijckl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 
     def _mix_carry_r_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
         z = F.linear(_reduce_carry_r_m2(x, n), self.weight_carry_r_m2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2], dim=-1)
+        zs = z.split(self._split_carry_r_m2, dim=-1)
         # K2a[m2, r*, k3, k3]: carry r, m2
         _add(out, "K2a", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 
     def _mix_carry_r_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
         z = F.linear(_reduce_carry_r_m2_v2(x, n), self.weight_carry_r_m2_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2_V2], dim=-1)
+        zs = z.split(self._split_carry_r_m2_v2, dim=-1)
         # K2b[r, m2*, k3, k3]: carry r, m2
         _add(out, "K2b", torch.einsum("bijckl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
 

@@ -1201,40 +1201,56 @@ class EquivariantLayer(nn.Module):
         # pooled: 289 terms per channel pair
         rows = out_channels * 17
         self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 17))
+        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
         self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
         # carry_r: 196 terms per channel pair
         rows = out_channels * 14
         self.weight_carry_r = nn.Parameter(torch.empty(rows, in_channels * 14))
+        self._split_carry_r = [out_channels * w for w in _OUT_WIDTHS_CARRY_R]
         # carry_m1: 9 terms per channel pair
         rows = out_channels * 3
         self.weight_carry_m1 = nn.Parameter(torch.empty(rows, in_channels * 3))
+        self._split_carry_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M1]
         # carry_r_m1: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_r_m1 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_r_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1]
         # carry_head1_dk1: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_head1_dk1 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_head1_dk1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DK1]
         # carry_head1_dk1_v2: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_head1_dk1_v2 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_head1_dk1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DK1_V2]
         # carry_head1_dv1: 4 terms per channel pair
         rows = out_channels * 2
         self.weight_carry_head1_dv1 = nn.Parameter(torch.empty(rows, in_channels * 2))
+        self._split_carry_head1_dv1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DV1]
         # carry_head1_dv1_v2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_head1_dv1_v2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_head1_dv1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DV1_V2]
         # carry_r_head1_dk1: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_r_head1_dk1 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_r_head1_dk1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DK1]
         # carry_r_head1_dk1_v2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_r_head1_dk1_v2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_r_head1_dk1_v2 = [
+            out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DK1_V2
+        ]
         # carry_r_head1_dv1: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_r_head1_dv1 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_r_head1_dv1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DV1]
         # carry_r_head1_dv1_v2: 1 terms per channel pair
         rows = out_channels * 1
         self.weight_carry_r_head1_dv1_v2 = nn.Parameter(torch.empty(rows, in_channels * 1))
+        self._split_carry_r_head1_dv1_v2 = [
+            out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DV1_V2
+        ]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -1372,7 +1388,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (289 terms + bias)."""
         z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_POOLED], dim=-1)
+        zs = z.split(self._split_pooled, dim=-1)
         # W_in[r, x*]: broadcast r
         _add(out, "W_in", zs[0].unflatten(-1, (-1, 3))[:, :, None])
         # b_in[r]: broadcast r
@@ -1403,7 +1419,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r (196 per channel pair)."""
         z = F.linear(_reduce_carry_r(x, n), self.weight_carry_r)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R], dim=-1)
+        zs = z.split(self._split_carry_r, dim=-1)
         # W_in[r, x*]: carry r
         _add(out, "W_in", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 3))))
         # b_in[r]: carry r
@@ -1430,7 +1446,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (9 per channel pair)."""
         z = F.linear(_reduce_carry_m1(x, n), self.weight_carry_m1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_M1], dim=-1)
+        zs = z.split(self._split_carry_m1, dim=-1)
         # W1_1[m1, r*]: broadcast r; carry m1
         _add(out, "W1_1", torch.einsum("bic->bci", zs[0])[:, :, :, None])
         # b1_1[m1]: carry m1
@@ -1441,7 +1457,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (4 per channel pair)."""
         z = F.linear(_reduce_carry_r_m1(x, n), self.weight_carry_r_m1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1], dim=-1)
+        zs = z.split(self._split_carry_r_m1, dim=-1)
         # W1_1[m1, r*]: carry r, m1
         _add(out, "W1_1", torch.einsum("bjic->bcij", zs[0]))
         # W2_1[r, m1*]: carry r, m1
@@ -1450,7 +1466,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
         z = F.linear(_reduce_carry_head1_dk1(x, n), self.weight_carry_head1_dk1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DK1], dim=-1)
+        zs = z.split(self._split_carry_head1_dk1, dim=-1)
         # Wq1[head1, dk1, r*]: broadcast r; carry head1, dk1
         _add(out, "Wq1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
         # bq1[head1, dk1]: carry head1, dk1
@@ -1459,7 +1475,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
         z = F.linear(_reduce_carry_head1_dk1_v2(x, n), self.weight_carry_head1_dk1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DK1_V2], dim=-1)
+        zs = z.split(self._split_carry_head1_dk1_v2, dim=-1)
         # Wk1[head1, dk1*, r*]: broadcast r; carry head1, dk1
         _add(out, "Wk1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
         # bk1[head1, dk1*]: carry head1, dk1
@@ -1468,7 +1484,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dv1 (4 per channel pair)."""
         z = F.linear(_reduce_carry_head1_dv1(x, n), self.weight_carry_head1_dv1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DV1], dim=-1)
+        zs = z.split(self._split_carry_head1_dv1, dim=-1)
         # Wv1[head1, dv1, r*]: broadcast r; carry head1, dv1
         _add(out, "Wv1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
         # bv1[head1, dv1]: carry head1, dv1
@@ -1477,35 +1493,35 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dv1 (1 per channel pair)."""
         z = F.linear(_reduce_carry_head1_dv1_v2(x, n), self.weight_carry_head1_dv1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_HEAD1_DV1_V2], dim=-1)
+        zs = z.split(self._split_carry_head1_dv1_v2, dim=-1)
         # Wo1[r, head1*, dv1*]: broadcast r; carry head1, dv1
         _add(out, "Wo1", torch.einsum("bjkc->bcjk", zs[0])[:, :, None])
 
     def _mix_carry_r_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
         z = F.linear(_reduce_carry_r_head1_dk1(x, n), self.weight_carry_r_head1_dk1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DK1], dim=-1)
+        zs = z.split(self._split_carry_r_head1_dk1, dim=-1)
         # Wq1[head1, dk1, r*]: carry r, head1, dk1
         _add(out, "Wq1", torch.einsum("bkijc->bcijk", zs[0]))
 
     def _mix_carry_r_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
         z = F.linear(_reduce_carry_r_head1_dk1_v2(x, n), self.weight_carry_r_head1_dk1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DK1_V2], dim=-1)
+        zs = z.split(self._split_carry_r_head1_dk1_v2, dim=-1)
         # Wk1[head1, dk1*, r*]: carry r, head1, dk1
         _add(out, "Wk1", torch.einsum("bkijc->bcijk", zs[0]))
 
     def _mix_carry_r_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
         z = F.linear(_reduce_carry_r_head1_dv1(x, n), self.weight_carry_r_head1_dv1)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DV1], dim=-1)
+        zs = z.split(self._split_carry_r_head1_dv1, dim=-1)
         # Wv1[head1, dv1, r*]: carry r, head1, dv1
         _add(out, "Wv1", torch.einsum("bkijc->bcijk", zs[0]))
 
     def _mix_carry_r_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
         z = F.linear(_reduce_carry_r_head1_dv1_v2(x, n), self.weight_carry_r_head1_dv1_v2)
-        zs = z.split([self.out_channels * w for w in _OUT_WIDTHS_CARRY_R_HEAD1_DV1_V2], dim=-1)
+        zs = z.split(self._split_carry_r_head1_dv1_v2, dim=-1)
         # Wo1[r, head1*, dv1*]: carry r, head1, dv1
         _add(out, "Wo1", torch.einsum("bijkc->bcijk", zs[0]))
 

@@ -221,11 +221,11 @@ class Block:
                 factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
                 continue
             axes = tuple(by_type[name]) + tuple(a for t, _ in nested for a in by_type[t])
-            owner = tuple(self._owner(a, axes) for a in axes)
+            owner = tuple(self.owner_of(a, axes) for a in axes)
             factors.append(NestedFactor(name, kind, axes, owner, tuple(nested)))
         return tuple(factors)
 
-    def _owner(self, axis: BlockAxis, axes: tuple[BlockAxis, ...]) -> int:
+    def owner_of(self, axis: BlockAxis, axes: tuple[BlockAxis, ...]) -> int:
         """Position in ``axes`` of the outer axis that ``axis`` belongs to."""
         outer = self.spec.types[axis.type].within or axis.type
         return next(

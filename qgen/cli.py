@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "expand",
         "Print the explicit spec (types and tensors) of a spec that uses an arch: preset; "
         "the output is valid input to every command.",
-        "qgen expand examples/presets/mlp_relu.yaml",
+        "qgen expand examples/presets/mlp_np.yaml",
     )
     p.set_defaults(func=_cmd_expand)
 

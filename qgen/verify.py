@@ -27,7 +27,15 @@ from qgen.basis import Block, WeightSpaceBasis
 from qgen.groups import Generator, get_kind
 from qgen.numeric import AxisAction, constraint_residual, solve_numeric
 
-__all__ = ["BlockCheck", "VerifyReport", "check_block", "materialize", "verify"]
+__all__ = [
+    "BlockCheck",
+    "VerifyReport",
+    "axis_actions",
+    "check_block",
+    "generators_at",
+    "materialize",
+    "verify",
+]
 
 #: residual of a materialized term above which it counts as not equivariant
 RESIDUAL_TOL = 1e-9
@@ -77,18 +85,18 @@ def _sizes_of(block: Block, sizes: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _axis_actions(block: Block, sizes: Mapping[str, int]) -> list[AxisAction]:
+def axis_actions(block: Block, sizes: Mapping[str, int]) -> list[AxisAction]:
     types = block.spec.types
     actions = []
     for a in block.axes:
         owner = None
         if types[a.type].within is not None:
-            owner = block._owner(a, block.axes)
+            owner = block.owner_of(a, block.axes)
         actions.append(AxisAction(a.type, sizes[a.type], a.variance, owner))
     return actions
 
 
-def _generators(block: Block, sizes: Mapping[str, int]) -> dict[str, list[Generator]]:
+def generators_at(block: Block, sizes: Mapping[str, int]) -> dict[str, list[Generator]]:
     """Each type's generators at its size; a nested type's once per index of its outer type."""
     gens: dict[str, list[Generator]] = {}
     for type_ in dict.fromkeys(a.type for a in block.axes):
@@ -152,8 +160,8 @@ def check_block(
         return BlockCheck(
             block, sizes, enumerated, skipped=f"{entries} entries over the limit", generic=generic
         )
-    axes = _axis_actions(block, sizes)
-    gens = _generators(block, sizes)
+    axes = axis_actions(block, sizes)
+    gens = generators_at(block, sizes)
     numeric = solve_numeric(axes, gens).dim
     terms = materialize(block, sizes)
     flat = terms.reshape(terms.shape[0], entries)

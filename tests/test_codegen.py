@@ -18,7 +18,7 @@ from qgen import parse_spec, solve
 from qgen.codegen import render_module, render_tests
 from qgen.numeric import constraint_residual
 from qgen.spec import load_spec
-from qgen.verify import _axis_actions, _generators
+from qgen.verify import axis_actions, generators_at
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -122,8 +122,8 @@ def check_completeness(spec, module, sizes):
             continue
         rank = int(torch.linalg.matrix_rank(stack.reshape(stack.shape[0], -1)))
         assert rank == expected, (block.label, sizes, rank, expected)
-        axes = _axis_actions(block, sizes)
-        gens = _generators(block, sizes)
+        axes = axis_actions(block, sizes)
+        gens = generators_at(block, sizes)
         assert constraint_residual(stack, axes, gens) <= 1e-9, block.label
 
 
