@@ -29,7 +29,16 @@ from qgen.groups import GroupKind, get_kind
 from qgen.partitions import Partition
 from qgen.spec import Spec, TensorDecl
 
-__all__ = ["Block", "BlockAxis", "NestedFactor", "Term", "TypeFactor", "WeightSpaceBasis", "solve"]
+__all__ = [
+    "Block",
+    "BlockAxis",
+    "NestedFactor",
+    "Term",
+    "TypeFactor",
+    "WeightSpaceBasis",
+    "solve",
+    "type_names",
+]
 
 OUT, IN = "out", "in"
 
@@ -278,13 +287,9 @@ class WeightSpaceBasis:
     spec: Spec
 
     @cached_property
-    def blocks(self) -> dict[tuple[str, str], Block]:
-        """``{(out, in): Block}`` for every ordered pair of tensors."""
-        return {
-            (s.name, t.name): Block(self.spec, s, t)
-            for s in self.spec.tensors
-            for t in self.spec.tensors
-        }
+    def blocks(self) -> Mapping[tuple[str, str], Block]:
+        """``{(out, in): Block}`` for every ordered pair of tensors (built on first use)."""
+        return _Blocks(self.spec)
 
     @cached_property
     def bias(self) -> dict[str, Block]:
@@ -294,47 +299,87 @@ class WeightSpaceBasis:
     def invariant(self) -> dict[str, Block]:
         return {t.name: Block(self.spec, None, t) for t in self.spec.tensors}
 
-    def _shape_key(self, out: TensorDecl, in_: TensorDecl, sizes: Mapping[str, int]) -> tuple:
-        """What a block's count depends on: its axes with types renamed in order of
-        appearance, their kinds, nesting, sizes and sides. Blocks with equal keys have
-        equal counts (e.g. the same layer pattern in every transformer block)."""
+    def coupled(self, out: str, in_: str) -> bool:
+        """Whether two tensors share a type with a group (nested types count as their outer).
+
+        An uncoupled block is ``Hom_G(V_in, V_out) = V_out^G (x) (V_in^*)^G``: the group
+        acts on the two sides through disjoint factors, so its terms are exactly the
+        products of ``out``'s bias terms and ``in_``'s invariant terms, and its count
+        their product at every size. Only coupled blocks need solving.
+        """
+        return not self._group_types[out].isdisjoint(self._group_types[in_])
+
+    @cached_property
+    def _group_types(self) -> dict[str, frozenset[str]]:
         types = self.spec.types
-        rename: dict[str, int] = {}
-        for a in (*out.axes, *in_.axes):
-            for name in (types[a.type].within, a.type):
-                if name is not None:
-                    rename.setdefault(name, len(rename))
-        described = tuple(
-            (
-                rename[name],
-                types[name].kind,
-                rename.get(types[name].within) if types[name].within else None,
-                sizes.get(name) or (types[name].size if types[name].fixed else None),
+        return {
+            t.name: frozenset(
+                types[a.type].within or a.type for a in t.axes if not types[a.type].fixed
             )
-            for name in rename
-        )
-        axes = (
-            tuple((rename[a.type], a.dual) for a in out.axes),
-            tuple((rename[a.type], a.dual) for a in in_.axes),
-        )
-        return described, axes
+            for t in self.spec.tensors
+        }
+
+    def coupled_blocks(self) -> Iterator[Block]:
+        """The blocks of tensor pairs that share a group type, in spec order."""
+        for s in self.spec.tensors:
+            for t in self.spec.tensors:
+                if self.coupled(s.name, t.name):
+                    yield self.blocks[s.name, t.name]
+
+    def signatures(self, sizes: Mapping[str, int]) -> dict[str, tuple[tuple[str, ...], tuple]]:
+        """Per tensor: its type names in order of appearance (outer before nested), and
+        what a count depends on with those types renamed to their positions: per type
+        its kind, outer position and size; per axis its type position and dual flag."""
+        types = self.spec.types
+        out = {}
+        for tensor in self.spec.tensors:
+            names: list[str] = []
+            for a in tensor.axes:
+                for name in (types[a.type].within, a.type):
+                    if name is not None and name not in names:
+                        names.append(name)
+            rank = {n: i for i, n in enumerate(names)}
+            described = tuple(
+                (
+                    types[n].kind,
+                    rank[types[n].within] if types[n].within else None,
+                    sizes.get(n) or (types[n].size if types[n].fixed else None),
+                )
+                for n in names
+            )
+            axes = tuple((rank[a.type], a.dual) for a in tensor.axes)
+            out[tensor.name] = (tuple(names), (described, axes))
+        return out
+
+    @staticmethod
+    def shape_key(sig_out: tuple, sig_in: tuple) -> tuple:
+        """What a block's count and thresholds depend on: both tensors' signatures and which
+        of their types coincide. Blocks with equal keys are the same up to renaming (e.g.
+        the same layer pattern in every transformer block), so they are solved once."""
+        (out_names, out_sig), (in_names, in_sig) = sig_out, sig_in
+        shared = tuple((i, in_names.index(n)) for i, n in enumerate(out_names) if n in in_names)
+        return out_sig, in_sig, shared
 
     def generic_sizes(self) -> dict[str, int]:
-        """Per group type, the size from which every block's count is generic."""
+        """Per group type, the size from which every block's count is generic.
+
+        Uncoupled blocks are products of a bias and an invariant block, so the coupled
+        blocks, the biases and the invariants decide every threshold.
+        """
         out = {t: 1 for t in self.spec.group_types}
+        sigs = self.signatures({})
         cache: dict[tuple, tuple[int, ...]] = {}
-        blocks = [*self.blocks.values(), *self.bias.values(), *self.invariant.values()]
-        for block in blocks:
-            if block.out is not None and block.in_ is not None:
-                key = self._shape_key(block.out, block.in_, {})
-                names = list(dict.fromkeys(_with_outer(block)))
-                if key not in cache:
-                    th = block.thresholds()
-                    cache[key] = tuple(th.get(n, 1) for n in names)
-                pairs = zip(names, cache[key], strict=True)
-            else:
-                pairs = block.thresholds().items()
-            for name, n in pairs:
+        for block in self.coupled_blocks():
+            key = self.shape_key(sigs[block.out.name], sigs[block.in_.name])
+            names = type_names(block)
+            if key not in cache:
+                th = block.thresholds()
+                cache[key] = tuple(th.get(n, 1) for n in names)
+            for name, n in zip(names, cache[key], strict=True):
+                if name in out:
+                    out[name] = max(out[name], n)
+        for block in (*self.bias.values(), *self.invariant.values()):
+            for name, n in block.thresholds().items():
                 if name in out:
                     out[name] = max(out[name], n)
         return out
@@ -342,20 +387,21 @@ class WeightSpaceBasis:
     def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
         """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
         sizes = sizes or {}
-        cache: dict[tuple, int] = {}
-
-        def block_count(s: TensorDecl, t: TensorDecl) -> int:
-            key = self._shape_key(s, t, sizes)
-            if key not in cache:
-                cache[key] = self.blocks[s.name, t.name].count(sizes)
-            return cache[key]
-
-        eq = {
-            s.name: {t.name: block_count(s, t) for t in self.spec.tensors}
-            for s in self.spec.tensors
-        }
+        sigs = self.signatures(sizes)
         bias = {name: b.count(sizes) for name, b in self.bias.items()}
         inv = {name: b.count(sizes) for name, b in self.invariant.items()}
+        cache: dict[tuple, int] = {}
+
+        def block_count(s: str, t: str) -> int:
+            if not self.coupled(s, t):
+                return bias[s] * inv[t]
+            key = self.shape_key(sigs[s], sigs[t])
+            if key not in cache:
+                cache[key] = self.blocks[s, t].count(sizes)
+            return cache[key]
+
+        names = [t.name for t in self.spec.tensors]
+        eq = {s: {t: block_count(s, t) for t in names} for s in names}
         return {
             "equivariant": eq,
             "bias": bias,
@@ -373,15 +419,40 @@ class WeightSpaceBasis:
         yield from self.invariant.values()
 
 
-def _with_outer(block: Block) -> list[str]:
-    """The block's type names in the order :meth:`WeightSpaceBasis._shape_key` numbers them."""
+class _Blocks(Mapping[tuple[str, str], Block]):
+    """Every ordered pair of tensors as a :class:`Block`, made when first looked up
+    (a large architecture has hundreds of thousands of pairs; most are never solved)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self._spec = spec
+        self._tensors = {t.name: t for t in spec.tensors}
+        self._made: dict[tuple[str, str], Block] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> Block:
+        block = self._made.get(key)
+        if block is None:
+            out, in_ = key
+            block = Block(self._spec, self._tensors[out], self._tensors[in_])
+            self._made[key] = block
+        return block
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((s, t) for s in self._tensors for t in self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors) ** 2
+
+
+def type_names(block: Block) -> tuple[str, ...]:
+    """The block's type names (outer before nested) in order of first appearance: the
+    order in which :meth:`WeightSpaceBasis.shape_key` numbers them."""
     types = block.spec.types
-    names = []
+    names: dict[str, None] = {}
     for a in block.axes:
         for name in (types[a.type].within, a.type):
             if name is not None:
-                names.append(name)
-    return names
+                names.setdefault(name)
+    return tuple(names)
 
 
 def solve(spec: Spec) -> WeightSpaceBasis:

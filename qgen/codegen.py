@@ -208,6 +208,8 @@ class GroupCode:
     in_pooled: list[int]  # per input pattern: 1 if it pools (its variance shrinks with width)
     out_fans: list[int]  # per placement: input patterns feeding its tensor
     out_fans_kept: list[int]  # per placement: unpooled ones among them (all, if there are none)
+    in_tensor_widths: list[str]  # '"W1": 4' per input tensor: fixed positions it feeds the mix
+    out_tensor_widths: list[str]  # the same per output tensor: fixed positions it receives
 
     @property
     def name(self) -> str:
@@ -239,7 +241,16 @@ def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
         out_fans_kept=[
             plan.fan_in(q.tensor, pooled=False) or plan.fan_in(q.tensor) for q in group.outputs
         ],
+        in_tensor_widths=_tensor_widths(group.inputs),
+        out_tensor_widths=_tensor_widths(group.outputs),
     )
+
+
+def _tensor_widths(patterns: list[InPattern] | list[OutPattern]) -> list[str]:
+    widths: dict[str, int] = {}
+    for p in patterns:
+        widths[p.tensor] = widths.get(p.tensor, 0) + p.fixed_size
+    return [f"{lit(t)}: {w}" for t, w in widths.items()]
 
 
 def _context(spec: Spec, plan: LayerPlan) -> dict:

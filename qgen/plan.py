@@ -25,13 +25,13 @@ every pair, which is why cost and code grow with tensors, not pairs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis
+from qgen.basis import IN, OUT, BlockAxis, Term, WeightSpaceBasis, type_names
 from qgen.spec import Spec
 
-__all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "plan_layer"]
+__all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "group_block_counts", "plan_layer"]
 
 FIXED, POOL, CARRY, BCAST = "fixed", "pool", "carry", "bcast"
 
@@ -168,49 +168,80 @@ def _patterns(term: Term) -> tuple[InPattern | None, OutPattern | None]:
     return side(block.in_, IN, POOL), side(block.out, OUT, BCAST)
 
 
-def _shares_group_type(block: Block) -> bool:
-    out_types = {a.type for a in block.out.axes}
-    return any(a.type in out_types and not block.spec.types[a.type].fixed for a in block.in_.axes)
+def _renamed(pattern: InPattern | OutPattern, tensor: str, names: Mapping | tuple[str, ...]):
+    """``pattern`` for ``tensor``, with each type ``t`` replaced by ``names[t]`` (a type
+    name -> position map to store a shape's patterns, positions -> names to use them)."""
+    cls = type(pattern)
+    own = pattern.pool_types if cls is InPattern else pattern.bcast_types
+    return cls(
+        tensor,
+        pattern.labels,
+        tuple(names[i] for i in pattern.slot_types),
+        tuple(names[i] for i in own),
+        pattern.fixed_sizes,
+    )
 
 
 def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPattern]]:
-    for block in basis.blocks.values():
-        if not _shares_group_type(block):
-            continue
-        for term in block.terms():
-            inp, out = _patterns(term)
-            if inp.slot_types:
-                yield inp, out
+    """Patterns of every term that carries a type, block by block.
+
+    Only coupled blocks have such terms (an uncoupled block's terms are all pooled).
+    Blocks of one shape (:meth:`WeightSpaceBasis.shape_key`, with the spec order of
+    their types) have the same patterns up to renaming, so each shape is solved once:
+    its patterns are stored with types as positions into the block's type names.
+    """
+    spec = basis.spec
+    rank = {t: i for i, t in enumerate(spec.types)}
+    sigs = basis.signatures({})
+    cache: dict[tuple, list[tuple[InPattern, OutPattern]]] = {}
+    for block in basis.coupled_blocks():
+        names = type_names(block)
+        key = (
+            basis.shape_key(sigs[block.out.name], sigs[block.in_.name]),
+            tuple(sorted(range(len(names)), key=lambda i: rank[names[i]])),
+        )
+        if key not in cache:
+            position = {n: i for i, n in enumerate(names)}
+            cache[key] = [
+                (_renamed(inp, "", position), _renamed(out, "", position))
+                for inp, out in map(_patterns, block.terms())
+                if inp.slot_types
+            ]
+        for inp, out in cache[key]:
+            yield _renamed(inp, block.in_.name, names), _renamed(out, block.out.name, names)
 
 
 def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, list]]:
     """Connected components of the bipartite in/out compatibility graph, in first-seen order."""
-    parent: dict = {}
+    ids: dict[tuple[str, InPattern | OutPattern], int] = {}
+    edges = [
+        (ids.setdefault(("in", i), len(ids)), ids.setdefault(("out", o), len(ids)))
+        for i, o in pairs
+    ]
+    parent = list(range(len(ids)))
 
-    def find(x):
-        while parent.setdefault(x, x) != x:
+    def find(x: int) -> int:
+        while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    for i, o in pairs:
-        parent[find(("in", i))] = find(("out", o))
-    comps: dict = {}
-    for i, o in pairs:
-        comp = comps.setdefault(find(("in", i)), ([], [], set()))
-        if i not in comp[0]:
-            comp[0].append(i)
-        if o not in comp[1]:
-            comp[1].append(o)
-        comp[2].add((i, o))
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    members: dict[int, tuple[dict[int, InPattern], dict[int, OutPattern], set]] = {}
+    for (i, o), (a, b) in zip(pairs, edges, strict=True):
+        ins, outs, linked = members.setdefault(find(a), ({}, {}, set()))
+        ins.setdefault(a, i)
+        outs.setdefault(b, o)
+        linked.add((a, b))
     out = []
-    for ins, outs, seen in comps.values():
-        if len(seen) != len(ins) * len(outs):
+    for ins, outs, linked in members.values():
+        if len(linked) != len(ins) * len(outs):
             raise AssertionError(
                 "layer plan: a group of terms is not every input pattern times every output "
                 "pattern; this group kind needs masked mixing, which qgen does not generate"
             )
-        out.append((ins, outs))
+        out.append((list(ins.values()), list(outs.values())))
     return out
 
 
@@ -257,12 +288,35 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     return plan
 
 
+def group_block_counts(groups: list[Group], tensors: list[str]) -> dict[tuple[str, str], int]:
+    """Basis elements per block that the groups compute.
+
+    A group pairs each input pattern with each output pattern, and a pair is
+    ``in.fixed_size * out.fixed_size`` basis elements of block ``(out.tensor, in.tensor)``.
+    (Generated modules derive ``BLOCK_COUNTS`` with this same sum.)
+    """
+    counts = dict.fromkeys(((s, t) for s in tensors for t in tensors), 0)
+    for g in groups:
+        widths_in: dict[str, int] = {}
+        for p in g.inputs:
+            widths_in[p.tensor] = widths_in.get(p.tensor, 0) + p.fixed_size
+        widths_out: dict[str, int] = {}
+        for q in g.outputs:
+            widths_out[q.tensor] = widths_out.get(q.tensor, 0) + q.fixed_size
+        for s, wo in widths_out.items():
+            for t, wi in widths_in.items():
+                counts[s, t] += wo * wi
+    return counts
+
+
 def _check_counts(plan: LayerPlan, counts: dict) -> None:
-    """The plan's terms must be exactly the solver's: same total, no term lost or doubled."""
-    planned = sum(g.n_terms for g in plan.groups)
-    expected = counts["total"]["equivariant"]
-    if planned != expected:
-        raise AssertionError(f"layer plan has {planned} terms, the solver {expected}")
+    """The plan's terms must be exactly the solver's, block by block: none lost or doubled."""
+    planned = group_block_counts(plan.groups, [t.name for t in plan.spec.tensors])
+    for (s, t), expected in plan.block_counts.items():
+        if planned[s, t] != expected:
+            raise AssertionError(
+                f"layer plan has {planned[s, t]} terms for block {s} <- {t}, the solver {expected}"
+            )
     bias, expected_bias = sum(o.fixed_size for o in plan.pooled.outputs), counts["total"]["bias"]
     if bias != expected_bias:
         raise AssertionError(f"layer plan has {bias} bias terms, the solver {expected_bias}")
