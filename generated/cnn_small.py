@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -350,7 +349,7 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -360,7 +359,7 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
 def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
     # b3[y]: as is
-    return x["b3"].flatten(1)
+    return x["b3"].flatten(1, 2)
 
 
 def _reduce_carry_c1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -368,30 +367,30 @@ def _reduce_carry_c1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K1[c1, cin*, kx, ky]: carry c1
-            torch.einsum("bcijkl->bicjkl", x["K1"]).flatten(2),
+            torch.einsum("bcijkl->bcjkli", x["K1"]).flatten(1, 4),
             # b1[c1]: carry c1
-            torch.einsum("bci->bic", x["b1"]),
+            x["b1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_c2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry c2 from input to output."""
     # b2[c2]: carry c2
-    return torch.einsum("bci->bic", x["b2"])
+    return x["b2"]
 
 
 def _reduce_carry_c2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry c2 from input to output."""
     # W3[y, c2*]: carry c2
-    return torch.einsum("bcij->bjci", x["W3"]).flatten(2)
+    return x["W3"].flatten(1, 2)
 
 
 def _reduce_carry_c1_c2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry c1, c2 from input to output."""
-    # K2[c2, c1*, kx, ky]: carry c1, c2
-    return torch.einsum("bcijkl->bjickl", x["K2"]).flatten(3)
+    # K2[c2, c1*, kx, ky]: carry c2, c1
+    return torch.einsum("bcijkl->bcklij", x["K2"]).flatten(1, 3)
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -452,6 +451,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -587,40 +622,42 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # b3[y]: as is
-        _add(out, "b3", zs[0].unflatten(-1, (-1, 10)))
+        _add(out, "b3", zs[0].unflatten(1, (-1, 10)))
 
     def _mix_carry_c1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1 (100 per channel pair)."""
-        z = F.linear(_reduce_carry_c1(x, n), self.weight_carry_c1)
-        zs = z.split(self._split_carry_c1, dim=-1)
+        z = _mix(self.weight_carry_c1, _reduce_carry_c1(x, n))
+        zs = z.split(self._split_carry_c1, dim=1)
         # K1[c1, cin*, kx, ky]: carry c1
-        _add(out, "K1", torch.einsum("bicjkl->bcijkl", zs[0].unflatten(-1, (-1, 1, 3, 3))))
+        _add(out, "K1", torch.einsum("bcjkli->bcijkl", zs[0].unflatten(1, (-1, 1, 3, 3))))
         # b1[c1]: carry c1
-        _add(out, "b1", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1", zs[1])
 
     def _mix_carry_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_c2(x, n), self.weight_carry_c2)
-        zs = z.split(self._split_carry_c2, dim=-1)
-        # b2[c2]: carry c2
-        _add(out, "b2", torch.einsum("bic->bci", zs[0]))
+        # b2[c2]: carry c2; the terms added so far ride in the matmul
+        out["b2"] = _mix_into(out.get("b2"), self.weight_carry_c2, _reduce_carry_c2(x, n))
 
     def _mix_carry_c2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c2 (100 per channel pair)."""
-        z = F.linear(_reduce_carry_c2_v2(x, n), self.weight_carry_c2_v2)
-        zs = z.split(self._split_carry_c2_v2, dim=-1)
-        # W3[y, c2*]: carry c2
-        _add(out, "W3", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 10))))
+        # W3[y, c2*]: carry c2; the terms added so far ride in the matmul
+        out["W3"] = _mix_into(
+            out.get("W3"), self.weight_carry_c2_v2, _reduce_carry_c2_v2(x, n), fixed=(10,)
+        )
 
     def _mix_carry_c1_c2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry c1, c2 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_c1_c2(x, n), self.weight_carry_c1_c2)
-        zs = z.split(self._split_carry_c1_c2, dim=-1)
-        # K2[c2, c1*, kx, ky]: carry c1, c2
-        _add(out, "K2", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
+        # K2[c2, c1*, kx, ky]: carry c2, c1; the terms added so far ride in the matmul
+        out["K2"] = _mix_into(
+            out.get("K2"),
+            self.weight_carry_c1_c2,
+            _reduce_carry_c1_c2(x, n),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
 
 
 class InvariantHead(nn.Module):

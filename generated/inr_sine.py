@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -264,7 +263,7 @@ def act(g: dict[str, object], x: Weights) -> Weights:
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -274,7 +273,7 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
 def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
     # b3[pixel]: as is
-    return x["b3"].flatten(1)
+    return x["b3"].flatten(1, 2)
 
 
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -282,11 +281,11 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, coord*]: carry h1
-            torch.einsum("bcij->bicj", x["W1"]).flatten(2),
+            torch.einsum("bcij->bcji", x["W1"]).flatten(1, 2),
             # b1[h1]: carry h1
-            torch.einsum("bci->bic", x["b1"]),
+            x["b1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -295,18 +294,18 @@ def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # b2[h2]: carry h2
-            torch.einsum("bci->bic", x["b2"]),
+            x["b2"],
             # W3[pixel, h2*]: carry h2
-            torch.einsum("bcij->bjci", x["W3"]).flatten(2),
+            x["W3"].flatten(1, 2),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_h1_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1, h2 from input to output."""
-    # W2[h2, h1*]: carry h1, h2
-    return torch.einsum("bcij->bjic", x["W2"])
+    # W2[h2, h1*]: carry h2, h1
+    return x["W2"]
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -362,6 +361,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -482,35 +517,33 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (1 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # b3[pixel]: as is
-        _add(out, "b3", zs[0].unflatten(-1, (-1, 1)))
+        _add(out, "b3", zs[0].unflatten(1, (-1, 1)))
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split(self._split_carry_h1, dim=-1)
+        z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n))
+        zs = z.split(self._split_carry_h1, dim=1)
         # W1[h1, coord*]: carry h1
-        _add(out, "W1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 2))))
+        _add(out, "W1", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 2))))
         # b1[h1]: carry h1
-        _add(out, "b1", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1", zs[1])
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split(self._split_carry_h2, dim=-1)
+        z = _mix(self.weight_carry_h2, _reduce_carry_h2(x, n))
+        zs = z.split(self._split_carry_h2, dim=1)
         # b2[h2]: carry h2
-        _add(out, "b2", torch.einsum("bic->bci", zs[0]))
+        _add(out, "b2", zs[0])
         # W3[pixel, h2*]: carry h2
-        _add(out, "W3", torch.einsum("bjci->bcij", zs[1].unflatten(-1, (-1, 1))))
+        _add(out, "W3", zs[1].unflatten(1, (-1, 1)))
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split(self._split_carry_h1_h2, dim=-1)
-        # W2[h2, h1*]: carry h1, h2
-        _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
+        # W2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
+        out["W2"] = _mix_into(out.get("W2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n))
 
 
 class InvariantHead(nn.Module):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -332,7 +331,7 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -347,19 +346,19 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1 from input to output."""
     # A1[h1, x*]: carry h1
-    return torch.einsum("bcij->bicj", x["A1"]).flatten(2)
+    return torch.einsum("bcij->bcji", x["A1"]).flatten(1, 2)
 
 
 def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h2 from input to output."""
     # A3[y, h2*]: carry h2
-    return torch.einsum("bcij->bjci", x["A3"]).flatten(2)
+    return x["A3"].flatten(1, 2)
 
 
 def _reduce_carry_h1_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1, h2 from input to output."""
-    # A2[h2, h1*]: carry h1, h2
-    return torch.einsum("bcij->bjic", x["A2"])
+    # A2[h2, h1*]: carry h2, h1
+    return x["A2"]
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -410,6 +409,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -514,24 +549,26 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split(self._split_carry_h1, dim=-1)
-        # A1[h1, x*]: carry h1
-        _add(out, "A1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 3))))
+        # A1[h1, x*]: carry h1; the terms added so far ride in the matmul
+        out["A1"] = _mix_into(
+            out.get("A1"),
+            self.weight_carry_h1,
+            _reduce_carry_h1(x, n),
+            fixed=(3,),
+            order=(0, 1, 3, 2),
+        )
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split(self._split_carry_h2, dim=-1)
-        # A3[y, h2*]: carry h2
-        _add(out, "A3", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 2))))
+        # A3[y, h2*]: carry h2; the terms added so far ride in the matmul
+        out["A3"] = _mix_into(
+            out.get("A3"), self.weight_carry_h2, _reduce_carry_h2(x, n), fixed=(2,)
+        )
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split(self._split_carry_h1_h2, dim=-1)
-        # A2[h2, h1*]: carry h1, h2
-        _add(out, "A2", torch.einsum("bjic->bcij", zs[0]))
+        # A2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
+        out["A2"] = _mix_into(out.get("A2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n))
 
 
 class InvariantHead(nn.Module):

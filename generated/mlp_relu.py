@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -370,7 +369,7 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -380,7 +379,7 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
 def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
     # b4[y]: as is
-    return x["b4"].flatten(1)
+    return x["b4"].flatten(1, 2)
 
 
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -388,42 +387,42 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: carry h1
-            torch.einsum("bcij->bicj", x["W1"]).flatten(2),
+            torch.einsum("bcij->bcji", x["W1"]).flatten(1, 2),
             # b1[h1]: carry h1
-            torch.einsum("bci->bic", x["b1"]),
+            x["b1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h2 from input to output."""
     # b2[h2]: carry h2
-    return torch.einsum("bci->bic", x["b2"])
+    return x["b2"]
 
 
 def _reduce_carry_h3(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h3 from input to output."""
     # b3[h3]: carry h3
-    return torch.einsum("bci->bic", x["b3"])
+    return x["b3"]
 
 
 def _reduce_carry_h3_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h3 from input to output."""
     # W4[y, h3*]: carry h3
-    return torch.einsum("bcij->bjci", x["W4"]).flatten(2)
+    return x["W4"].flatten(1, 2)
 
 
 def _reduce_carry_h1_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1, h2 from input to output."""
-    # W2[h2, h1*]: carry h1, h2
-    return torch.einsum("bcij->bjic", x["W2"])
+    # W2[h2, h1*]: carry h2, h1
+    return x["W2"]
 
 
 def _reduce_carry_h2_h3(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h2, h3 from input to output."""
-    # W3[h3, h2*]: carry h2, h3
-    return torch.einsum("bcij->bjic", x["W3"])
+    # W3[h3, h2*]: carry h3, h2
+    return x["W3"]
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -494,6 +493,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -657,54 +692,46 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (4 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # b4[y]: as is
-        _add(out, "b4", zs[0].unflatten(-1, (-1, 2)))
+        _add(out, "b4", zs[0].unflatten(1, (-1, 2)))
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split(self._split_carry_h1, dim=-1)
+        z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n))
+        zs = z.split(self._split_carry_h1, dim=1)
         # W1[h1, x*]: carry h1
-        _add(out, "W1", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 2))))
+        _add(out, "W1", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 2))))
         # b1[h1]: carry h1
-        _add(out, "b1", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1", zs[1])
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split(self._split_carry_h2, dim=-1)
-        # b2[h2]: carry h2
-        _add(out, "b2", torch.einsum("bic->bci", zs[0]))
+        # b2[h2]: carry h2; the terms added so far ride in the matmul
+        out["b2"] = _mix_into(out.get("b2"), self.weight_carry_h2, _reduce_carry_h2(x, n))
 
     def _mix_carry_h3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h3 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h3(x, n), self.weight_carry_h3)
-        zs = z.split(self._split_carry_h3, dim=-1)
-        # b3[h3]: carry h3
-        _add(out, "b3", torch.einsum("bic->bci", zs[0]))
+        # b3[h3]: carry h3; the terms added so far ride in the matmul
+        out["b3"] = _mix_into(out.get("b3"), self.weight_carry_h3, _reduce_carry_h3(x, n))
 
     def _mix_carry_h3_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h3 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_h3_v2(x, n), self.weight_carry_h3_v2)
-        zs = z.split(self._split_carry_h3_v2, dim=-1)
-        # W4[y, h3*]: carry h3
-        _add(out, "W4", torch.einsum("bjci->bcij", zs[0].unflatten(-1, (-1, 2))))
+        # W4[y, h3*]: carry h3; the terms added so far ride in the matmul
+        out["W4"] = _mix_into(
+            out.get("W4"), self.weight_carry_h3_v2, _reduce_carry_h3_v2(x, n), fixed=(2,)
+        )
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split(self._split_carry_h1_h2, dim=-1)
-        # W2[h2, h1*]: carry h1, h2
-        _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
+        # W2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
+        out["W2"] = _mix_into(out.get("W2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n))
 
     def _mix_carry_h2_h3(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2, h3 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h2_h3(x, n), self.weight_carry_h2_h3)
-        zs = z.split(self._split_carry_h2_h3, dim=-1)
-        # W3[h3, h2*]: carry h2, h3
-        _add(out, "W3", torch.einsum("bjic->bcij", zs[0]))
+        # W3[h3, h2*]: carry h3, h2; the terms added so far ride in the matmul
+        out["W3"] = _mix_into(out.get("W3"), self.weight_carry_h2_h3, _reduce_carry_h2_h3(x, n))
 
 
 class InvariantHead(nn.Module):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -287,7 +286,7 @@ def act(g: dict[str, object], x: Weights) -> Weights:
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -311,14 +310,14 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # b3[y]: pool y
             torch.einsum("bci->bc", x["b3"]) / n["y"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_x(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry x from input to output."""
     # W1[h1, x*]: pool h1; carry x
-    return torch.einsum("bcij->bjc", x["W1"]) / n["h1"]
+    return torch.einsum("bcij->bcj", x["W1"]) / n["h1"]
 
 
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -326,13 +325,13 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool x; carry h1
-            torch.einsum("bcij->bic", x["W1"]) / n["x"],
+            torch.einsum("bcij->bci", x["W1"]) / n["x"],
             # b1[h1]: carry h1
-            torch.einsum("bci->bic", x["b1"]),
+            x["b1"],
             # W2[h2, h1*]: pool h2; carry h1
-            torch.einsum("bcij->bjc", x["W2"]) / n["h2"],
+            torch.einsum("bcij->bcj", x["W2"]) / n["h2"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -341,13 +340,13 @@ def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W2[h2, h1*]: pool h1; carry h2
-            torch.einsum("bcij->bic", x["W2"]) / n["h1"],
+            torch.einsum("bcij->bci", x["W2"]) / n["h1"],
             # b2[h2]: carry h2
-            torch.einsum("bci->bic", x["b2"]),
+            x["b2"],
             # W3[y, h2*]: pool y; carry h2
-            torch.einsum("bcij->bjc", x["W3"]) / n["y"],
+            torch.einsum("bcij->bcj", x["W3"]) / n["y"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -356,30 +355,30 @@ def _reduce_carry_y(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W3[y, h2*]: pool h2; carry y
-            torch.einsum("bcij->bic", x["W3"]) / n["h2"],
+            torch.einsum("bcij->bci", x["W3"]) / n["h2"],
             # b3[y]: carry y
-            torch.einsum("bci->bic", x["b3"]),
+            x["b3"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_x_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry x, h1 from input to output."""
-    # W1[h1, x*]: carry x, h1
-    return torch.einsum("bcij->bjic", x["W1"])
+    # W1[h1, x*]: carry h1, x
+    return x["W1"]
 
 
 def _reduce_carry_h1_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1, h2 from input to output."""
-    # W2[h2, h1*]: carry h1, h2
-    return torch.einsum("bcij->bjic", x["W2"])
+    # W2[h2, h1*]: carry h2, h1
+    return x["W2"]
 
 
 def _reduce_carry_h2_y(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h2, y from input to output."""
-    # W3[y, h2*]: carry h2, y
-    return torch.einsum("bcij->bjic", x["W3"])
+    # W3[y, h2*]: carry y, h2
+    return x["W3"]
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -455,6 +454,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -631,8 +666,8 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (36 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # W1[h1, x*]: broadcast x, h1
         _add(out, "W1", zs[0][:, :, None, None])
         # b1[h1]: broadcast h1
@@ -648,62 +683,56 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_x(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry x (1 per channel pair)."""
-        z = F.linear(_reduce_carry_x(x, n), self.weight_carry_x)
-        zs = z.split(self._split_carry_x, dim=-1)
+        z = _mix(self.weight_carry_x, _reduce_carry_x(x, n))
+        zs = z.split(self._split_carry_x, dim=1)
         # W1[h1, x*]: broadcast h1; carry x
-        _add(out, "W1", torch.einsum("bjc->bcj", zs[0])[:, :, None])
+        _add(out, "W1", zs[0][:, :, None])
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_h1(x, n), self.weight_carry_h1)
-        zs = z.split(self._split_carry_h1, dim=-1)
+        z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n))
+        zs = z.split(self._split_carry_h1, dim=1)
         # W1[h1, x*]: broadcast x; carry h1
-        _add(out, "W1", torch.einsum("bic->bci", zs[0])[:, :, :, None])
+        _add(out, "W1", zs[0][:, :, :, None])
         # b1[h1]: carry h1
-        _add(out, "b1", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1", zs[1])
         # W2[h2, h1*]: broadcast h2; carry h1
-        _add(out, "W2", torch.einsum("bjc->bcj", zs[2])[:, :, None])
+        _add(out, "W2", zs[2][:, :, None])
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_h2(x, n), self.weight_carry_h2)
-        zs = z.split(self._split_carry_h2, dim=-1)
+        z = _mix(self.weight_carry_h2, _reduce_carry_h2(x, n))
+        zs = z.split(self._split_carry_h2, dim=1)
         # W2[h2, h1*]: broadcast h1; carry h2
-        _add(out, "W2", torch.einsum("bic->bci", zs[0])[:, :, :, None])
+        _add(out, "W2", zs[0][:, :, :, None])
         # b2[h2]: carry h2
-        _add(out, "b2", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b2", zs[1])
         # W3[y, h2*]: broadcast y; carry h2
-        _add(out, "W3", torch.einsum("bjc->bcj", zs[2])[:, :, None])
+        _add(out, "W3", zs[2][:, :, None])
 
     def _mix_carry_y(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry y (4 per channel pair)."""
-        z = F.linear(_reduce_carry_y(x, n), self.weight_carry_y)
-        zs = z.split(self._split_carry_y, dim=-1)
+        z = _mix(self.weight_carry_y, _reduce_carry_y(x, n))
+        zs = z.split(self._split_carry_y, dim=1)
         # W3[y, h2*]: broadcast h2; carry y
-        _add(out, "W3", torch.einsum("bic->bci", zs[0])[:, :, :, None])
+        _add(out, "W3", zs[0][:, :, :, None])
         # b3[y]: carry y
-        _add(out, "b3", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b3", zs[1])
 
     def _mix_carry_x_h1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry x, h1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_x_h1(x, n), self.weight_carry_x_h1)
-        zs = z.split(self._split_carry_x_h1, dim=-1)
-        # W1[h1, x*]: carry x, h1
-        _add(out, "W1", torch.einsum("bjic->bcij", zs[0]))
+        # W1[h1, x*]: carry h1, x; the terms added so far ride in the matmul
+        out["W1"] = _mix_into(out.get("W1"), self.weight_carry_x_h1, _reduce_carry_x_h1(x, n))
 
     def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h1, h2 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h1_h2(x, n), self.weight_carry_h1_h2)
-        zs = z.split(self._split_carry_h1_h2, dim=-1)
-        # W2[h2, h1*]: carry h1, h2
-        _add(out, "W2", torch.einsum("bjic->bcij", zs[0]))
+        # W2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
+        out["W2"] = _mix_into(out.get("W2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n))
 
     def _mix_carry_h2_y(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry h2, y (1 per channel pair)."""
-        z = F.linear(_reduce_carry_h2_y(x, n), self.weight_carry_h2_y)
-        zs = z.split(self._split_carry_h2_y, dim=-1)
-        # W3[y, h2*]: carry h2, y
-        _add(out, "W3", torch.einsum("bjic->bcij", zs[0]))
+        # W3[y, h2*]: carry y, h2; the terms added so far ride in the matmul
+        out["W3"] = _mix_into(out.get("W3"), self.weight_carry_h2_y, _reduce_carry_h2_y(x, n))
 
 
 class InvariantHead(nn.Module):

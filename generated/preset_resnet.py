@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -467,7 +466,7 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -479,7 +478,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: pool r
-            (torch.einsum("bcijkl->bcjkl", x["K0"]) / n["r"]).flatten(1),
+            (torch.einsum("bcijkl->bcjkl", x["K0"]) / n["r"]).flatten(1, 4),
             # b0[r]: pool r
             torch.einsum("bci->bc", x["b0"]) / n["r"],
             # ln1_w[r]: pool r
@@ -495,11 +494,11 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # b2b[r]: pool r
             torch.einsum("bci->bc", x["b2b"]) / n["r"],
             # W[y, r*]: pool r
-            (torch.einsum("bcij->bci", x["W"]) / n["r"]).flatten(1),
+            (torch.einsum("bcij->bci", x["W"]) / n["r"]).flatten(1, 2),
             # b[y]: as is
-            x["b"].flatten(1),
+            x["b"].flatten(1, 2),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -508,25 +507,25 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: carry r
-            torch.einsum("bcijkl->bicjkl", x["K0"]).flatten(2),
+            torch.einsum("bcijkl->bcjkli", x["K0"]).flatten(1, 4),
             # b0[r]: carry r
-            torch.einsum("bci->bic", x["b0"]),
+            x["b0"],
             # ln1_w[r]: carry r
-            torch.einsum("bci->bic", x["ln1_w"]),
+            x["ln1_w"],
             # ln1_b[r]: carry r
-            torch.einsum("bci->bic", x["ln1_b"]),
+            x["ln1_b"],
             # b1b[r]: carry r
-            torch.einsum("bci->bic", x["b1b"]),
+            x["b1b"],
             # ln2_w[r]: carry r
-            torch.einsum("bci->bic", x["ln2_w"]),
+            x["ln2_w"],
             # ln2_b[r]: carry r
-            torch.einsum("bci->bic", x["ln2_b"]),
+            x["ln2_b"],
             # b2b[r]: carry r
-            torch.einsum("bci->bic", x["b2b"]),
+            x["b2b"],
             # W[y, r*]: carry r
-            torch.einsum("bcij->bjci", x["W"]).flatten(2),
+            x["W"].flatten(1, 2),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -535,18 +534,18 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K1a[m1, r*, k3, k3]: pool r; carry m1
-            (torch.einsum("bcijkl->bickl", x["K1a"]) / n["r"]).flatten(2),
+            (torch.einsum("bcijkl->bckli", x["K1a"]) / n["r"]).flatten(1, 3),
             # b1a[m1]: carry m1
-            torch.einsum("bci->bic", x["b1a"]),
+            x["b1a"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     # K1b[r, m1*, k3, k3]: pool r; carry m1
-    return (torch.einsum("bcijkl->bjckl", x["K1b"]) / n["r"]).flatten(2)
+    return (torch.einsum("bcijkl->bcklj", x["K1b"]) / n["r"]).flatten(1, 3)
 
 
 def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -554,42 +553,42 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K2a[m2, r*, k3, k3]: pool r; carry m2
-            (torch.einsum("bcijkl->bickl", x["K2a"]) / n["r"]).flatten(2),
+            (torch.einsum("bcijkl->bckli", x["K2a"]) / n["r"]).flatten(1, 3),
             # b2a[m2]: carry m2
-            torch.einsum("bci->bic", x["b2a"]),
+            x["b2a"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry m2 from input to output."""
     # K2b[r, m2*, k3, k3]: pool r; carry m2
-    return (torch.einsum("bcijkl->bjckl", x["K2b"]) / n["r"]).flatten(2)
+    return (torch.einsum("bcijkl->bcklj", x["K2b"]) / n["r"]).flatten(1, 3)
 
 
 def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
-    # K1a[m1, r*, k3, k3]: carry r, m1
-    return torch.einsum("bcijkl->bjickl", x["K1a"]).flatten(3)
+    # K1a[m1, r*, k3, k3]: carry m1, r
+    return torch.einsum("bcijkl->bcklij", x["K1a"]).flatten(1, 3)
 
 
 def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1b[r, m1*, k3, k3]: carry r, m1
-    return torch.einsum("bcijkl->bijckl", x["K1b"]).flatten(3)
+    return torch.einsum("bcijkl->bcklij", x["K1b"]).flatten(1, 3)
 
 
 def _reduce_carry_r_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
-    # K2a[m2, r*, k3, k3]: carry r, m2
-    return torch.einsum("bcijkl->bjickl", x["K2a"]).flatten(3)
+    # K2a[m2, r*, k3, k3]: carry m2, r
+    return torch.einsum("bcijkl->bcklij", x["K2a"]).flatten(1, 3)
 
 
 def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2b[r, m2*, k3, k3]: carry r, m2
-    return torch.einsum("bcijkl->bijckl", x["K2b"]).flatten(3)
+    return torch.einsum("bcijkl->bcklij", x["K2b"]).flatten(1, 3)
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -675,6 +674,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -880,10 +915,10 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (400 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # K0[r, cin*, k3, k3]: broadcast r
-        _add(out, "K0", zs[0].unflatten(-1, (-1, 1, 3, 3))[:, :, None])
+        _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3))[:, :, None])
         # b0[r]: broadcast r
         _add(out, "b0", zs[1][:, :, None])
         # ln1_w[r]: broadcast r
@@ -899,96 +934,112 @@ class EquivariantLayer(nn.Module):
         # b2b[r]: broadcast r
         _add(out, "b2b", zs[7][:, :, None])
         # W[y, r*]: broadcast r
-        _add(out, "W", zs[8].unflatten(-1, (-1, 2))[:, :, :, None])
+        _add(out, "W", zs[8].unflatten(1, (-1, 2))[:, :, :, None])
         # b[y]: as is
-        _add(out, "b", zs[9].unflatten(-1, (-1, 2)))
+        _add(out, "b", zs[9].unflatten(1, (-1, 2)))
 
     def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r (324 per channel pair)."""
-        z = F.linear(_reduce_carry_r(x, n), self.weight_carry_r)
-        zs = z.split(self._split_carry_r, dim=-1)
+        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
+        zs = z.split(self._split_carry_r, dim=1)
         # K0[r, cin*, k3, k3]: carry r
-        _add(out, "K0", torch.einsum("bicjkl->bcijkl", zs[0].unflatten(-1, (-1, 1, 3, 3))))
+        _add(out, "K0", torch.einsum("bcjkli->bcijkl", zs[0].unflatten(1, (-1, 1, 3, 3))))
         # b0[r]: carry r
-        _add(out, "b0", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b0", zs[1])
         # ln1_w[r]: carry r
-        _add(out, "ln1_w", torch.einsum("bic->bci", zs[2]))
+        _add(out, "ln1_w", zs[2])
         # ln1_b[r]: carry r
-        _add(out, "ln1_b", torch.einsum("bic->bci", zs[3]))
+        _add(out, "ln1_b", zs[3])
         # b1b[r]: carry r
-        _add(out, "b1b", torch.einsum("bic->bci", zs[4]))
+        _add(out, "b1b", zs[4])
         # ln2_w[r]: carry r
-        _add(out, "ln2_w", torch.einsum("bic->bci", zs[5]))
+        _add(out, "ln2_w", zs[5])
         # ln2_b[r]: carry r
-        _add(out, "ln2_b", torch.einsum("bic->bci", zs[6]))
+        _add(out, "ln2_b", zs[6])
         # b2b[r]: carry r
-        _add(out, "b2b", torch.einsum("bic->bci", zs[7]))
+        _add(out, "b2b", zs[7])
         # W[y, r*]: carry r
-        _add(out, "W", torch.einsum("bjci->bcij", zs[8].unflatten(-1, (-1, 2))))
+        _add(out, "W", zs[8].unflatten(1, (-1, 2)))
 
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (100 per channel pair)."""
-        z = F.linear(_reduce_carry_m1(x, n), self.weight_carry_m1)
-        zs = z.split(self._split_carry_m1, dim=-1)
+        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
+        zs = z.split(self._split_carry_m1, dim=1)
         # K1a[m1, r*, k3, k3]: broadcast r; carry m1
         _add(
-            out, "K1a", torch.einsum("bickl->bcikl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, :, None]
+            out, "K1a", torch.einsum("bckli->bcikl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, :, None]
         )
         # b1a[m1]: carry m1
-        _add(out, "b1a", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1a", zs[1])
 
     def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_m1_v2(x, n), self.weight_carry_m1_v2)
-        zs = z.split(self._split_carry_m1_v2, dim=-1)
+        z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n))
+        zs = z.split(self._split_carry_m1_v2, dim=1)
         # K1b[r, m1*, k3, k3]: broadcast r; carry m1
-        _add(out, "K1b", torch.einsum("bjckl->bcjkl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, None])
+        _add(out, "K1b", torch.einsum("bcklj->bcjkl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, None])
 
     def _mix_carry_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
-        z = F.linear(_reduce_carry_m2(x, n), self.weight_carry_m2)
-        zs = z.split(self._split_carry_m2, dim=-1)
+        z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n))
+        zs = z.split(self._split_carry_m2, dim=1)
         # K2a[m2, r*, k3, k3]: broadcast r; carry m2
         _add(
-            out, "K2a", torch.einsum("bickl->bcikl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, :, None]
+            out, "K2a", torch.einsum("bckli->bcikl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, :, None]
         )
         # b2a[m2]: carry m2
-        _add(out, "b2a", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b2a", zs[1])
 
     def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_m2_v2(x, n), self.weight_carry_m2_v2)
-        zs = z.split(self._split_carry_m2_v2, dim=-1)
+        z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n))
+        zs = z.split(self._split_carry_m2_v2, dim=1)
         # K2b[r, m2*, k3, k3]: broadcast r; carry m2
-        _add(out, "K2b", torch.einsum("bjckl->bcjkl", zs[0].unflatten(-1, (-1, 3, 3)))[:, :, None])
+        _add(out, "K2b", torch.einsum("bcklj->bcjkl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, None])
 
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_r_m1(x, n), self.weight_carry_r_m1)
-        zs = z.split(self._split_carry_r_m1, dim=-1)
-        # K1a[m1, r*, k3, k3]: carry r, m1
-        _add(out, "K1a", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
+        # K1a[m1, r*, k3, k3]: carry m1, r; the terms added so far ride in the matmul
+        out["K1a"] = _mix_into(
+            out.get("K1a"),
+            self.weight_carry_r_m1,
+            _reduce_carry_r_m1(x, n),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
 
     def _mix_carry_r_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_r_m1_v2(x, n), self.weight_carry_r_m1_v2)
-        zs = z.split(self._split_carry_r_m1_v2, dim=-1)
-        # K1b[r, m1*, k3, k3]: carry r, m1
-        _add(out, "K1b", torch.einsum("bijckl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
+        # K1b[r, m1*, k3, k3]: carry r, m1; the terms added so far ride in the matmul
+        out["K1b"] = _mix_into(
+            out.get("K1b"),
+            self.weight_carry_r_m1_v2,
+            _reduce_carry_r_m1_v2(x, n),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
 
     def _mix_carry_r_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_r_m2(x, n), self.weight_carry_r_m2)
-        zs = z.split(self._split_carry_r_m2, dim=-1)
-        # K2a[m2, r*, k3, k3]: carry r, m2
-        _add(out, "K2a", torch.einsum("bjickl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
+        # K2a[m2, r*, k3, k3]: carry m2, r; the terms added so far ride in the matmul
+        out["K2a"] = _mix_into(
+            out.get("K2a"),
+            self.weight_carry_r_m2,
+            _reduce_carry_r_m2(x, n),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
 
     def _mix_carry_r_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
-        z = F.linear(_reduce_carry_r_m2_v2(x, n), self.weight_carry_r_m2_v2)
-        zs = z.split(self._split_carry_r_m2_v2, dim=-1)
-        # K2b[r, m2*, k3, k3]: carry r, m2
-        _add(out, "K2b", torch.einsum("bijckl->bcijkl", zs[0].unflatten(-1, (-1, 3, 3))))
+        # K2b[r, m2*, k3, k3]: carry r, m2; the terms added so far ride in the matmul
+        out["K2b"] = _mix_into(
+            out.get("K2b"),
+            self.weight_carry_r_m2_v2,
+            _reduce_carry_r_m2_v2(x, n),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
 
 
 class InvariantHead(nn.Module):

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = [
     "BIAS_COUNTS",
@@ -616,7 +615,7 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, *carried axes, channels * fixed]
+# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
 
 
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -628,7 +627,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: pool r
-            (torch.einsum("bcij->bcj", x["W_in"]) / n["r"]).flatten(1),
+            (torch.einsum("bcij->bcj", x["W_in"]) / n["r"]).flatten(1, 2),
             # b_in[r]: pool r
             torch.einsum("bci->bc", x["b_in"]) / n["r"],
             # ln1a_w[r]: pool r
@@ -650,11 +649,11 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # b2_1[r]: pool r
             torch.einsum("bci->bc", x["b2_1"]) / n["r"],
             # W_out[y, r*]: pool r
-            (torch.einsum("bcij->bci", x["W_out"]) / n["r"]).flatten(1),
+            (torch.einsum("bcij->bci", x["W_out"]) / n["r"]).flatten(1, 2),
             # b_out[y]: as is
-            x["b_out"].flatten(1),
+            x["b_out"].flatten(1, 2),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -663,29 +662,29 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: carry r
-            torch.einsum("bcij->bicj", x["W_in"]).flatten(2),
+            torch.einsum("bcij->bcji", x["W_in"]).flatten(1, 2),
             # b_in[r]: carry r
-            torch.einsum("bci->bic", x["b_in"]),
+            x["b_in"],
             # ln1a_w[r]: carry r
-            torch.einsum("bci->bic", x["ln1a_w"]),
+            x["ln1a_w"],
             # ln1a_b[r]: carry r
-            torch.einsum("bci->bic", x["ln1a_b"]),
+            x["ln1a_b"],
             # bo1[r]: carry r
-            torch.einsum("bci->bic", x["bo1"]),
+            x["bo1"],
             # ln1b_w[r]: carry r
-            torch.einsum("bci->bic", x["ln1b_w"]),
+            x["ln1b_w"],
             # ln1b_b[r]: carry r
-            torch.einsum("bci->bic", x["ln1b_b"]),
+            x["ln1b_b"],
             # W1_1[m1, r*]: pool m1; carry r
-            torch.einsum("bcij->bjc", x["W1_1"]) / n["m1"],
+            torch.einsum("bcij->bcj", x["W1_1"]) / n["m1"],
             # W2_1[r, m1*]: pool m1; carry r
-            torch.einsum("bcij->bic", x["W2_1"]) / n["m1"],
+            torch.einsum("bcij->bci", x["W2_1"]) / n["m1"],
             # b2_1[r]: carry r
-            torch.einsum("bci->bic", x["b2_1"]),
+            x["b2_1"],
             # W_out[y, r*]: carry r
-            torch.einsum("bcij->bjci", x["W_out"]).flatten(2),
+            x["W_out"].flatten(1, 2),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -694,13 +693,13 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1_1[m1, r*]: pool r; carry m1
-            torch.einsum("bcij->bic", x["W1_1"]) / n["r"],
+            torch.einsum("bcij->bci", x["W1_1"]) / n["r"],
             # b1_1[m1]: carry m1
-            torch.einsum("bci->bic", x["b1_1"]),
+            x["b1_1"],
             # W2_1[r, m1*]: pool r; carry m1
-            torch.einsum("bcij->bjc", x["W2_1"]) / n["r"],
+            torch.einsum("bcij->bcj", x["W2_1"]) / n["r"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -708,12 +707,12 @@ def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     return torch.cat(
         [
-            # W1_1[m1, r*]: carry r, m1
-            torch.einsum("bcij->bjic", x["W1_1"]),
-            # W2_1[r, m1*]: carry r, m1
-            torch.einsum("bcij->bijc", x["W2_1"]),
+            # W1_1[m1, r*]: carry m1, r
+            x["W1_1"],
+            # W2_1[r, m1*]: carry m1, r
+            torch.einsum("bcij->bcji", x["W2_1"]),
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -722,11 +721,11 @@ def _reduce_carry_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wq1[head1, dk1, r*]: pool r; carry head1, dk1
-            torch.einsum("bcijk->bijc", x["Wq1"]) / n["r"],
+            torch.einsum("bcijk->bcij", x["Wq1"]) / n["r"],
             # bq1[head1, dk1]: carry head1, dk1
-            torch.einsum("bcij->bijc", x["bq1"]),
+            x["bq1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -735,11 +734,11 @@ def _reduce_carry_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wk1[head1, dk1*, r*]: pool r; carry head1, dk1
-            torch.einsum("bcijk->bijc", x["Wk1"]) / n["r"],
+            torch.einsum("bcijk->bcij", x["Wk1"]) / n["r"],
             # bk1[head1, dk1*]: carry head1, dk1
-            torch.einsum("bcij->bijc", x["bk1"]),
+            x["bk1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
@@ -748,42 +747,42 @@ def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wv1[head1, dv1, r*]: pool r; carry head1, dv1
-            torch.einsum("bcijk->bijc", x["Wv1"]) / n["r"],
+            torch.einsum("bcijk->bcij", x["Wv1"]) / n["r"],
             # bv1[head1, dv1]: carry head1, dv1
-            torch.einsum("bcij->bijc", x["bv1"]),
+            x["bv1"],
         ],
-        dim=-1,
+        dim=1,
     )
 
 
 def _reduce_carry_head1_dv1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: pool r; carry head1, dv1
-    return torch.einsum("bcijk->bjkc", x["Wo1"]) / n["r"]
+    return torch.einsum("bcijk->bcjk", x["Wo1"]) / n["r"]
 
 
 def _reduce_carry_r_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dk1 from input to output."""
-    # Wq1[head1, dk1, r*]: carry r, head1, dk1
-    return torch.einsum("bcijk->bkijc", x["Wq1"])
+    # Wq1[head1, dk1, r*]: carry head1, dk1, r
+    return x["Wq1"]
 
 
 def _reduce_carry_r_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dk1 from input to output."""
-    # Wk1[head1, dk1*, r*]: carry r, head1, dk1
-    return torch.einsum("bcijk->bkijc", x["Wk1"])
+    # Wk1[head1, dk1*, r*]: carry head1, dk1, r
+    return x["Wk1"]
 
 
 def _reduce_carry_r_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dv1 from input to output."""
-    # Wv1[head1, dv1, r*]: carry r, head1, dv1
-    return torch.einsum("bcijk->bkijc", x["Wv1"])
+    # Wv1[head1, dv1, r*]: carry head1, dv1, r
+    return x["Wv1"]
 
 
 def _reduce_carry_r_head1_dv1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: carry r, head1, dv1
-    return torch.einsum("bcijk->bijkc", x["Wo1"])
+    return x["Wo1"]
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -879,6 +878,42 @@ def _init_mix(
     with torch.no_grad():
         weight.normal_()
         weight.mul_(var.sqrt().to(weight.dtype))
+
+
+def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``: one batched matmul with
+    the weight broadcast over the batch (no transposed copy of ``r``)."""
+    z = torch.bmm(weight.expand(r.shape[0], -1, -1), r.flatten(2))
+    return z.view(r.shape[0], weight.shape[0], *r.shape[2:])
+
+
+def _mix_into(
+    acc: torch.Tensor | None,
+    weight: torch.Tensor,
+    r: torch.Tensor,
+    fixed: tuple[int, ...] = (),
+    order: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
+    the terms added so far are read once, with no separate add pass over the result.
+
+    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
+    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
+    product into the tensor's, so the result is a permuted view (no transposed copy).
+    """
+    batch, channels = r.shape[0], weight.shape[0]
+    for size in fixed:
+        channels //= size
+    shape = (batch, channels, *fixed, *r.shape[2:])
+    order = order or tuple(range(len(shape)))
+    if acc is None:
+        return _mix(weight, r).view(shape).permute(order)
+    back = sorted(range(len(order)), key=order.__getitem__)
+    acc = acc.expand([shape[i] for i in order]).permute(back)
+    if acc._base is not None or not acc.is_contiguous():
+        acc = acc.contiguous() if not acc.is_contiguous() else acc.clone()
+    acc.view(batch, weight.shape[0], -1).baddbmm_(weight.expand(batch, -1, -1), r.flatten(2))
+    return acc.permute(order)
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
@@ -1116,10 +1151,10 @@ class EquivariantLayer(nn.Module):
 
     def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (289 terms + bias)."""
-        z = F.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=-1)
+        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        zs = z.split(self._split_pooled, dim=1)
         # W_in[r, x*]: broadcast r
-        _add(out, "W_in", zs[0].unflatten(-1, (-1, 3))[:, :, None])
+        _add(out, "W_in", zs[0].unflatten(1, (-1, 3))[:, :, None])
         # b_in[r]: broadcast r
         _add(out, "b_in", zs[1][:, :, None])
         # ln1a_w[r]: broadcast r
@@ -1141,118 +1176,118 @@ class EquivariantLayer(nn.Module):
         # b2_1[r]: broadcast r
         _add(out, "b2_1", zs[10][:, :, None])
         # W_out[y, r*]: broadcast r
-        _add(out, "W_out", zs[11].unflatten(-1, (-1, 2))[:, :, :, None])
+        _add(out, "W_out", zs[11].unflatten(1, (-1, 2))[:, :, :, None])
         # b_out[y]: as is
-        _add(out, "b_out", zs[12].unflatten(-1, (-1, 2)))
+        _add(out, "b_out", zs[12].unflatten(1, (-1, 2)))
 
     def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r (196 per channel pair)."""
-        z = F.linear(_reduce_carry_r(x, n), self.weight_carry_r)
-        zs = z.split(self._split_carry_r, dim=-1)
+        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
+        zs = z.split(self._split_carry_r, dim=1)
         # W_in[r, x*]: carry r
-        _add(out, "W_in", torch.einsum("bicj->bcij", zs[0].unflatten(-1, (-1, 3))))
+        _add(out, "W_in", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 3))))
         # b_in[r]: carry r
-        _add(out, "b_in", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b_in", zs[1])
         # ln1a_w[r]: carry r
-        _add(out, "ln1a_w", torch.einsum("bic->bci", zs[2]))
+        _add(out, "ln1a_w", zs[2])
         # ln1a_b[r]: carry r
-        _add(out, "ln1a_b", torch.einsum("bic->bci", zs[3]))
+        _add(out, "ln1a_b", zs[3])
         # bo1[r]: carry r
-        _add(out, "bo1", torch.einsum("bic->bci", zs[4]))
+        _add(out, "bo1", zs[4])
         # ln1b_w[r]: carry r
-        _add(out, "ln1b_w", torch.einsum("bic->bci", zs[5]))
+        _add(out, "ln1b_w", zs[5])
         # ln1b_b[r]: carry r
-        _add(out, "ln1b_b", torch.einsum("bic->bci", zs[6]))
+        _add(out, "ln1b_b", zs[6])
         # W1_1[m1, r*]: broadcast m1; carry r
-        _add(out, "W1_1", torch.einsum("bjc->bcj", zs[7])[:, :, None])
+        _add(out, "W1_1", zs[7][:, :, None])
         # W2_1[r, m1*]: broadcast m1; carry r
-        _add(out, "W2_1", torch.einsum("bic->bci", zs[8])[:, :, :, None])
+        _add(out, "W2_1", zs[8][:, :, :, None])
         # b2_1[r]: carry r
-        _add(out, "b2_1", torch.einsum("bic->bci", zs[9]))
+        _add(out, "b2_1", zs[9])
         # W_out[y, r*]: carry r
-        _add(out, "W_out", torch.einsum("bjci->bcij", zs[10].unflatten(-1, (-1, 2))))
+        _add(out, "W_out", zs[10].unflatten(1, (-1, 2)))
 
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m1 (9 per channel pair)."""
-        z = F.linear(_reduce_carry_m1(x, n), self.weight_carry_m1)
-        zs = z.split(self._split_carry_m1, dim=-1)
+        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
+        zs = z.split(self._split_carry_m1, dim=1)
         # W1_1[m1, r*]: broadcast r; carry m1
-        _add(out, "W1_1", torch.einsum("bic->bci", zs[0])[:, :, :, None])
+        _add(out, "W1_1", zs[0][:, :, :, None])
         # b1_1[m1]: carry m1
-        _add(out, "b1_1", torch.einsum("bic->bci", zs[1]))
+        _add(out, "b1_1", zs[1])
         # W2_1[r, m1*]: broadcast r; carry m1
-        _add(out, "W2_1", torch.einsum("bjc->bcj", zs[2])[:, :, None])
+        _add(out, "W2_1", zs[2][:, :, None])
 
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_r_m1(x, n), self.weight_carry_r_m1)
-        zs = z.split(self._split_carry_r_m1, dim=-1)
-        # W1_1[m1, r*]: carry r, m1
-        _add(out, "W1_1", torch.einsum("bjic->bcij", zs[0]))
-        # W2_1[r, m1*]: carry r, m1
-        _add(out, "W2_1", torch.einsum("bijc->bcij", zs[1]))
+        z = _mix(self.weight_carry_r_m1, _reduce_carry_r_m1(x, n))
+        zs = z.split(self._split_carry_r_m1, dim=1)
+        # W1_1[m1, r*]: carry m1, r
+        _add(out, "W1_1", zs[0])
+        # W2_1[r, m1*]: carry m1, r
+        _add(out, "W2_1", torch.einsum("bcji->bcij", zs[1]))
 
     def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_head1_dk1(x, n), self.weight_carry_head1_dk1)
-        zs = z.split(self._split_carry_head1_dk1, dim=-1)
+        z = _mix(self.weight_carry_head1_dk1, _reduce_carry_head1_dk1(x, n))
+        zs = z.split(self._split_carry_head1_dk1, dim=1)
         # Wq1[head1, dk1, r*]: broadcast r; carry head1, dk1
-        _add(out, "Wq1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
+        _add(out, "Wq1", zs[0][:, :, :, :, None])
         # bq1[head1, dk1]: carry head1, dk1
-        _add(out, "bq1", torch.einsum("bijc->bcij", zs[1]))
+        _add(out, "bq1", zs[1])
 
     def _mix_carry_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_head1_dk1_v2(x, n), self.weight_carry_head1_dk1_v2)
-        zs = z.split(self._split_carry_head1_dk1_v2, dim=-1)
+        z = _mix(self.weight_carry_head1_dk1_v2, _reduce_carry_head1_dk1_v2(x, n))
+        zs = z.split(self._split_carry_head1_dk1_v2, dim=1)
         # Wk1[head1, dk1*, r*]: broadcast r; carry head1, dk1
-        _add(out, "Wk1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
+        _add(out, "Wk1", zs[0][:, :, :, :, None])
         # bk1[head1, dk1*]: carry head1, dk1
-        _add(out, "bk1", torch.einsum("bijc->bcij", zs[1]))
+        _add(out, "bk1", zs[1])
 
     def _mix_carry_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dv1 (4 per channel pair)."""
-        z = F.linear(_reduce_carry_head1_dv1(x, n), self.weight_carry_head1_dv1)
-        zs = z.split(self._split_carry_head1_dv1, dim=-1)
+        z = _mix(self.weight_carry_head1_dv1, _reduce_carry_head1_dv1(x, n))
+        zs = z.split(self._split_carry_head1_dv1, dim=1)
         # Wv1[head1, dv1, r*]: broadcast r; carry head1, dv1
-        _add(out, "Wv1", torch.einsum("bijc->bcij", zs[0])[:, :, :, :, None])
+        _add(out, "Wv1", zs[0][:, :, :, :, None])
         # bv1[head1, dv1]: carry head1, dv1
-        _add(out, "bv1", torch.einsum("bijc->bcij", zs[1]))
+        _add(out, "bv1", zs[1])
 
     def _mix_carry_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dv1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_head1_dv1_v2(x, n), self.weight_carry_head1_dv1_v2)
-        zs = z.split(self._split_carry_head1_dv1_v2, dim=-1)
+        z = _mix(self.weight_carry_head1_dv1_v2, _reduce_carry_head1_dv1_v2(x, n))
+        zs = z.split(self._split_carry_head1_dv1_v2, dim=1)
         # Wo1[r, head1*, dv1*]: broadcast r; carry head1, dv1
-        _add(out, "Wo1", torch.einsum("bjkc->bcjk", zs[0])[:, :, None])
+        _add(out, "Wo1", zs[0][:, :, None])
 
     def _mix_carry_r_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_r_head1_dk1(x, n), self.weight_carry_r_head1_dk1)
-        zs = z.split(self._split_carry_r_head1_dk1, dim=-1)
-        # Wq1[head1, dk1, r*]: carry r, head1, dk1
-        _add(out, "Wq1", torch.einsum("bkijc->bcijk", zs[0]))
+        # Wq1[head1, dk1, r*]: carry head1, dk1, r; the terms added so far ride in the matmul
+        out["Wq1"] = _mix_into(
+            out.get("Wq1"), self.weight_carry_r_head1_dk1, _reduce_carry_r_head1_dk1(x, n)
+        )
 
     def _mix_carry_r_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_r_head1_dk1_v2(x, n), self.weight_carry_r_head1_dk1_v2)
-        zs = z.split(self._split_carry_r_head1_dk1_v2, dim=-1)
-        # Wk1[head1, dk1*, r*]: carry r, head1, dk1
-        _add(out, "Wk1", torch.einsum("bkijc->bcijk", zs[0]))
+        # Wk1[head1, dk1*, r*]: carry head1, dk1, r; the terms added so far ride in the matmul
+        out["Wk1"] = _mix_into(
+            out.get("Wk1"), self.weight_carry_r_head1_dk1_v2, _reduce_carry_r_head1_dk1_v2(x, n)
+        )
 
     def _mix_carry_r_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_r_head1_dv1(x, n), self.weight_carry_r_head1_dv1)
-        zs = z.split(self._split_carry_r_head1_dv1, dim=-1)
-        # Wv1[head1, dv1, r*]: carry r, head1, dv1
-        _add(out, "Wv1", torch.einsum("bkijc->bcijk", zs[0]))
+        # Wv1[head1, dv1, r*]: carry head1, dv1, r; the terms added so far ride in the matmul
+        out["Wv1"] = _mix_into(
+            out.get("Wv1"), self.weight_carry_r_head1_dv1, _reduce_carry_r_head1_dv1(x, n)
+        )
 
     def _mix_carry_r_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
-        z = F.linear(_reduce_carry_r_head1_dv1_v2(x, n), self.weight_carry_r_head1_dv1_v2)
-        zs = z.split(self._split_carry_r_head1_dv1_v2, dim=-1)
-        # Wo1[r, head1*, dv1*]: carry r, head1, dv1
-        _add(out, "Wo1", torch.einsum("bijkc->bcijk", zs[0]))
+        # Wo1[r, head1*, dv1*]: carry r, head1, dv1; the terms added so far ride in the matmul
+        out["Wo1"] = _mix_into(
+            out.get("Wo1"), self.weight_carry_r_head1_dv1_v2, _reduce_carry_r_head1_dv1_v2(x, n)
+        )
 
 
 class InvariantHead(nn.Module):

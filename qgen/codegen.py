@@ -96,7 +96,7 @@ def _size_expr(types: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Reduction:
-    """Code that turns ``x[tensor]`` into ``[batch, *carried, channels * fixed]``."""
+    """Code that turns ``x[tensor]`` into ``[batch, channels * fixed, *carried]``."""
 
     tensor: str
     expr: str
@@ -112,6 +112,11 @@ class Placement:
     comment: str
     width: int  # fixed size (multiplies out_channels)
     full: bool  # whether the contribution has the tensor's full shape
+    #: when the contribution is the chunk itself up to moving axes (no broadcast, no
+    #: diagonal): the chunk's fixed sizes and the permutation from the chunk's
+    #: ``[batch, channels, *fixed, *carried]`` to the tensor's axes; else None
+    order: tuple[int, ...] | None = None
+    fixed_sizes: tuple[int, ...] = ()
 
 
 def _reduction(p: InPattern, axes_text: str) -> Reduction:
@@ -128,7 +133,7 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
             sub_in.append(next(letters))
             fixed.append(sub_in[-1])
     src = "bc" + "".join(sub_in)
-    dst = "b" + "".join(carry[k] for k in range(len(p.slot_types))) + "c" + "".join(fixed)
+    dst = "bc" + "".join(fixed) + "".join(carry[k] for k in range(len(p.slot_types)))
     expr = f"x[{lit(p.tensor)}]"
     if src != dst:
         expr = f"torch.einsum({lit(f'{src}->{dst}')}, {expr})"
@@ -138,7 +143,7 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
         if fixed:
             expr = f"({expr})"
     if fixed:
-        expr = f"{expr}.flatten({1 + len(p.slot_types)})"
+        expr = f"{expr}.flatten(1, {1 + len(fixed)})"
     what = []
     if p.pool_types:
         what.append("pool " + ", ".join(p.pool_types))
@@ -173,10 +178,10 @@ def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
         out_sub.append(letter)
         index.append(":")
     slots = "".join(first[CARRY, k] for k in range(len(q.slot_types)))
-    subs = ["b" + slots + "c" + "".join(fixed), *(pair for pair, _ in eyes)]
+    subs = ["bc" + "".join(fixed) + slots, *(pair for pair, _ in eyes)]
     z = var
     if q.fixed_sizes:
-        z = f"{var}.unflatten(-1, (-1, {', '.join(map(str, q.fixed_sizes))}))"
+        z = f"{var}.unflatten(1, (-1, {', '.join(map(str, q.fixed_sizes))}))"
     operands = [z, *(f"_eye(n[{lit(t)}], {var})" for _, t in eyes)]
     dst = "bc" + "".join(out_sub)
     expr = z
@@ -196,7 +201,12 @@ def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
     if eyes:
         what.append("onto a diagonal")
     comment = f"{q.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
-    return Placement(q.tensor, expr, comment, q.fixed_size, "None" not in index)
+    full = "None" not in index
+    order = None
+    if full and not eyes:
+        chunk = subs[0]
+        order = tuple(chunk.index(letter) for letter in dst)
+    return Placement(q.tensor, expr, comment, q.fixed_size, full, order, q.fixed_sizes)
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,31 @@ class GroupCode:
     @property
     def name(self) -> str:
         return self.group.name
+
+    @property
+    def fused(self) -> bool:
+        """Whether the group writes one whole tensor, up to moving axes: then the terms
+        already accumulated for that tensor are the matmul's addend (``baddbmm_``)."""
+        return (
+            bool(self.group.carried)
+            and len(self.placements) == 1
+            and self.placements[0].order is not None
+        )
+
+    @property
+    def fused_args(self) -> list[str]:
+        """Extra arguments of ``_mix_into``: the chunk's fixed sizes and axis order."""
+        p = self.placements[0]
+        args = []
+        if p.fixed_sizes:
+            args.append(f"fixed={_int_tuple(p.fixed_sizes)}")
+        if p.order != tuple(range(len(p.order))):
+            args.append(f"order={_int_tuple(p.order)}")
+        return args
+
+
+def _int_tuple(items: tuple[int, ...]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(map(str, items))})"
 
 
 def _tuple_literal(items: list[str]) -> str:

@@ -24,6 +24,7 @@ every pair, which is why cost and code grow with tensors, not pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -245,6 +246,35 @@ def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, l
     return out
 
 
+def _in_storage_order(group: Group) -> Group:
+    """The group with its carried slots renumbered in the axis order of its largest input.
+
+    Slots are numbered canonically (type order) to form groups; which order the mix uses
+    is free, as long as every pattern of the group agrees. Taking the storage order of
+    the input with the most axes (the identity-like term of the biggest tensor, say
+    ``W2[h2, h1*] -> W2``) makes its reduction and placement plain views: no transpose
+    copies of the largest tensors.
+    """
+    largest = max(group.inputs, key=lambda p: len(p.labels))
+    order = list(dict.fromkeys(k for kind, k in largest.labels if kind == CARRY))
+    if order == sorted(order):
+        return group
+    new = {old: i for i, old in enumerate(order)}
+
+    def renumbered(p):
+        labels = tuple((kind, new[k]) if kind == CARRY else (kind, k) for kind, k in p.labels)
+        slots = tuple(p.slot_types[old] for old in order)
+        return dataclasses.replace(p, labels=labels, slot_types=slots)
+
+    return Group(
+        group.name,
+        group.carried,
+        [renumbered(p) for p in group.inputs],
+        [renumbered(q) for q in group.outputs],
+        group.bias,
+    )
+
+
 def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     """Group the basis terms of every block into shared channel mixes."""
     spec = basis.spec
@@ -271,7 +301,7 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
                 k += 1
                 name = f"{base}_v{k}"
             used.add(name)
-            groups.append(Group(name, carried, ins, outs))
+            groups.append(_in_storage_order(Group(name, carried, ins, outs)))
 
     counts = basis.counts()
     plan = LayerPlan(
