@@ -334,8 +334,7 @@ class WeightSpaceBasis:
         types = self.spec.types
         grid = {t: d.name for d in types.values() if d.tie for t in d.tie}
         acting = {
-            n: grid.get(n) or (d.within or n if d.kind != FIXED else None)
-            for n, d in types.items()
+            n: grid.get(n) or (d.within or n if d.kind != FIXED else None) for n, d in types.items()
         }
         return {
             t.name: frozenset(acting[a.type] for a in t.axes if acting[a.type] is not None)

@@ -338,9 +338,13 @@ class _Parser:
             if "group" in body and isinstance(body["group"][1], yaml.MappingNode):
                 gnode = body["group"][1]
                 kind = ESCNN
-                family, n = parse_group(self.plain(gnode, where + ".group"), self._fail_at(gnode, where + ".group"))
+                family, n = parse_group(
+                    self.plain(gnode, where + ".group"), self._fail_at(gnode, where + ".group")
+                )
                 if "rep" not in body:
-                    self.fail("an escnn type needs a representation, e.g. rep: standard", vnode, where)
+                    self.fail(
+                        "an escnn type needs a representation, e.g. rep: standard", vnode, where
+                    )
                 rnode = body["rep"][1]
                 rep_data = self.plain(rnode, where + ".rep")
                 rep, tie = parse_rep(family, n, rep_data, self._fail_at(rnode, where + ".rep"))
@@ -387,8 +391,11 @@ class _Parser:
                 size = dim
             if tie is not None:
                 if size is not None:
-                    self.fail("a grid type takes its size from its two axes; drop 'size'",
-                              body["size"][1], where + ".size")
+                    self.fail(
+                        "a grid type takes its size from its two axes; drop 'size'",
+                        body["size"][1],
+                        where + ".size",
+                    )
                 ties.append((name, tie, body["rep"][1]))
             if kind == FIXED and size is None:
                 self.fail(
@@ -416,19 +423,29 @@ class _Parser:
                 if t not in types:
                     self.fail(f"grid names undeclared type {t!r}", rnode, where)
                 if types[t].kind != FIXED:
-                    self.fail(f"grid axis type {t!r} must be a fixed type (a size, no group)",
-                              rnode, where)
+                    self.fail(
+                        f"grid axis type {t!r} must be a fixed type (a size, no group)",
+                        rnode,
+                        where,
+                    )
                 if t in tied and tied[t] != name:
                     self.fail(f"type {t!r} is already tied to grid {tied[t]!r}", rnode, where)
                 tied[t] = name
             k0, k1 = (types[t].size for t in tie)
             if k0 != k1:
-                self.fail(f"a grid needs a square kernel; {tie[0]} has size {k0}, "
-                          f"{tie[1]} size {k1}", rnode, where)
+                self.fail(
+                    f"a grid needs a square kernel; {tie[0]} has size {k0}, {tie[1]} size {k1}",
+                    rnode,
+                    where,
+                )
             types[name] = TypeDecl(
-                name=name, kind=ESCNN, size=k0 * k0, rep=EscnnRep(
-                    types[name].rep.family, types[name].rep.N, grid=k0),
-                tie=tie, rep_data=types[name].rep_data)
+                name=name,
+                kind=ESCNN,
+                size=k0 * k0,
+                rep=EscnnRep(types[name].rep.family, types[name].rep.N, grid=k0),
+                tie=tie,
+                rep_data=types[name].rep_data,
+            )
         for name, outer, wnode in nested_in:
             where = f"types.{name}.within"
             if outer not in types:

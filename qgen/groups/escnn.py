@@ -88,8 +88,9 @@ class EscnnRep:
         return f"{group} {' + '.join(parts)}"
 
     def key(self) -> str:
-        return json.dumps([self.family, self.N, [list(map(_jsonable, s)) for s in self.summands],
-                           self.grid])
+        return json.dumps(
+            [self.family, self.N, [list(map(_jsonable, s)) for s in self.summands], self.grid]
+        )
 
 
 def _jsonable(x):
@@ -487,3 +488,30 @@ def rep_size(rep: EscnnRep, fail) -> int:
     except Exception as exc:  # escnn raises assorted errors for unknown irrep ids
         fail(f"escnn cannot build {rep.describe()}: {type(exc).__name__}: {exc}")
         raise
+
+
+def escnn_grid_count(rep: EscnnRep, rotations: int | None = None) -> int:
+    """``dim Hom_G(rho, rho)`` of a grid from escnn's own (dense, numeric) decomposition of
+    the permutation representation, optionally restricted to the rotations of order
+    ``rotations``: the cross-check of orbit counting. Cached on disk; costly for large
+    grids (about dim^6), so never on the build path."""
+
+    def compute() -> int:
+        import escnn.group as eg
+
+        group = _escnn_group(rep)
+        d = rep.grid**2
+        mats = {
+            group.element(v): np.eye(d)[:, list(p)]
+            for v, p in zip(_finite_values(rep), grid_permutations(rep), strict=True)
+        }
+        rho = eg.representation.build_from_discrete_group_representation(
+            mats, f"grid{rep.grid}", group, supported_nonlinearities=[]
+        )
+        if rotations is not None:
+            sub = (None, rotations) if rep.family == "dihedral" else rotations
+            rho = rho.restrict(sub)
+        mult = Counter(rho.irreps)
+        return sum(m * m * rho.group.irrep(*i).sum_of_squares_constituents for i, m in mult.items())
+
+    return _cached(json.dumps(["grid-escnn", rep.key(), rotations]), compute)
