@@ -168,3 +168,24 @@ def test_grid_axes_must_come_in_pairs():
     text = grid_spec("cyclic", 4, 3).replace("K: [kx, ky]", "K: [kx, kx]")
     with pytest.raises(SpecError, match="one kx axis and one ky axis"):
         parse_spec(text, source="s.yaml")
+
+
+def test_build_refuses_escnn_types_and_writes_nothing(tmp_path):
+    from qgen.builder import build
+
+    spec = parse_spec(grid_spec("cyclic", 4, 3), source="g.yaml")
+    with pytest.raises(SpecError, match="code generation does not yet"):
+        build(spec, tmp_path / "out", tests=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_escnn_specs_dump_back_to_the_same_spec():
+    from qgen.spec import dump_spec
+
+    text = grid_spec("dihedral", 4, 3).replace(
+        "types:\n", "types:\n  v: {group: {escnn: so2}, rep: [standard, {irrep: 2}]}\n"
+    )
+    spec = parse_spec(text)
+    again = parse_spec(dump_spec(spec))
+    assert again.types == spec.types
+    assert solve(again).counts() == solve(spec).counts()
