@@ -244,7 +244,7 @@ class Block:
             nested = [
                 (t, get_kind(d.kind)) for t, d in types.items() if d.within == name and t in by_type
             ]
-            kind = kind_of(decl)
+            kind = kind_of(decl) if decl.rep is not None else get_kind(decl.kind)
             if not nested:
                 size = decl.size if kind.needs_size else None
                 factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
