@@ -25,9 +25,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from qgen.groups import GroupKind, get_kind
+from qgen.groups import GroupKind, get_kind, kind_of
 from qgen.partitions import Partition
-from qgen.spec import Spec, TensorDecl
+from qgen.spec import FIXED, Spec, TensorDecl
 
 __all__ = [
     "Block",
@@ -84,6 +84,20 @@ class TypeFactor:
 
     def thresholds(self) -> dict[str, int]:
         return {self.type: self.kind.threshold(self.variances)}
+
+
+@dataclass(frozen=True)
+class GridFactor(TypeFactor):
+    """A grid type on a block: its axes are pairs (first grid axis, second grid axis) of
+    one tensor, listed pair by pair; the group acts on each pair jointly."""
+
+    @property
+    def variances(self) -> tuple[int, ...]:
+        return tuple(a.variance for a in self.axes[::2])
+
+    @property
+    def pairs(self) -> tuple[tuple[BlockAxis, BlockAxis], ...]:
+        return tuple(zip(self.axes[::2], self.axes[1::2], strict=True))
 
 
 @dataclass(frozen=True)
@@ -218,13 +232,19 @@ class Block:
         for a in self.axes:
             by_type.setdefault(a.type, []).append(a)
         factors: list[TypeFactor | NestedFactor] = []
+        tied = {t for d in types.values() if d.tie for t in d.tie}
         for name, decl in types.items():
-            if name not in by_type or decl.within is not None:
+            if decl.tie is not None:
+                pairs = _grid_pairs(self.axes, decl.tie)
+                if pairs:
+                    factors.append(GridFactor(name, kind_of(decl), pairs, decl.size))
+                continue
+            if name not in by_type or decl.within is not None or name in tied:
                 continue
             nested = [
                 (t, get_kind(d.kind)) for t, d in types.items() if d.within == name and t in by_type
             ]
-            kind = get_kind(decl.kind)
+            kind = kind_of(decl) if decl.rep is not None else get_kind(decl.kind)
             if not nested:
                 size = decl.size if kind.needs_size else None
                 factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
@@ -312,10 +332,12 @@ class WeightSpaceBasis:
     @cached_property
     def _group_types(self) -> dict[str, frozenset[str]]:
         types = self.spec.types
+        grid = {t: d.name for d in types.values() if d.tie for t in d.tie}
+        acting = {
+            n: grid.get(n) or (d.within or n if d.kind != FIXED else None) for n, d in types.items()
+        }
         return {
-            t.name: frozenset(
-                types[a.type].within or a.type for a in t.axes if not types[a.type].fixed
-            )
+            t.name: frozenset(acting[a.type] for a in t.axes if acting[a.type] is not None)
             for t in self.spec.tensors
         }
 
@@ -344,6 +366,8 @@ class WeightSpaceBasis:
                     types[n].kind,
                     rank[types[n].within] if types[n].within else None,
                     sizes.get(n) or (types[n].size if types[n].fixed else None),
+                    types[n].rep,
+                    next((d.rep for d in types.values() if d.tie and n in d.tie), None),
                 )
                 for n in names
             )
@@ -441,6 +465,20 @@ class _Blocks(Mapping[tuple[str, str], Block]):
 
     def __len__(self) -> int:
         return len(self._tensors) ** 2
+
+
+def _grid_pairs(axes: tuple[BlockAxis, ...], tie: tuple[str, str]) -> tuple[BlockAxis, ...]:
+    """The axes of a grid's two types, (first, second) per tensor side, pair by pair."""
+    out: list[BlockAxis] = []
+    for side in (OUT, IN):
+        mine = [a for a in axes if a.side == side and a.type in tie]
+        if not mine:
+            continue
+        if tie[0] == tie[1]:
+            out += mine
+        else:
+            out += [next(a for a in mine if a.type == t) for t in tie]
+    return tuple(out)
 
 
 def type_names(block: Block) -> tuple[str, ...]:

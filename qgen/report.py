@@ -49,6 +49,22 @@ def count_table(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:
     ]
 
 
+def escnn_lines(basis: WeightSpaceBasis) -> list[str]:
+    """How the commutant of each escnn type is computed, for ``qgen count``."""
+    lines = []
+    for t in basis.spec.types.values():
+        if t.rep is None:
+            continue
+        if t.tie is not None:
+            how = f"on ({t.tie[0]}, {t.tie[1]}): orbit counting (Burnside), exact"
+        else:
+            how = f"dim {t.size}: Schur's lemma on escnn's irreps"
+            if not t.rep.finite:
+                how += ", band limit (frequency) x (axes in the block)"
+        lines.append(f"  {t.name}: {t.rep.describe()} {how}")
+    return ["escnn types (one dense commutant factor per block):", *lines] if lines else []
+
+
 def threshold_lines(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:
     """Blocks whose generic count needs sizes above 1, with the counts below that."""
     lines = []

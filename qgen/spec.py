@@ -26,6 +26,7 @@ ASCII Python identifiers that are not keywords.
 from __future__ import annotations
 
 import hashlib
+import json
 import keyword
 import re
 from collections.abc import Iterator, Mapping
@@ -36,14 +37,16 @@ import yaml
 
 from qgen.errors import SpecError
 from qgen.groups import kind_names
+from qgen.groups.escnn import EscnnRep, parse_group, parse_rep, rep_size
 
 __all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "dump_spec", "load_spec", "parse_spec"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_NAME = 64
 _TOP_KEYS = ("name", "types", "tensors", "arch")
-_TYPE_KEYS = ("group", "size", "within")
+_TYPE_KEYS = ("group", "size", "within", "rep")
 FIXED = "fixed"
+ESCNN = "escnn"
 _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
 )
@@ -59,10 +62,17 @@ class TypeDecl:
     #: the outer type this one is nested in (one element of this type's group per index
     #: of the outer type: the wreath product, e.g. per-head GL in attention)
     within: str | None = None
+    #: for an escnn type: the group and representation (see :mod:`qgen.groups.escnn`)
+    rep: EscnnRep | None = None
+    #: for a grid type: the two fixed types whose axes it acts on jointly
+    tie: tuple[str, str] | None = None
+    #: the ``rep:`` entry as written (plain data), for dumping the spec back
+    rep_data: object = field(default=None, compare=False, repr=False)
 
     @property
     def fixed(self) -> bool:
-        return self.kind == FIXED
+        """Whether the size is part of the type (no group, or an escnn group on it)."""
+        return self.kind in (FIXED, ESCNN)
 
 
 @dataclass(frozen=True)
@@ -118,9 +128,12 @@ class Spec:
         types: dict[str, dict] = {}
         for t in self.types.values():
             entry: dict = {}
-            if not t.fixed:
+            if t.rep is not None:
+                entry["group"] = {"escnn": t.rep.family, **({"N": t.rep.N} if t.rep.N else {})}
+                entry["rep"] = t.rep_data
+            elif not t.fixed:
                 entry["group"] = t.kind
-            if t.size is not None:
+            if t.size is not None and t.tie is None:
                 entry["size"] = t.size
             if t.within is not None:
                 entry["within"] = t.within
@@ -137,8 +150,12 @@ def dump_spec(spec: Spec) -> str:
     lines = [f"name: {spec.name}", "types:"]
     for t in spec.types.values():
         entries = ([f"group: {t.kind}"] if not t.fixed else []) + (
-            [f"size: {t.size}"] if t.size is not None else []
+            [f"size: {t.size}"] if t.size is not None and t.tie is None else []
         )
+        if t.rep is not None:
+            n = f", N: {t.rep.N}" if t.rep.N else ""
+            entries.append(f"group: {{escnn: {t.rep.family}{n}}}")
+            entries.append("rep: " + json.dumps(t.rep_data).replace('"', ""))
         if t.within is not None:
             entries.append(f"within: {t.within}")
         lines.append(f"  {t.name}: {{{', '.join(entries)}}}")
@@ -261,6 +278,9 @@ class _Parser:
                 f"YAML tag {node.tag!r} is not allowed in a spec; write plain values", node, where
             )
 
+    def _fail_at(self, node: yaml.Node, where: str):
+        return lambda message: self.fail(message, node, where)
+
     def mapping(
         self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
     ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
@@ -305,6 +325,7 @@ class _Parser:
         kinds = kind_names()
         types: dict[str, TypeDecl] = {}
         nested_in: list[tuple[str, object, yaml.Node]] = []
+        ties: list[tuple[str, tuple[str, str], yaml.Node]] = []
         for name, (knode, vnode) in entries.items():
             where = f"types.{name}"
             if problem := identifier_problem(name, "type name"):
@@ -313,9 +334,36 @@ class _Parser:
                 self.fail("a type needs a group or a size, e.g. {group: perm}", vnode, where)
             body = self.mapping(vnode, where, allowed=_TYPE_KEYS)
             kind = FIXED
-            if "group" in body:
+            rep = tie = rep_data = None
+            if "group" in body and isinstance(body["group"][1], yaml.MappingNode):
+                gnode = body["group"][1]
+                kind = ESCNN
+                family, n = parse_group(
+                    self.plain(gnode, where + ".group"), self._fail_at(gnode, where + ".group")
+                )
+                if "rep" not in body:
+                    self.fail(
+                        "an escnn type needs a representation, e.g. rep: standard", vnode, where
+                    )
+                rnode = body["rep"][1]
+                rep_data = self.plain(rnode, where + ".rep")
+                rep, tie = parse_rep(family, n, rep_data, self._fail_at(rnode, where + ".rep"))
+            elif "rep" in body:
+                self.fail(
+                    "'rep' needs an escnn group, e.g. group: {escnn: dihedral, N: 4}",
+                    body["rep"][0],
+                    where,
+                )
+            elif "group" in body:
                 gnode = body["group"][1]
                 group = self.scalar(gnode, where + ".group")
+                if group == ESCNN:
+                    self.fail(
+                        "an escnn group is a mapping, e.g. group: {escnn: dihedral, N: 4}, "
+                        "with rep: standard",
+                        gnode,
+                        where + ".group",
+                    )
                 if not isinstance(group, str) or group not in kinds:
                     self.fail(
                         f"unknown group kind {group!r}; choose one of: {', '.join(kinds)} "
@@ -332,6 +380,23 @@ class _Parser:
                     self.fail(
                         f"size must be a positive integer, got {size!r}", snode, where + ".size"
                     )
+            if rep is not None and tie is None:
+                dim = rep_size(rep, self._fail_at(body["rep"][1], where + ".rep"))
+                if size is not None and size != dim:
+                    self.fail(
+                        f"size {size} does not match the representation's dimension {dim}",
+                        body["size"][1],
+                        where + ".size",
+                    )
+                size = dim
+            if tie is not None:
+                if size is not None:
+                    self.fail(
+                        "a grid type takes its size from its two axes; drop 'size'",
+                        body["size"][1],
+                        where + ".size",
+                    )
+                ties.append((name, tie, body["rep"][1]))
             if kind == FIXED and size is None:
                 self.fail(
                     "a fixed type (no group) needs a size, e.g. {size: 3}; "
@@ -343,12 +408,44 @@ class _Parser:
             if "within" in body:
                 wnode = body["within"][1]
                 within = self.scalar(wnode, where + ".within")
-                if kind == FIXED:
+                if kind in (FIXED, ESCNN):
                     self.fail(
                         "a nested type needs a group, e.g. {group: gl, within: head}", wnode, where
                     )
                 nested_in.append((name, within, wnode))
-            types[name] = TypeDecl(name=name, kind=kind, size=size, within=within)
+            types[name] = TypeDecl(
+                name=name, kind=kind, size=size, within=within, rep=rep, tie=tie, rep_data=rep_data
+            )
+        tied: dict[str, str] = {}
+        for name, tie, rnode in ties:
+            where = f"types.{name}.rep.grid"
+            for t in tie:
+                if t not in types:
+                    self.fail(f"grid names undeclared type {t!r}", rnode, where)
+                if types[t].kind != FIXED:
+                    self.fail(
+                        f"grid axis type {t!r} must be a fixed type (a size, no group)",
+                        rnode,
+                        where,
+                    )
+                if t in tied and tied[t] != name:
+                    self.fail(f"type {t!r} is already tied to grid {tied[t]!r}", rnode, where)
+                tied[t] = name
+            k0, k1 = (types[t].size for t in tie)
+            if k0 != k1:
+                self.fail(
+                    f"a grid needs a square kernel; {tie[0]} has size {k0}, {tie[1]} size {k1}",
+                    rnode,
+                    where,
+                )
+            types[name] = TypeDecl(
+                name=name,
+                kind=ESCNN,
+                size=k0 * k0,
+                rep=EscnnRep(types[name].rep.family, types[name].rep.N, grid=k0),
+                tie=tie,
+                rep_data=types[name].rep_data,
+            )
         for name, outer, wnode in nested_in:
             where = f"types.{name}.within"
             if outer not in types:
@@ -382,7 +479,7 @@ class _Parser:
             axes = tuple(
                 self.axis(anode, f"{where}[{i}]", types) for i, anode in enumerate(vnode.value)
             )
-            if problem := nesting_problem(axes, types):
+            if problem := nesting_problem(axes, types) or grid_problem(axes, types):
                 self.fail(problem, vnode, where)
             tensors.append(TensorDecl(name=name, axes=axes))
         return tuple(tensors)
@@ -438,6 +535,27 @@ def nesting_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> st
                     f"axis {a} is nested in {outer!r}, so the tensor needs exactly one {outer} "
                     f"axis (the head it belongs to); it has {n}"
                 )
+    return None
+
+
+def grid_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
+    """A grid acts on pairs of axes: a tensor with an axis of a grid's types has exactly
+    one axis of each (two axes when both are the same type); the grid type is no axis."""
+    for decl in types.values():
+        if decl.tie is None:
+            continue
+        if any(a.type == decl.name for a in axes):
+            return (
+                f"type {decl.name!r} is a grid over {decl.tie[0]} and {decl.tie[1]}; "
+                "use those axes in tensors"
+            )
+        kx, ky = decl.tie
+        nx, ny = (sum(a.type == t for a in axes) for t in decl.tie)
+        if (nx or ny) and ((kx != ky and (nx, ny) != (1, 1)) or (kx == ky and nx != 2)):
+            return (
+                f"grid {decl.name!r} acts on one {kx} axis and one {ky} axis together; "
+                f"this tensor has {nx} {kx} and {ny} {ky} axes"
+            )
     return None
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qgen.basis import Block, WeightSpaceBasis
-from qgen.groups import Generator, get_kind
+from qgen.basis import Block, GridFactor, WeightSpaceBasis
+from qgen.groups import Generator, kind_of
 from qgen.numeric import AxisAction, constraint_residual, solve_numeric
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "check_block",
     "generators_at",
     "materialize",
+    "solver_axes",
+    "solver_view",
     "verify",
 ]
 
@@ -85,23 +87,57 @@ def _sizes_of(block: Block, sizes: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def solver_axes(block: Block) -> list[tuple[str, tuple[int, ...]]]:
+    """The axes the numeric solver sees: ``(type, positions in block.axes)``. A grid's
+    pair of axes is one axis of size ``k^2`` (the group acts on it jointly); the others
+    are themselves."""
+    grid_of = {}
+    for f in block.fixed_factors:
+        if isinstance(f, GridFactor):
+            for first, second in f.pairs:
+                grid_of[first] = (f.type, second)
+    seconds = {v[1] for v in grid_of.values()}
+    position = {a: i for i, a in enumerate(block.axes)}
+    out = []
+    for i, a in enumerate(block.axes):
+        if a in grid_of:
+            out.append((grid_of[a][0], (i, position[grid_of[a][1]])))
+        elif a not in seconds:
+            out.append((a.type, (i,)))
+    return out
+
+
+def solver_view(block: Block, maps: torch.Tensor) -> torch.Tensor:
+    """Dense block maps ``(k, *block shape)`` reshaped onto :func:`solver_axes`."""
+    axes = solver_axes(block)
+    if all(len(m) == 1 for _, m in axes):
+        return maps
+    order = [i for _, m in axes for i in m]
+    moved = maps.permute(0, *(1 + i for i in order))
+    sizes = [math.prod(maps.shape[1 + i] for i in m) for _, m in axes]
+    return moved.reshape(maps.shape[0], *sizes)
+
+
 def axis_actions(block: Block, sizes: Mapping[str, int]) -> list[AxisAction]:
+    """One action per solver axis (:func:`solver_axes`)."""
     types = block.spec.types
     actions = []
-    for a in block.axes:
+    for type_, members in solver_axes(block):
+        a = block.axes[members[0]]
         owner = None
         if types[a.type].within is not None:
             owner = block.owner_of(a, block.axes)
-        actions.append(AxisAction(a.type, sizes[a.type], a.variance, owner))
+        size = math.prod(sizes[block.axes[i].type] for i in members)
+        actions.append(AxisAction(type_, size, a.variance, owner))
     return actions
 
 
 def generators_at(block: Block, sizes: Mapping[str, int]) -> dict[str, list[Generator]]:
     """Each type's generators at its size; a nested type's once per index of its outer type."""
     gens: dict[str, list[Generator]] = {}
-    for type_ in dict.fromkeys(a.type for a in block.axes):
+    for type_ in dict.fromkeys(t for t, _ in solver_axes(block)):
         decl = block.spec.types[type_]
-        own = get_kind(decl.kind).generators(sizes[type_])
+        own = kind_of(decl).generators(sizes.get(type_) or decl.size)
         if decl.within is None:
             gens[type_] = own
         else:
@@ -117,7 +153,8 @@ def materialize(block: Block, sizes: Mapping[str, int]) -> torch.Tensor:
     """The enumerated basis at ``sizes`` as dense tensors ``(terms * fixed, *shape)``.
 
     A term is the diagram tensor ``prod_parts [indices in the part are equal]``
-    over group axes, tensored with every elementary tensor over fixed axes.
+    over group axes, tensored with every basis tensor over fixed axes: elementary
+    tensors for plain fixed types, the commutant basis of an escnn type.
     """
     shape = [sizes[a.type] for a in block.axes]
     ndim = len(shape)
@@ -135,17 +172,30 @@ def materialize(block: Block, sizes: Mapping[str, int]) -> torch.Tensor:
             for other in axes[1:]:
                 d = d * (first == along(position[other], torch.arange(n)))
         diagrams.append(d.expand(shape))
-    fixed_types = {f.type for f in block.fixed_factors}
-    fixed_axes = [i for i, a in enumerate(block.axes) if a.type in fixed_types]
-    fixed_shape = [shape[i] for i in fixed_axes]
-    n_fixed = math.prod(fixed_shape)
-    elementary = torch.eye(n_fixed, dtype=torch.float64).reshape(n_fixed, *fixed_shape)
-    view = [n_fixed] + [shape[i] if i in fixed_axes else 1 for i in range(ndim)]
-    elementary = elementary.reshape(view)
+    fixed = torch.ones([1] * (ndim + 1), dtype=torch.float64)
+    for f in block.fixed_factors:
+        fixed = (fixed[:, None] * _fixed_basis(f, position, shape)[None]).flatten(0, 1)
     if not diagrams:
         return torch.zeros(0, *shape, dtype=torch.float64)
     stacked = torch.stack(diagrams)  # (T, *shape)
-    return (stacked[:, None] * elementary[None]).reshape(-1, *shape)
+    return (stacked[:, None] * fixed[None]).reshape(-1, *shape)
+
+
+def _fixed_basis(factor, position: dict, shape: list[int]) -> torch.Tensor:
+    """A fixed factor's basis ``(k, *shape)``, broadcast (size 1) off its own axes."""
+    pos = [position[a] for a in factor.axes]
+    sizes = [shape[i] for i in pos]
+    if getattr(factor.kind, "rep", None) is None:
+        n = math.prod(sizes)
+        b = torch.eye(n, dtype=torch.float64).reshape(n, *sizes)
+    else:
+        b = torch.from_numpy(factor.kind.basis(factor.variances)).reshape(-1, *sizes)
+    order = sorted(range(len(pos)), key=lambda t: pos[t])
+    b = b.permute(0, *(1 + t for t in order))
+    view = [b.shape[0]] + [1] * len(shape)
+    for t in order:
+        view[1 + pos[t]] = shape[pos[t]]
+    return b.reshape(view)
 
 
 def check_block(
@@ -163,7 +213,7 @@ def check_block(
     axes = axis_actions(block, sizes)
     gens = generators_at(block, sizes)
     numeric = solve_numeric(axes, gens).dim
-    terms = materialize(block, sizes)
+    terms = solver_view(block, materialize(block, sizes))
     flat = terms.reshape(terms.shape[0], entries)
     span = int(torch.linalg.matrix_rank(flat).item()) if flat.shape[0] else 0
     residual = constraint_residual(terms, axes, gens) if flat.shape[0] else 0.0

@@ -7,7 +7,10 @@ one :func:`register` call; nothing else in qgen branches on kind names.
 
 from __future__ import annotations
 
+from functools import cache
+
 from qgen.groups.base import Generator, GroupKind, PairingKind, PartitionKind
+from qgen.groups.escnn import EscnnKind
 from qgen.groups.fixed import Fixed
 from qgen.groups.gl import GL
 from qgen.groups.orthogonal import Orthogonal
@@ -22,6 +25,7 @@ __all__ = [
     "PairingKind",
     "PartitionKind",
     "get_kind",
+    "kind_of",
     "kind_names",
     "register",
 ]
@@ -44,5 +48,18 @@ def kind_names() -> tuple[str, ...]:
     return _KINDS.names()
 
 
-for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed()):
+def kind_of(decl) -> GroupKind:
+    """The kind acting on a declared type: the registered one, or for an escnn type an
+    :class:`EscnnKind` configured with its group and representation."""
+    if getattr(decl, "rep", None) is not None:
+        return _escnn_kind(decl.rep)
+    return _KINDS.get(decl.kind)
+
+
+@cache
+def _escnn_kind(rep) -> EscnnKind:
+    return EscnnKind(rep)
+
+
+for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed(), EscnnKind()):
     register(_kind)
