@@ -10,15 +10,29 @@ validated identifiers (see :mod:`qgen.spec`) or as ``repr`` string literals.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from qgen import __version__
-from qgen.basis import solve
-from qgen.groups import get_kind
-from qgen.plan import BCAST, CARRY, FIXED, POOL, Group, InPattern, LayerPlan, OutPattern, plan_layer
+from qgen.basis import OUT, Block, GridFactor, solve
+from qgen.errors import SpecError
+from qgen.groups import get_kind, kind_of
+from qgen.plan import (
+    BCAST,
+    CARRY,
+    FIXED,
+    POOL,
+    Group,
+    InPattern,
+    LayerPlan,
+    OutPattern,
+    fixed_maps,
+    plan_layer,
+)
 from qgen.spec import Spec
 
 __all__ = ["TEMPLATES", "lit", "wrap", "render_module", "render_tests"]
@@ -220,10 +234,20 @@ class GroupCode:
     out_fans_kept: list[int]  # per placement: unpooled ones among them (all, if there are none)
     in_tensor_widths: list[str]  # '"W1": 4' per input tensor: fixed positions it feeds the mix
     out_tensor_widths: list[str]  # the same per output tensor: fixed positions it receives
+    #: for a group touching escnn axes: per output pattern (row), per input pattern, how
+    #: the block of the mix is formed from coefficients and bases (``EscnnMap.literal``)
+    pair_rows: list[list[EscnnMap]] = field(default_factory=list)
+    #: for the pooled group of such a spec: per output pattern, its bias (``in_`` empty)
+    bias_maps: list[EscnnMap] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.group.name
+
+    @property
+    def bias_rows(self) -> list[list[EscnnMap]]:
+        """The bias as a mix from one constant input: one row per output pattern."""
+        return [[m] for m in self.bias_maps]
 
     @property
     def fused(self) -> bool:
@@ -260,8 +284,16 @@ def _axes_text(spec: Spec, tensor: str) -> str:
     return ", ".join(map(str, spec.tensor(tensor).axes))
 
 
-def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
+def _group_code(plan: LayerPlan, group: Group, bases: _Bases | None = None) -> GroupCode:
     spec = plan.spec
+    pair_rows, bias_maps = [], []
+    if group.escnn and bases is not None:
+        pair_rows = [
+            [escnn_map(spec, q.tensor, p.tensor, bases) for p in group.inputs]
+            for q in group.outputs
+        ]
+        if group.bias:
+            bias_maps = [escnn_map(spec, q.tensor, None, bases) for q in group.outputs]
     reductions = [_reduction(p, _axes_text(spec, p.tensor)) for p in group.inputs]
     placements = [
         _placement(q, _axes_text(spec, q.tensor), f"zs[{i}]") for i, q in enumerate(group.outputs)
@@ -276,16 +308,319 @@ def _group_code(plan: LayerPlan, group: Group) -> GroupCode:
         out_fans_kept=[
             plan.fan_in(q.tensor, pooled=False) or plan.fan_in(q.tensor) for q in group.outputs
         ],
-        in_tensor_widths=_tensor_widths(group.inputs),
-        out_tensor_widths=_tensor_widths(group.outputs),
+        in_tensor_widths=_tensor_widths(group.inputs, plan.spec),
+        out_tensor_widths=_tensor_widths(group.outputs, plan.spec),
+        pair_rows=pair_rows,
+        bias_maps=bias_maps,
     )
 
 
-def _tensor_widths(patterns: list[InPattern] | list[OutPattern]) -> list[str]:
+def _tensor_widths(patterns: list[InPattern] | list[OutPattern], spec: Spec) -> list[str]:
+    """Per tensor: its patterns times the size of its plain fixed axes (escnn axes are
+    counted by the commutant dimensions of ``_block_counts``, not here)."""
     widths: dict[str, int] = {}
     for p in patterns:
-        widths[p.tensor] = widths.get(p.tensor, 0) + p.fixed_size
+        widths[p.tensor] = widths.get(p.tensor, 0) + _plain_size(spec, p.tensor)
     return [f"{lit(t)}: {w}" for t, w in widths.items()]
+
+
+def _escnn_axis_types(spec: Spec) -> dict[str, str]:
+    """Fixed type -> the escnn type acting on its axes (itself, or the grid it is tied to)."""
+    out = {}
+    for d in spec.types.values():
+        if d.rep is not None:
+            for t in d.tie or (d.name,):
+                out[t] = d.name
+    return out
+
+
+def _plain_size(spec: Spec, tensor: str) -> int:
+    escnn = _escnn_axis_types(spec)
+    sizes = [
+        spec.types[a.type].size
+        for a in spec.tensor(tensor).axes
+        if spec.types[a.type].fixed and a.type not in escnn
+    ]
+    out = 1
+    for n in sizes:
+        out *= n
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# escnn types: exact commutant bases baked into the module, mixes formed from them
+
+
+def number_text(x: float) -> str:
+    """An exact literal for a basis or matrix entry: an integer, a small fraction ``n/d``
+    (the value the generated code computes, ``n / d``, is the same float), or the float's
+    shortest repr."""
+    if x == int(x):
+        return str(int(x))
+    f = Fraction(x).limit_denominator(64)
+    if f.numerator / f.denominator == x:
+        return f"{f.numerator}/{f.denominator}"
+    return repr(float(x))
+
+
+def sparse_text(array: np.ndarray) -> str:
+    """``array`` (leading dim: elements) as text: elements separated by ``;``, each its
+    nonzero entries ``flat`` (value 1) or ``flat:value`` in flat (C) order."""
+    rows = []
+    array = np.asarray(array, dtype=np.float64)
+    for row in array.reshape(len(array), array[0].size if len(array) else 0):
+        entries = [
+            str(i) if v == 1 else f"{i}:{number_text(v)}" for i, v in enumerate(row) if v != 0
+        ]
+        rows.append(" ".join(entries))
+    return "; ".join(rows)
+
+
+def string_pieces(text: str, width: int) -> list[str]:
+    """``text`` cut at spaces into string literals of at most ``width`` characters."""
+    pieces, current = [], ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(candidate) + 3 > width:
+            pieces.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    pieces.append(current)
+    return [lit(p) for p in pieces]
+
+
+@dataclass(frozen=True)
+class BasisCode:
+    """One baked commutant basis: ``(count, *axis sizes)``, a grid's cells as ``(k, k)``."""
+
+    index: int
+    shape: tuple[int, ...]
+    text: str
+    comment: str
+
+
+class _Bases:
+    """The bases a module needs, numbered by first use (deterministic)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple, BasisCode] = {}
+
+    def add(self, factor, spec: Spec) -> int:
+        key = (factor.type, factor.variances)
+        if key not in self.items:
+            array = factor.kind.basis(factor.variances)
+            if isinstance(factor, GridFactor):
+                k = factor.kind.rep.grid
+                array = array.reshape(len(array), *[k] * (2 * len(factor.variances)))
+            sides = {OUT: [], "in": []}
+            for a in factor.axes:
+                sides[a.side].append(spec.tensor(a.tensor).axes[a.position])
+            where = "; ".join(
+                f"{side} {', '.join(map(str, axes))}" for side, axes in sides.items() if axes
+            )
+            comment = f"{factor.type} ({factor.kind.rep.describe()}), {where}: {len(array)} map(s)"
+            index = len(self.items)
+            self.items[key] = BasisCode(index, tuple(array.shape), sparse_text(array), comment)
+        return self.items[key].index
+
+
+@dataclass(frozen=True)
+class EscnnMap:
+    """How one block of a mix (or a bias, or an invariant projection) is formed on fixed
+    axes: coefficients ``[o, *out plain, i, *in plain, *counts]`` contracted with the
+    bases of the escnn factors (``equation``; None: the coefficients are the block)."""
+
+    out_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    counts: tuple[int, ...]
+    equation: str | None
+    bases: tuple[int, ...]
+    out_size: int  # product of the output's fixed sizes
+    in_size: int
+    maps: int  # basis elements per channel pair
+    comment: str
+    in_fixed: tuple[int, ...] = ()  # the input's fixed sizes, in axis order
+
+    @property
+    def projection(self) -> str | None:
+        """For an invariant (no output): the einsum projecting ``[batch, in, *fixed]`` onto
+        the coefficients ``[batch, in, *plain, *dims]`` (the block's equation turned around)."""
+        if self.equation is None:
+            return None
+        lhs, result = self.equation.split("->")
+        coef, *bases = lhs.split(",")
+        return f"z{result},{','.join(bases)}->z{coef}"
+
+    @property
+    def in_fixed_literal(self) -> str:
+        return _int_tuple(self.in_fixed) if self.in_fixed else "()"
+
+    @property
+    def bases_literal(self) -> str:
+        return _int_tuple(self.bases) if self.bases else "()"
+
+    @property
+    def literal(self) -> str:
+        """``(out plain, in plain, counts, equation, bases, out size, in size)``."""
+        items = [
+            _int_tuple(self.out_shape) if self.out_shape else "()",
+            _int_tuple(self.in_shape) if self.in_shape else "()",
+            _int_tuple(self.counts) if self.counts else "()",
+            lit(self.equation) if self.equation else "None",
+            _int_tuple(self.bases) if self.bases else "()",
+            str(self.out_size),
+            str(self.in_size),
+        ]
+        return f"({', '.join(items)})"
+
+
+_AXIS_LETTERS = "abdefghjklmnpqrstuvwxy"  # not c, i, o, z: channels and batch
+_BASIS_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXY"
+
+
+def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: _Bases) -> EscnnMap:
+    """The block of a mix between a pattern of ``out`` and one of ``in_`` (either None: a
+    bias, or an invariant projection), restricted on escnn axes to their commutant."""
+    block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
+    fixed = [a for a in block.axes if spec.types[a.type].fixed]
+    factors = [f for f in block.fixed_factors if getattr(f.kind, "rep", None) is not None]
+    owned = {a for f in factors for a in f.axes}
+    letter = dict(zip(fixed, _AXIS_LETTERS, strict=False))
+    if len(fixed) > len(_AXIS_LETTERS) or len(factors) > len(_BASIS_LETTERS):
+        raise SpecError("too many fixed axes in one block for generated code", spec.source)
+
+    def sizes(side: str, plain: bool) -> tuple[int, ...]:
+        return tuple(
+            spec.types[a.type].size
+            for a in fixed
+            if a.side == side and (not plain or a not in owned)
+        )
+
+    def subscript(side: str, plain: bool) -> str:
+        return "".join(letter[a] for a in fixed if a.side == side and (not plain or a not in owned))
+
+    used = tuple(bases.add(f, spec) for f in factors)
+    counts = tuple(f.count({}) for f in factors)
+    equation = None
+    if factors:
+        uppers = _BASIS_LETTERS[: len(factors)]
+        coef = ("o" + subscript(OUT, True) if out else "") + (
+            "i" + subscript("in", True) if in_ else ""
+        )
+        operands = [coef + uppers] + [
+            u + "".join(letter[a] for a in f.axes) for u, f in zip(uppers, factors, strict=True)
+        ]
+        result = ("o" + subscript(OUT, False) if out else "") + (
+            "i" + subscript("in", False) if in_ else ""
+        )
+        equation = ",".join(operands) + "->" + result
+    prod = 1
+    for c in counts:
+        prod *= c
+    out_size, in_size = (_product(sizes(side, False)) for side in (OUT, "in"))
+    names = " x ".join(f"{f.type} ({f.kind.rep.describe()})" for f in factors) or "dense"
+    return EscnnMap(
+        out_shape=sizes(OUT, True),
+        in_shape=sizes("in", True),
+        counts=counts,
+        equation=equation,
+        bases=used,
+        out_size=out_size,
+        in_size=in_size,
+        maps=fixed_maps(spec, out, in_),
+        comment=(
+            f"{out} <- {in_}" if out and in_ else f"{out} bias" if out else f"{in_} invariants"
+        )
+        + f": {names}",
+        in_fixed=sizes("in", False),
+    )
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _escnn_context(spec: Spec, plan: LayerPlan, bases: _Bases) -> dict:
+    """Per escnn type: how generated code samples it; tables for ``_block_counts``; the
+    invariant projections of the head."""
+    types = []
+    for d in spec.types.values():
+        if d.rep is None:
+            continue
+        kind = kind_of(d)
+        entry = {
+            "name": d.name,
+            "describe": d.rep.describe(),
+            "size": d.size,
+            "tie": d.tie,
+            "elements": None,
+            "planar": None,
+            "spatial": None,
+        }
+        if d.rep.finite:
+            elements = np.array(kind.elements())
+            entry["elements"] = sparse_text(elements)
+            entry["elements_shape"] = tuple(elements.shape)
+        elif d.rep.family in ("so2", "o2"):
+            entry["planar"] = [_planar_summand(d.rep.family, s) for s in d.rep.summands]
+        else:
+            bad = [s for s in d.rep.summands if s[0] not in ("standard", "trivial")]
+            if bad:
+                raise SpecError(
+                    f"type {d.name}: generated code samples {d.rep.describe()} only with "
+                    "standard and trivial summands (rotation matrices); irreps of SO(3) and "
+                    "O(3) (Wigner matrices) need escnn, which generated modules never import",
+                    source=spec.source,
+                )
+            entry["spatial"] = [s[0] for s in d.rep.summands]
+            entry["proper"] = d.rep.family == "so3"
+        types.append(entry)
+    axis_types = _escnn_axis_types(spec)
+    dims = {}
+    for d in spec.types.values():
+        if d.rep is None:
+            continue
+        top = max(
+            sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
+            for t in spec.tensors
+        )
+        kind = kind_of(d)
+        dims[d.name] = [kind.count((1,) * m) for m in range(2 * top + 1)]
+    head = [escnn_map(spec, None, p.tensor, bases) for p in plan.pooled.inputs]
+    escnn_axes = {}
+    for t in spec.tensors:
+        mine = {}
+        for d in spec.types.values():
+            if d.rep is not None:
+                m = sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
+                if m:
+                    mine[d.name] = m
+        escnn_axes[t.name] = mine
+    return {
+        "escnn_axes": escnn_axes,
+        "escnn_types": types,
+        "commutant_dims": dims,
+        "escnn_axis_types": axis_types,
+        "grids": {d.name: d.tie for d in spec.types.values() if d.tie},
+        "head_maps": head if any(m.equation for m in head) else [],
+    }
+
+
+def _planar_summand(family: str, summand: tuple) -> tuple[int, int]:
+    """escnn's O(2) irrep id ``(j, k)`` of a summand; SO(2) irrep ``k`` is O(2)'s
+    ``(1, k)`` (``(0, 0)`` for ``k = 0``) at flip 0."""
+    if summand[0] == "standard":
+        return (1, 1)
+    if summand[0] == "trivial":
+        return (0, 0)
+    ident = summand[1]
+    if family == "so2":
+        return (0, 0) if ident[0] == 0 else (1, int(ident[0]))
+    return (int(ident[0]), int(ident[1]))
 
 
 def _context(spec: Spec, plan: LayerPlan) -> dict:
@@ -299,7 +634,19 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         for t in spec.types.values()
         if not t.fixed and get_kind(t.kind).continuous and uses[t.name]
     ]
-    groups = [_group_code(plan, g) for g in plan.groups]
+    bases = _Bases()
+    groups = [_group_code(plan, g, bases) for g in plan.groups]
+    escnn = (
+        _escnn_context(spec, plan, bases)
+        if any(t.rep is not None for t in spec.types.values())
+        else {
+            "escnn_types": [],
+            "commutant_dims": {},
+            "escnn_axis_types": {},
+            "grids": {},
+            "head_maps": [],
+        }
+    )
     full = {
         t.name: any(p.full for g in groups for p in g.placements if p.tensor == t.name)
         for t in spec.tensors
@@ -319,7 +666,12 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "nested_actions": {get_kind(t.kind).action for t in spec.types.values() if t.within},
         "quasi_types": quasi_types,
         "relax_kinds": [k for k in kind_objs if any(q[1] is k for q in quasi_types)],
-        "actions": sorted({k.action for k in kind_objs}),
+        "actions": sorted(
+            {k.action for k in kind_objs} | ({"matrix"} if escnn["escnn_types"] else set())
+        ),
+        **escnn,
+        "bases": sorted(bases.items.values(), key=lambda b: b.index),
+        "string_pieces": string_pieces,
         "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
         "full": full,
         "total": sum(plan.block_counts.values()),

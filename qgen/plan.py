@@ -29,10 +29,18 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from qgen.basis import IN, OUT, BlockAxis, Term, WeightSpaceBasis, type_names
+from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis, type_names
 from qgen.spec import Spec
 
-__all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "group_block_counts", "plan_layer"]
+__all__ = [
+    "Group",
+    "InPattern",
+    "LayerPlan",
+    "OutPattern",
+    "fixed_maps",
+    "group_block_counts",
+    "plan_layer",
+]
 
 FIXED, POOL, CARRY, BCAST = "fixed", "pool", "carry", "bcast"
 
@@ -87,11 +95,18 @@ class Group:
     inputs: list[InPattern] = field(default_factory=list)
     outputs: list[OutPattern] = field(default_factory=list)
     bias: bool = False  # whether the equivariant bias rides on this group's mix
+    #: basis elements per in/out channel pair that the group computes, per block ``(out,
+    #: in)``: its pattern pairs times :func:`fixed_maps` of the two tensors (filled by
+    #: :func:`plan_layer`)
+    maps: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: whether a fixed axis of an input or output carries an escnn group: then the mix
+    #: between two patterns is restricted on those axes to the commutant (see codegen)
+    escnn: bool = False
 
     @property
     def n_terms(self) -> int:
         """Basis elements per in/out channel pair (fixed axes counted)."""
-        return sum(p.fixed_size for p in self.inputs) * sum(q.fixed_size for q in self.outputs)
+        return sum(self.maps.values())
 
 
 @dataclass
@@ -303,6 +318,9 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
             used.add(name)
             groups.append(_in_storage_order(Group(name, carried, ins, outs)))
 
+    for g in groups:
+        g.maps = _group_maps(spec, g)
+        g.escnn = any(_has_escnn(spec, p.tensor) for p in [*g.inputs, *g.outputs])
     counts = basis.counts()
     plan = LayerPlan(
         spec=spec,
@@ -318,35 +336,80 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     return plan
 
 
+def _has_escnn(spec: Spec, tensor: str) -> bool:
+    """Whether an axis of ``tensor`` is acted on by an escnn group (directly or as a grid)."""
+    grid_axes = {t for d in spec.types.values() if d.tie for t in d.tie}
+    return any(
+        spec.types[a.type].rep is not None or a.type in grid_axes for a in spec.tensor(tensor).axes
+    )
+
+
+def fixed_maps(spec: Spec, out: str | None, in_: str | None) -> int:
+    """Basis elements of one term of block ``out <- in_`` (``None``: bias or invariant side):
+    the product over its fixed factors, a plain fixed axis its size, an escnn type the
+    dimension of its commutant on the type's axes of both tensors.
+
+    Every pattern of a tensor keeps all its fixed axes, so a pair of patterns of a group
+    (a term of the block) is worth exactly this many maps per channel pair. Without escnn
+    types it is ``out.fixed_size * in.fixed_size``.
+    """
+    tensors = [spec.tensor(name) for name in (out, in_) if name is not None]
+    if not any(_has_escnn(spec, t.name) for t in tensors):
+        return math.prod(
+            spec.types[a.type].size for t in tensors for a in t.axes if _fixed(spec, a)
+        )
+    block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
+    return block.fixed_multiplicity
+
+
+def _fixed(spec: Spec, axis) -> bool:
+    return spec.types[axis.type].fixed
+
+
+def _group_maps(spec: Spec, group: Group) -> dict[tuple[str, str], int]:
+    """Per block, the basis elements the group computes: pattern pairs x :func:`fixed_maps`."""
+    n_in: dict[str, int] = {}
+    for p in group.inputs:
+        n_in[p.tensor] = n_in.get(p.tensor, 0) + 1
+    n_out: dict[str, int] = {}
+    for q in group.outputs:
+        n_out[q.tensor] = n_out.get(q.tensor, 0) + 1
+    return {
+        (s, t): a * b * fixed_maps(spec, s, t) for s, a in n_out.items() for t, b in n_in.items()
+    }
+
+
 def group_block_counts(groups: list[Group], tensors: list[str]) -> dict[tuple[str, str], int]:
     """Basis elements per block that the groups compute.
 
-    A group pairs each input pattern with each output pattern, and a pair is
-    ``in.fixed_size * out.fixed_size`` basis elements of block ``(out.tensor, in.tensor)``.
-    (Generated modules derive ``BLOCK_COUNTS`` with this same sum.)
+    A group pairs each input pattern with each output pattern, and a pair is worth
+    :func:`fixed_maps` of the two tensors (``in.fixed_size * out.fixed_size`` when no
+    escnn group acts on their fixed axes). (Generated modules derive ``BLOCK_COUNTS`` with
+    this same sum.)
     """
     counts = dict.fromkeys(((s, t) for s in tensors for t in tensors), 0)
     for g in groups:
-        widths_in: dict[str, int] = {}
-        for p in g.inputs:
-            widths_in[p.tensor] = widths_in.get(p.tensor, 0) + p.fixed_size
-        widths_out: dict[str, int] = {}
-        for q in g.outputs:
-            widths_out[q.tensor] = widths_out.get(q.tensor, 0) + q.fixed_size
-        for s, wo in widths_out.items():
-            for t, wi in widths_in.items():
-                counts[s, t] += wo * wi
+        for key, c in g.maps.items():
+            counts[key] += c
     return counts
 
 
 def _check_counts(plan: LayerPlan, counts: dict) -> None:
     """The plan's terms must be exactly the solver's, block by block: none lost or doubled."""
-    planned = group_block_counts(plan.groups, [t.name for t in plan.spec.tensors])
+    spec = plan.spec
+    planned = group_block_counts(plan.groups, [t.name for t in spec.tensors])
     for (s, t), expected in plan.block_counts.items():
         if planned[s, t] != expected:
             raise AssertionError(
                 f"layer plan has {planned[s, t]} terms for block {s} <- {t}, the solver {expected}"
             )
-    bias, expected_bias = sum(o.fixed_size for o in plan.pooled.outputs), counts["total"]["bias"]
-    if bias != expected_bias:
-        raise AssertionError(f"layer plan has {bias} bias terms, the solver {expected_bias}")
+    bias = sum(fixed_maps(spec, q.tensor, None) for q in plan.pooled.outputs)
+    if bias != counts["total"]["bias"]:
+        raise AssertionError(
+            f"layer plan has {bias} bias terms, the solver {counts['total']['bias']}"
+        )
+    invariant = sum(fixed_maps(spec, None, p.tensor) for p in plan.pooled.inputs)
+    if invariant != counts["total"]["invariant"]:
+        raise AssertionError(
+            f"layer plan has {invariant} invariants, the solver {counts['total']['invariant']}"
+        )
