@@ -1,0 +1,155 @@
+"""Tests of the generated module ``inr_sine_d4`` (qgen 0.1.0, spec sha256 0456fcf20afe1561).
+
+Standalone: needs torch, pytest and hypothesis, not qgen. Keep it next to
+``inr_sine_d4.py`` and run ``pytest``. Tolerances: equivariance and invariance hold
+to 1e-5 (float32) and 1e-10 (float64) relative to the largest entry of each output.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+space = importlib.import_module("inr_sine_d4")  # the generated module next to this file
+
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+GROUP_TYPES = [t for t, (kind, size) in space.TYPES.items() if size is None]
+
+
+def random_weights(sizes, batch, channels, dtype, generator):
+    return {
+        name: torch.randn(
+            batch, channels, *(sizes[a.rstrip("*")] for a in axes), generator=generator
+        ).to(dtype)
+        for name, axes in space.TENSORS.items()
+    }
+
+
+def all_sizes(group_sizes):
+    fixed = {t: size for t, (kind, size) in space.TYPES.items() if size is not None}
+    return {**fixed, **group_sizes}
+
+
+def randomize(module, generator):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator).to(p.dtype))
+
+
+def assert_close(actual, expected, dtype):
+    for name in expected:
+        scale = expected[name].abs().max().clamp_min(1e-30)
+        err = (actual[name] - expected[name]).abs().max() / scale
+        assert err <= TOLERANCE[dtype], f"{name}: relative error {err:.2e}"
+
+
+sizes_strategy = st.fixed_dictionaries({t: st.integers(1, 4) for t in GROUP_TYPES})
+dtypes = st.sampled_from([torch.float32, torch.float64])
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=sizes_strategy, seed=st.integers(0, 2**31 - 1), dtype=dtypes)
+def test_layer_is_equivariant(sizes, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = all_sizes(sizes)
+    layer = space.EquivariantLayer(2, 3).to(dtype)
+    randomize(layer, gen)
+    x = random_weights(sizes, 3, 2, dtype, gen)
+    g = space.sample_group_element(sizes, gen)
+    with torch.no_grad():
+        assert_close(layer(space.act(g, x)), space.act(g, layer(x)), dtype)
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=sizes_strategy, seed=st.integers(0, 2**31 - 1), dtype=dtypes)
+def test_head_is_invariant(sizes, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = all_sizes(sizes)
+    head = space.InvariantHead(2, 5).to(dtype)
+    randomize(head, gen)
+    x = random_weights(sizes, 3, 2, dtype, gen)
+    g = space.sample_group_element(sizes, gen)
+    with torch.no_grad():
+        assert_close({"out": head(space.act(g, x))}, {"out": head(x)}, dtype)
+
+
+def block_maps(layer, sizes):
+    """The layer's map per (out, in) block as ``[out_channels, *out axes, *in axes]``."""
+    names = list(space.TENSORS)
+    shapes = {n: [sizes[a.rstrip("*")] for a in space.TENSORS[n]] for n in names}
+    numel = {n: int(torch.tensor(shapes[n]).prod()) for n in names}
+    maps = {}
+    for t in names:
+        x = {n: torch.zeros(numel[t], 1, numel[n], dtype=torch.float64) for n in names}
+        x[t] = torch.eye(numel[t], dtype=torch.float64).reshape(numel[t], 1, numel[t])
+        y = layer({n: v.reshape(numel[t], 1, *shapes[n]) for n, v in x.items()})
+        for s in names:
+            maps[s, t] = y[s].reshape(numel[t], layer.out_channels, numel[s]).permute(1, 2, 0)
+    return maps
+
+
+@settings(max_examples=3, deadline=None)
+@given(
+    extra=st.fixed_dictionaries({t: st.integers(0, 1) for t in GROUP_TYPES}),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_layer_spans_every_equivariant_map(extra, seed):
+    """With one input channel and no bias, the maps the layer represents span, per block,
+    a space of exactly BLOCK_COUNTS dimensions (at sizes where those counts hold).
+
+    Each output channel has its own random weights, so one forward with K output
+    channels gives K independent random maps of the span.
+    """
+    sizes = all_sizes({t: space.GENERIC_SIZES[t] + extra[t] for t in GROUP_TYPES})
+    samples = max([*space.BLOCK_COUNTS.values(), 1]) + 8
+    layer = space.EquivariantLayer(1, samples, bias=False).double()
+    randomize(layer, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        maps = block_maps(layer, sizes)
+    for key, count in space.BLOCK_COUNTS.items():
+        rank = int(torch.linalg.matrix_rank(maps[key].reshape(samples, -1)))
+        assert rank == count, f"block {key}: layer spans {rank} maps, expected {count}"
+
+
+def test_bias_and_invariants_have_the_solved_dimensions():
+    sizes = all_sizes({t: space.GENERIC_SIZES[t] for t in GROUP_TYPES})
+    x = random_weights(sizes, 1, 1, torch.float64, torch.Generator().manual_seed(0))
+    layer = space.EquivariantLayer(1, 1).double()
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.startswith("weight_"):
+                p.zero_()
+    biases = [p for name, p in layer.named_parameters() if name.startswith("bias_")]
+    for name, count in space.BIAS_COUNTS.items():
+        outputs = []
+        with torch.no_grad():
+            for p in biases:
+                for i in range(p.numel()):
+                    p.zero_()
+                    p.view(-1)[i] = 1.0
+                    outputs.append(layer(x)[name].reshape(-1))
+        rank = int(torch.linalg.matrix_rank(torch.stack(outputs))) if outputs else 0
+        assert rank == count, f"bias of {name}: {rank}, expected {count}"
+    features = space.InvariantHead(1, 1).in_features
+    assert features == sum(space.INVARIANT_COUNTS.values())
+
+
+def test_quasi_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="nothing to relax"):
+        space.EquivariantLayer(1, 1, quasi=True)
+
+
+def test_gradients_flow_and_shapes_are_kept():
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 2, 1, torch.float32, torch.Generator().manual_seed(1))
+    layer = space.EquivariantLayer(1, 4)
+    y = layer(x)
+    assert {n: tuple(t.shape[2:]) for n, t in y.items()} == {
+        n: tuple(t.shape[2:]) for n, t in x.items()
+    }
+    sum(t.square().sum() for t in y.values()).backward()
+    assert all(p.grad is not None for p in layer.parameters())
