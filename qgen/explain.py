@@ -5,7 +5,8 @@ part gets a letter; repeated letters on one tensor mean its diagonal. Parts
 with only input axes are pooled (``mean``), parts with only output axes are
 broadcast, parts with both carry the input index to the output. Fixed axes
 get capital letters and a dense weight ``w`` over them, summed over the
-input ones.
+input ones; on the axes of an escnn type ``w`` lies in the group's commutant (a
+combination of its exact basis maps).
 """
 
 from __future__ import annotations
@@ -82,7 +83,12 @@ def describe_block(block: Block) -> list[str]:
     terms = list(block.terms())
     mult = block.fixed_multiplicity
     fixed = ""
-    if block.fixed_factors:
+    escnn = [f for f in block.fixed_factors if getattr(f.kind, "rep", None) is not None]
+    if escnn:
+        names = ", ".join(f"{f.type} ({f.kind.rep.describe()}): {f.count({})}" for f in escnn)
+        rest = "; dense over the other fixed axes" if len(escnn) < len(block.fixed_factors) else ""
+        fixed = f" x {mult} (commutant on escnn axes, {names}{rest})"
+    elif block.fixed_factors:
         fixed = f" x {mult} (dense over fixed axes)"
     lines = [
         f"{block.label}: {signature(block.out)} <- {signature(block.in_)}",
