@@ -322,7 +322,8 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "actions": sorted({k.action for k in kind_objs}),
         "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
         "full": full,
-        "total": sum(plan.block_counts.values()),
+        "total": plan.total,
+        "n_blocks": len(spec.tensors) ** 2,
     }
 
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from qgen.basis import IN, OUT, BlockAxis, Term, WeightSpaceBasis, type_names
+from qgen.basis import IN, OUT, BlockAxis, Term, WeightSpaceBasis
 from qgen.spec import Spec
 
 __all__ = ["Group", "InPattern", "LayerPlan", "OutPattern", "group_block_counts", "plan_layer"]
@@ -98,6 +99,8 @@ class Group:
 class LayerPlan:
     spec: Spec
     groups: list[Group]
+    #: dimension of every coupled block; any other block ``(s, t)`` is the product of the
+    #: bias terms of ``s`` and the invariants of ``t`` (all in the pooled group)
     block_counts: dict[tuple[str, str], int]
     bias_counts: dict[str, int]
     invariant_counts: dict[str, int]
@@ -107,15 +110,28 @@ class LayerPlan:
     def pooled(self) -> Group:
         return self.groups[0]
 
+    @property
+    def total(self) -> int:
+        """Equivariant maps of all blocks together (one channel in and out)."""
+        return WeightSpaceBasis.total(self.block_counts, self.bias_counts, self.invariant_counts)
+
+    @cached_property
+    def _fans(self) -> dict[str, tuple[int, int]]:
+        fans: dict[str, list[int]] = {}
+        for g in self.groups:
+            kept = sum(1 for p in g.inputs if not p.pool_types)
+            for tensor in {o.tensor for o in g.outputs}:
+                entry = fans.setdefault(tensor, [0, 0])
+                entry[0] += len(g.inputs)
+                entry[1] += kept
+        return {t: (a, b) for t, (a, b) in fans.items()}
+
     def fan_in(self, tensor: str, pooled: bool | None = None) -> int:
         """Input patterns that feed ``tensor``: all, or only the (un)pooled ones."""
-        return sum(
-            1
-            for g in self.groups
-            if any(o.tensor == tensor for o in g.outputs)
-            for p in g.inputs
-            if pooled is None or bool(p.pool_types) == pooled
-        )
+        every, kept = self._fans.get(tensor, (0, 0))
+        if pooled is None:
+            return every
+        return every - kept if pooled else kept
 
 
 def _slot_order(term: Term) -> list[tuple[str, tuple[BlockAxis, ...]]]:
@@ -196,7 +212,7 @@ def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPatt
     sigs = basis.signatures({})
     cache: dict[tuple, list[tuple[InPattern, OutPattern]]] = {}
     for block in basis.coupled_blocks():
-        names = type_names(block)
+        names = basis.pair_names(sigs[block.out.name], sigs[block.in_.name])
         key = (
             basis.shape_key(sigs[block.out.name], sigs[block.in_.name]),
             tuple(sorted(range(len(names)), key=lambda i: rank[names[i]])),
@@ -303,50 +319,71 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
             used.add(name)
             groups.append(_in_storage_order(Group(name, carried, ins, outs)))
 
-    counts = basis.counts()
+    bias = {name: b.count() for name, b in basis.bias.items()}
+    inv = {name: b.count() for name, b in basis.invariant.items()}
     plan = LayerPlan(
         spec=spec,
         groups=groups,
-        block_counts={
-            (s, t): c for s, row in counts["equivariant"].items() for t, c in row.items()
-        },
-        bias_counts=counts["bias"],
-        invariant_counts=counts["invariant"],
+        block_counts=basis.coupled_counts(),
+        bias_counts=bias,
+        invariant_counts=inv,
         generic_sizes=basis.generic_sizes(),
     )
-    _check_counts(plan, counts)
+    _check_counts(plan)
     return plan
 
 
-def group_block_counts(groups: list[Group], tensors: list[str]) -> dict[tuple[str, str], int]:
-    """Basis elements per block that the groups compute.
+def group_block_counts(
+    groups: list[Group], pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Basis elements that the groups compute for each block in ``pairs``.
 
     A group pairs each input pattern with each output pattern, and a pair is
     ``in.fixed_size * out.fixed_size`` basis elements of block ``(out.tensor, in.tensor)``.
     (Generated modules derive ``BLOCK_COUNTS`` with this same sum.)
     """
-    counts = dict.fromkeys(((s, t) for s in tensors for t in tensors), 0)
+    counts = dict.fromkeys(pairs, 0)
     for g in groups:
-        widths_in: dict[str, int] = {}
-        for p in g.inputs:
-            widths_in[p.tensor] = widths_in.get(p.tensor, 0) + p.fixed_size
-        widths_out: dict[str, int] = {}
-        for q in g.outputs:
-            widths_out[q.tensor] = widths_out.get(q.tensor, 0) + q.fixed_size
-        for s, wo in widths_out.items():
-            for t, wi in widths_in.items():
-                counts[s, t] += wo * wi
+        widths_in, widths_out = _widths(g.inputs), _widths(g.outputs)
+        if len(widths_in) * len(widths_out) <= len(counts):
+            for s, wo in widths_out.items():
+                for t, wi in widths_in.items():
+                    if (s, t) in counts:
+                        counts[s, t] += wo * wi
+        else:  # the pooled group of a large space: visit only the pairs asked for
+            for s, t in counts:
+                counts[s, t] += widths_out.get(s, 0) * widths_in.get(t, 0)
     return counts
 
 
-def _check_counts(plan: LayerPlan, counts: dict) -> None:
-    """The plan's terms must be exactly the solver's, block by block: none lost or doubled."""
-    planned = group_block_counts(plan.groups, [t.name for t in plan.spec.tensors])
+def _widths(patterns: list[InPattern] | list[OutPattern]) -> dict[str, int]:
+    """Fixed positions per tensor over a group's input (or output) patterns."""
+    widths: dict[str, int] = {}
+    for p in patterns:
+        widths[p.tensor] = widths.get(p.tensor, 0) + p.fixed_size
+    return widths
+
+
+def _check_counts(plan: LayerPlan) -> None:
+    """The plan's terms must be exactly the solver's, block by block: none lost or doubled.
+
+    Coupled blocks are compared one by one. Every other block gets only the pooled
+    group's terms, ``out width x in width``, so those are right when the pooled group's
+    widths are the bias and invariant counts, which is checked per tensor.
+    """
+    planned = group_block_counts(plan.groups, plan.block_counts)
     for (s, t), expected in plan.block_counts.items():
         if planned[s, t] != expected:
             raise AssertionError(
                 f"layer plan has {planned[s, t]} terms for block {s} <- {t}, the solver {expected}"
             )
-    bias, expected_bias = sum(o.fixed_size for o in plan.pooled.outputs), counts["total"]["bias"]
-    if bias != expected_bias:
-        raise AssertionError(f"layer plan has {bias} bias terms, the solver {expected_bias}")
+    for side, widths, counts in (
+        ("bias", _widths(plan.pooled.outputs), plan.bias_counts),
+        ("invariant", _widths(plan.pooled.inputs), plan.invariant_counts),
+    ):
+        for tensor, expected in counts.items():
+            if widths.get(tensor, 0) != expected:
+                raise AssertionError(
+                    f"layer plan has {widths.get(tensor, 0)} {side} terms for {tensor}, "
+                    f"the solver {expected}"
+                )
