@@ -227,7 +227,12 @@ def _peak_memory_ratio(layer: torch.nn.Module, x: dict[str, torch.Tensor], devic
 
 
 def bench_layers(
-    cases: list[LayerCase], device: str, rounds: int, min_time: float, memory: bool
+    cases: list[LayerCase],
+    device: str,
+    rounds: int,
+    min_time: float,
+    memory: bool,
+    compiled: bool = False,
 ) -> list[dict]:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     rows = []
@@ -245,6 +250,8 @@ def bench_layers(
             layers["dense"] = DenseLayer(solve(spec), _sizes(spec), c, c)
         for layer in layers.values():
             layer.to(device)
+        if compiled:  # the same generated layer (shared parameters) through inductor
+            layers["generated_compiled"] = torch.compile(layers["generated"])
         row: dict = {
             "case": case.name,
             "batch": case.batch,
@@ -259,7 +266,9 @@ def bench_layers(
             row[mode] = _interleaved(fns, sync, rounds, min_time)
         if memory:
             row["peak_memory_over_io"] = {
-                k: _peak_memory_ratio(v, x, device) for k, v in layers.items() if k != "dense"
+                k: _peak_memory_ratio(v, x, device)
+                for k, v in layers.items()
+                if k not in ("dense", "generated_compiled")
             }
         rows.append(row)
     return rows
@@ -389,6 +398,9 @@ def report(results: dict) -> list[str]:
                 lines.append(f"   {'':17s} generated / floor = {r:.2f}  (no target)")
             if "dense" in t:
                 lines.append(f"   {'':17s} dense / generated = {t['dense'] / gen:.1f}")
+            if "generated_compiled" in t:
+                r = t["generated_compiled"] / gen
+                lines.append(f"   {'':17s} torch.compile'd / eager generated = {r:.2f}")
         if "peak_memory_over_io" in row:
             m = row["peak_memory_over_io"]
             verdict = "met" if m["generated"] < TARGET_MEMORY else "MISSED"
@@ -471,7 +483,9 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"machine": machine_desc, "device": device, "quick": args.quick}
     if "layers" in args.sections:
         cases = [c for c in layer_cases(args.quick) if not args.cases or c.name in args.cases]
-        results["layers"] = bench_layers(cases, device, rounds, min_time, "memory" in args.sections)
+        results["layers"] = bench_layers(
+            cases, device, rounds, min_time, "memory" in args.sections, args.compile
+        )
     if "build" in args.sections:
         results["build"] = bench_build(args.quick)
     for line in report(results):
