@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument(
+        "--compile", action="store_true", help="also time the generated layer under torch.compile"
+    )
+    parser.add_argument(
         "--out",
         default=str(ROOT / "bench" / "results.json"),
         help="JSON file for the figures (default bench/results.json)",
