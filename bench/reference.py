@@ -179,3 +179,38 @@ class ChannelMixFloor(nn.Module):
             )
             for n, t in x.items()
         }
+
+
+class FixedMixFloor(nn.Module):
+    """The floor for a complete equivariant basis: one mix per tensor over its channels
+    *and* its fixed axes (input/output neurons, kernel positions), which every complete
+    layer contains (the identity-like term is dense over fixed axes). Fixed axes are moved
+    next to the channels (a copy when they are not already there) and the result is
+    returned as a permuted view, as generated layers do.
+    """
+
+    def __init__(
+        self, fixed_axes: dict[str, tuple[int, ...]], sizes: dict[str, int], c_in: int, c_out: int
+    ) -> None:
+        super().__init__()
+        self.fixed_axes = fixed_axes  # tensor -> positions (0-based, after batch/channel) fixed
+        self.weight = nn.ParameterDict(
+            {
+                n: _mix(c_in * sizes[n], c_out * sizes[n])
+                for n in fixed_axes  # sizes[n]: product of the tensor's fixed axis sizes
+            }
+        )
+        self.c_out = c_out
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, t in x.items():
+            fixed = [2 + i for i in self.fixed_axes[n]]
+            rest = [d for d in range(2, t.dim()) if d not in fixed]
+            order = [0, 1, *fixed, *rest]
+            moved = t.permute(order)
+            flat = moved.reshape(t.shape[0], self.weight[n].shape[1], -1)
+            y = torch.bmm(self.weight[n].expand(t.shape[0], -1, -1), flat)
+            y = y.view(t.shape[0], self.c_out, *moved.shape[2:])
+            out[n] = y.permute(sorted(range(len(order)), key=order.__getitem__))
+        return out
