@@ -42,12 +42,16 @@ def _mix(c_in: int, c_out: int) -> nn.Parameter:
     return nn.Parameter(torch.randn(c_out, c_in) / math.sqrt(c_in))
 
 
+def _bmm(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``weight @ x`` over dim 1 of ``x: [B, in, n]``, the weight broadcast over the batch."""
+    return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
+
+
 class HNPLayer(nn.Module):
     """NFN's HNP layer for ``layers = [(W name, b name), ...]`` of an MLP or a CNN.
 
-    ``shapes`` gives each weight's ``(n_out, n_in, *spatial)`` (for the channel
-    widths of the node features; hidden sizes may differ at call time only in the
-    sense that the mixes do not depend on them).
+    ``shapes`` gives each weight's ``(n_out, n_in, *spatial)``; the mixes depend on the
+    fixed sizes (network inputs and outputs, kernel positions), not on hidden widths.
     """
 
     def __init__(
@@ -113,15 +117,14 @@ class HNPLayer(nn.Module):
         for i in range(2, L):
             e = edges[i]
             n, m = e.shape[-2:]
-            row = self.row[f"{i}"] @ feats[i]  # [B, O*S, n]
-            col = self.col[f"{i}"] @ feats[i - 1] + (g @ self.glob[f"{i}"].T)[..., None]
-            broadcast = row[..., :, None] + col[..., None, :]  # [B, O*S, n, m]
-            y = torch.baddbmm(
-                broadcast.flatten(2), self.identity[f"{i}"].expand(B, -1, -1), e.flatten(2)
-            )
-            out[self.layers[i - 1][0]] = _from_edge(y.view(B, -1, n, m), W[i - 1], o)
+            row = _bmm(self.row[f"{i}"], feats[i])  # [B, O*S, n]
+            col = _bmm(self.col[f"{i}"], feats[i - 1]) + (g @ self.glob[f"{i}"].T)[..., None]
+            y = col[..., None, :].expand(B, -1, n, m) + row[..., :, None]  # [B, O*S, n, m]
+            # the identity term accumulates into the broadcast sum in place (one pass)
+            y.view(B, -1, n * m).baddbmm_(self.identity[f"{i}"].expand(B, -1, -1), e.flatten(2))
+            out[self.layers[i - 1][0]] = _from_edge(y, W[i - 1], o)
         for h in range(1, L):
-            y = self.node[f"{h}"] @ feats[h] + (g @ self.glob[f"n{h}"].T)[..., None]
+            y = _bmm(self.node[f"{h}"], feats[h]) + (g @ self.glob[f"n{h}"].T)[..., None]
             sizes = [o]
             if h == 1:
                 sizes.append(o * self.spatial[0] * self.n_first_in)
@@ -179,3 +182,38 @@ class ChannelMixFloor(nn.Module):
             )
             for n, t in x.items()
         }
+
+
+class FixedMixFloor(nn.Module):
+    """The floor for a complete equivariant basis: one mix per tensor over its channels
+    *and* its fixed axes (input/output neurons, kernel positions), which every complete
+    layer contains (the identity-like term is dense over fixed axes). Fixed axes are moved
+    next to the channels (a copy when they are not already there) and the result is
+    returned as a permuted view, as generated layers do.
+    """
+
+    def __init__(
+        self, fixed_axes: dict[str, tuple[int, ...]], sizes: dict[str, int], c_in: int, c_out: int
+    ) -> None:
+        super().__init__()
+        self.fixed_axes = fixed_axes  # tensor -> positions (0-based, after batch/channel) fixed
+        self.weight = nn.ParameterDict(
+            {
+                n: _mix(c_in * sizes[n], c_out * sizes[n])
+                for n in fixed_axes  # sizes[n]: product of the tensor's fixed axis sizes
+            }
+        )
+        self.c_out = c_out
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, t in x.items():
+            fixed = [2 + i for i in self.fixed_axes[n]]
+            rest = [d for d in range(2, t.dim()) if d not in fixed]
+            order = [0, 1, *fixed, *rest]
+            moved = t.permute(order)
+            flat = moved.reshape(t.shape[0], self.weight[n].shape[1], -1)
+            y = torch.bmm(self.weight[n].expand(t.shape[0], -1, -1), flat)
+            y = y.view(t.shape[0], self.c_out, *moved.shape[2:])
+            out[n] = y.permute(sorted(range(len(order)), key=order.__getitem__))
+        return out

@@ -37,7 +37,6 @@ __all__ = [
     "TypeFactor",
     "WeightSpaceBasis",
     "solve",
-    "type_names",
 ]
 
 OUT, IN = "out", "in"
@@ -341,12 +340,25 @@ class WeightSpaceBasis:
             for t in self.spec.tensors
         }
 
+    @cached_property
+    def coupled_pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(out, in)`` for every coupled block, in spec order (found through the types,
+        so a long chain of layers costs its couplings, not all pairs of tensors)."""
+        users: dict[str, list[int]] = {}
+        for i, t in enumerate(self.spec.tensors):
+            for type_ in self._group_types[t.name]:
+                users.setdefault(type_, []).append(i)
+        partners: dict[int, set[int]] = {}
+        for members in users.values():
+            for i in members:
+                partners.setdefault(i, set()).update(members)
+        names = [t.name for t in self.spec.tensors]
+        return tuple((names[i], names[j]) for i in sorted(partners) for j in sorted(partners[i]))
+
     def coupled_blocks(self) -> Iterator[Block]:
         """The blocks of tensor pairs that share a group type, in spec order."""
-        for s in self.spec.tensors:
-            for t in self.spec.tensors:
-                if self.coupled(s.name, t.name):
-                    yield self.blocks[s.name, t.name]
+        for pair in self.coupled_pairs:
+            yield self.blocks[pair]
 
     def signatures(self, sizes: Mapping[str, int]) -> dict[str, tuple[tuple[str, ...], tuple]]:
         """Per tensor: its type names in order of appearance (outer before nested), and
@@ -384,6 +396,13 @@ class WeightSpaceBasis:
         shared = tuple((i, in_names.index(n)) for i, n in enumerate(out_names) if n in in_names)
         return out_sig, in_sig, shared
 
+    @staticmethod
+    def pair_names(sig_out: tuple, sig_in: tuple) -> tuple[str, ...]:
+        """The type names of a block (outer before nested, in order of first appearance),
+        in the order :meth:`shape_key` numbers them; ``sig_*`` from :meth:`signatures`."""
+        out_names, in_names = sig_out[0], sig_in[0]
+        return out_names + tuple(n for n in in_names if n not in out_names)
+
     def generic_sizes(self) -> dict[str, int]:
         """Per group type, the size from which every block's count is generic.
 
@@ -395,7 +414,7 @@ class WeightSpaceBasis:
         cache: dict[tuple, tuple[int, ...]] = {}
         for block in self.coupled_blocks():
             key = self.shape_key(sigs[block.out.name], sigs[block.in_.name])
-            names = type_names(block)
+            names = self.pair_names(sigs[block.out.name], sigs[block.in_.name])
             if key not in cache:
                 th = block.thresholds()
                 cache[key] = tuple(th.get(n, 1) for n in names)
@@ -408,34 +427,46 @@ class WeightSpaceBasis:
                     out[name] = max(out[name], n)
         return out
 
-    def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
-        """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
+    def coupled_counts(self, sizes: Mapping[str, int] | None = None) -> dict[tuple[str, str], int]:
+        """Dimension of every coupled block at ``sizes`` (blocks of one shape solved once)."""
         sizes = sizes or {}
         sigs = self.signatures(sizes)
-        bias = {name: b.count(sizes) for name, b in self.bias.items()}
-        inv = {name: b.count(sizes) for name, b in self.invariant.items()}
         cache: dict[tuple, int] = {}
-
-        def block_count(s: str, t: str) -> int:
-            if not self.coupled(s, t):
-                return bias[s] * inv[t]
+        out = {}
+        for s, t in self.coupled_pairs:
             key = self.shape_key(sigs[s], sigs[t])
             if key not in cache:
                 cache[key] = self.blocks[s, t].count(sizes)
-            return cache[key]
+            out[s, t] = cache[key]
+        return out
 
+    def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
+        """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
+        sizes = sizes or {}
+        bias = {name: b.count(sizes) for name, b in self.bias.items()}
+        inv = {name: b.count(sizes) for name, b in self.invariant.items()}
+        coupled = self.coupled_counts(sizes)
         names = [t.name for t in self.spec.tensors]
-        eq = {s: {t: block_count(s, t) for t in names} for s in names}
+        eq = {s: {t: coupled.get((s, t), bias[s] * inv[t]) for t in names} for s in names}
         return {
             "equivariant": eq,
             "bias": bias,
             "invariant": inv,
             "total": {
-                "equivariant": sum(sum(row.values()) for row in eq.values()),
+                "equivariant": self.total(coupled, bias, inv),
                 "bias": sum(bias.values()),
                 "invariant": sum(inv.values()),
             },
         }
+
+    @staticmethod
+    def total(
+        coupled: Mapping[tuple[str, str], int], bias: Mapping[str, int], inv: Mapping[str, int]
+    ) -> int:
+        """All blocks' dimensions summed: the coupled ones, plus bias x invariant for the rest."""
+        uncoupled = sum(bias.values()) * sum(inv.values())
+        uncoupled -= sum(bias[s] * inv[t] for s, t in coupled)
+        return sum(coupled.values()) + uncoupled
 
     def all_blocks(self) -> Iterator[Block]:
         yield from self.blocks.values()
@@ -479,18 +510,6 @@ def _grid_pairs(axes: tuple[BlockAxis, ...], tie: tuple[str, str]) -> tuple[Bloc
         else:
             out += [next(a for a in mine if a.type == t) for t in tie]
     return tuple(out)
-
-
-def type_names(block: Block) -> tuple[str, ...]:
-    """The block's type names (outer before nested) in order of first appearance: the
-    order in which :meth:`WeightSpaceBasis.shape_key` numbers them."""
-    types = block.spec.types
-    names: dict[str, None] = {}
-    for a in block.axes:
-        for name in (types[a.type].within, a.type):
-            if name is not None:
-                names.setdefault(name)
-    return tuple(names)
 
 
 def solve(spec: Spec) -> WeightSpaceBasis:

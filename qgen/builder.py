@@ -10,7 +10,6 @@ from pathlib import Path
 
 from qgen.codegen import render_module as _render_module
 from qgen.codegen import render_tests as _render_tests
-from qgen.errors import SpecError
 from qgen.spec import Spec, load_spec
 
 __all__ = ["build", "compile_spec"]

@@ -30,7 +30,6 @@ from qgen.plan import (
     InPattern,
     LayerPlan,
     OutPattern,
-    fixed_maps,
     plan_layer,
 )
 from qgen.spec import Spec
@@ -528,7 +527,7 @@ def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: _Bases) -> Es
         bases=used,
         out_size=out_size,
         in_size=in_size,
-        maps=fixed_maps(spec, out, in_),
+        maps=block.fixed_multiplicity,
         comment=(
             f"{out} <- {in_}" if out and in_ else f"{out} bias" if out else f"{in_} invariants"
         )
@@ -674,7 +673,8 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "string_pieces": string_pieces,
         "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
         "full": full,
-        "total": sum(plan.block_counts.values()),
+        "total": plan.total,
+        "n_blocks": len(spec.tensors) ** 2,
     }
 
 

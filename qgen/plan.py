@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis, type_names
+from qgen.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis
 from qgen.spec import Spec
 
 __all__ = [
+    "FixedMaps",
     "Group",
     "InPattern",
     "LayerPlan",
     "OutPattern",
-    "fixed_maps",
     "group_block_counts",
     "plan_layer",
 ]
@@ -95,42 +96,65 @@ class Group:
     inputs: list[InPattern] = field(default_factory=list)
     outputs: list[OutPattern] = field(default_factory=list)
     bias: bool = False  # whether the equivariant bias rides on this group's mix
-    #: basis elements per in/out channel pair that the group computes, per block ``(out,
-    #: in)``: its pattern pairs times :func:`fixed_maps` of the two tensors (filled by
-    #: :func:`plan_layer`)
-    maps: dict[tuple[str, str], int] = field(default_factory=dict)
     #: whether a fixed axis of an input or output carries an escnn group: then the mix
-    #: between two patterns is restricted on those axes to the commutant (see codegen)
+    #: between two patterns is restricted on those axes to the commutant (see codegen),
+    #: and ``n_maps`` counts its basis elements per channel pair
     escnn: bool = False
+    n_maps: int | None = None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The blocks ``(out, in)`` the group computes terms of."""
+        outs = dict.fromkeys(q.tensor for q in self.outputs)
+        ins = dict.fromkeys(p.tensor for p in self.inputs)
+        return [(s, t) for s in outs for t in ins]
 
     @property
     def n_terms(self) -> int:
         """Basis elements per in/out channel pair (fixed axes counted)."""
-        return sum(self.maps.values())
+        if self.n_maps is not None:
+            return self.n_maps
+        return sum(p.fixed_size for p in self.inputs) * sum(q.fixed_size for q in self.outputs)
 
 
 @dataclass
 class LayerPlan:
     spec: Spec
     groups: list[Group]
+    #: dimension of every coupled block; any other block ``(s, t)`` is the product of the
+    #: bias terms of ``s`` and the invariants of ``t`` (all in the pooled group)
     block_counts: dict[tuple[str, str], int]
     bias_counts: dict[str, int]
     invariant_counts: dict[str, int]
     generic_sizes: dict[str, int]  # per group type: the size from which every count is generic
+    #: basis elements of one term per pair of tensors (see :class:`FixedMaps`)
+    fixed_maps: FixedMaps | None = None
 
     @property
     def pooled(self) -> Group:
         return self.groups[0]
 
+    @property
+    def total(self) -> int:
+        """Equivariant maps of all blocks together (one channel in and out)."""
+        return WeightSpaceBasis.total(self.block_counts, self.bias_counts, self.invariant_counts)
+
+    @cached_property
+    def _fans(self) -> dict[str, tuple[int, int]]:
+        fans: dict[str, list[int]] = {}
+        for g in self.groups:
+            kept = sum(1 for p in g.inputs if not p.pool_types)
+            for tensor in {o.tensor for o in g.outputs}:
+                entry = fans.setdefault(tensor, [0, 0])
+                entry[0] += len(g.inputs)
+                entry[1] += kept
+        return {t: (a, b) for t, (a, b) in fans.items()}
+
     def fan_in(self, tensor: str, pooled: bool | None = None) -> int:
         """Input patterns that feed ``tensor``: all, or only the (un)pooled ones."""
-        return sum(
-            1
-            for g in self.groups
-            if any(o.tensor == tensor for o in g.outputs)
-            for p in g.inputs
-            if pooled is None or bool(p.pool_types) == pooled
-        )
+        every, kept = self._fans.get(tensor, (0, 0))
+        if pooled is None:
+            return every
+        return every - kept if pooled else kept
 
 
 def _slot_order(term: Term) -> list[tuple[str, tuple[BlockAxis, ...]]]:
@@ -211,7 +235,7 @@ def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPatt
     sigs = basis.signatures({})
     cache: dict[tuple, list[tuple[InPattern, OutPattern]]] = {}
     for block in basis.coupled_blocks():
-        names = type_names(block)
+        names = basis.pair_names(sigs[block.out.name], sigs[block.in_.name])
         key = (
             basis.shape_key(sigs[block.out.name], sigs[block.in_.name]),
             tuple(sorted(range(len(names)), key=lambda i: rank[names[i]])),
@@ -318,98 +342,138 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
             used.add(name)
             groups.append(_in_storage_order(Group(name, carried, ins, outs)))
 
+    fixed = FixedMaps(spec)
     for g in groups:
-        g.maps = _group_maps(spec, g)
-        g.escnn = any(_has_escnn(spec, p.tensor) for p in [*g.inputs, *g.outputs])
-    counts = basis.counts()
+        g.escnn = any(fixed.escnn(p.tensor) for p in [*g.inputs, *g.outputs])
+        if g.escnn:
+            g.n_maps = sum(group_block_counts([g], g.pairs(), fixed).values())
+    bias = {name: b.count() for name, b in basis.bias.items()}
+    inv = {name: b.count() for name, b in basis.invariant.items()}
     plan = LayerPlan(
         spec=spec,
         groups=groups,
-        block_counts={
-            (s, t): c for s, row in counts["equivariant"].items() for t, c in row.items()
-        },
-        bias_counts=counts["bias"],
-        invariant_counts=counts["invariant"],
+        block_counts=basis.coupled_counts(),
+        bias_counts=bias,
+        invariant_counts=inv,
         generic_sizes=basis.generic_sizes(),
+        fixed_maps=fixed,
     )
-    _check_counts(plan, counts)
+    _check_counts(plan)
     return plan
 
 
-def _has_escnn(spec: Spec, tensor: str) -> bool:
-    """Whether an axis of ``tensor`` is acted on by an escnn group (directly or as a grid)."""
-    grid_axes = {t for d in spec.types.values() if d.tie for t in d.tie}
-    return any(
-        spec.types[a.type].rep is not None or a.type in grid_axes for a in spec.tensor(tensor).axes
-    )
-
-
-def fixed_maps(spec: Spec, out: str | None, in_: str | None) -> int:
-    """Basis elements of one term of block ``out <- in_`` (``None``: bias or invariant side):
-    the product over its fixed factors, a plain fixed axis its size, an escnn type the
-    dimension of its commutant on the type's axes of both tensors.
+class FixedMaps:
+    """Basis elements of one term of block ``out <- in_`` (``None``: the bias or invariant
+    side): the product over its fixed factors, a plain fixed axis its size, an escnn type
+    the dimension of its commutant on the type's axes of both tensors.
 
     Every pattern of a tensor keeps all its fixed axes, so a pair of patterns of a group
     (a term of the block) is worth exactly this many maps per channel pair. Without escnn
-    types it is ``out.fixed_size * in.fixed_size``.
+    types it is ``out.fixed_size * in.fixed_size``, and products over the two sides.
     """
-    tensors = [spec.tensor(name) for name in (out, in_) if name is not None]
-    if not any(_has_escnn(spec, t.name) for t in tensors):
-        return math.prod(
-            spec.types[a.type].size for t in tensors for a in t.axes if _fixed(spec, a)
-        )
-    block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
-    return block.fixed_multiplicity
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        grid_axes = {t for d in spec.types.values() if d.tie for t in d.tie}
+        self._escnn = {
+            t.name: any(spec.types[a.type].rep is not None or a.type in grid_axes for a in t.axes)
+            for t in spec.tensors
+        }
+        self.any = any(self._escnn.values())
+        self._cache: dict[tuple[str | None, str | None], int] = {}
+
+    def escnn(self, tensor: str) -> bool:
+        """Whether an escnn group acts on an axis of ``tensor`` (directly or as a grid)."""
+        return self._escnn[tensor]
+
+    def __call__(self, out: str | None, in_: str | None) -> int:
+        key = (out, in_)
+        if key not in self._cache:
+            spec = self.spec
+            block = Block(
+                spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None
+            )
+            self._cache[key] = block.fixed_multiplicity
+        return self._cache[key]
 
 
-def _fixed(spec: Spec, axis) -> bool:
-    return spec.types[axis.type].fixed
+def group_block_counts(
+    groups: list[Group],
+    pairs: Iterable[tuple[str, str]],
+    fixed_maps: FixedMaps | None = None,
+) -> dict[tuple[str, str], int]:
+    """Basis elements that the groups compute for each block in ``pairs``.
 
-
-def _group_maps(spec: Spec, group: Group) -> dict[tuple[str, str], int]:
-    """Per block, the basis elements the group computes: pattern pairs x :func:`fixed_maps`."""
-    n_in: dict[str, int] = {}
-    for p in group.inputs:
-        n_in[p.tensor] = n_in.get(p.tensor, 0) + 1
-    n_out: dict[str, int] = {}
-    for q in group.outputs:
-        n_out[q.tensor] = n_out.get(q.tensor, 0) + 1
-    return {
-        (s, t): a * b * fixed_maps(spec, s, t) for s, a in n_out.items() for t, b in n_in.items()
-    }
-
-
-def group_block_counts(groups: list[Group], tensors: list[str]) -> dict[tuple[str, str], int]:
-    """Basis elements per block that the groups compute.
-
-    A group pairs each input pattern with each output pattern, and a pair is worth
-    :func:`fixed_maps` of the two tensors (``in.fixed_size * out.fixed_size`` when no
-    escnn group acts on their fixed axes). (Generated modules derive ``BLOCK_COUNTS`` with
-    this same sum.)
+    A group pairs each input pattern with each output pattern, and a pair is
+    ``in.fixed_size * out.fixed_size`` basis elements of block ``(out.tensor, in.tensor)``;
+    with escnn types (``fixed_maps`` given and the spec has some) it is ``fixed_maps(out,
+    in)``, the commutant on escnn axes times the other fixed sizes. (Generated modules
+    derive ``BLOCK_COUNTS`` with this same sum.)
     """
-    counts = dict.fromkeys(((s, t) for s in tensors for t in tensors), 0)
+    counts = dict.fromkeys(pairs, 0)
+    if fixed_maps is not None and fixed_maps.any:
+        for g in groups:
+            n_in, n_out = _patterns_per_tensor(g.inputs), _patterns_per_tensor(g.outputs)
+            for s, t in counts:
+                if s in n_out and t in n_in:
+                    counts[s, t] += n_out[s] * n_in[t] * fixed_maps(s, t)
+        return counts
     for g in groups:
-        for key, c in g.maps.items():
-            counts[key] += c
+        widths_in, widths_out = _widths(g.inputs), _widths(g.outputs)
+        if len(widths_in) * len(widths_out) <= len(counts):
+            for s, wo in widths_out.items():
+                for t, wi in widths_in.items():
+                    if (s, t) in counts:
+                        counts[s, t] += wo * wi
+        else:  # the pooled group of a large space: visit only the pairs asked for
+            for s, t in counts:
+                counts[s, t] += widths_out.get(s, 0) * widths_in.get(t, 0)
     return counts
 
 
-def _check_counts(plan: LayerPlan, counts: dict) -> None:
-    """The plan's terms must be exactly the solver's, block by block: none lost or doubled."""
-    spec = plan.spec
-    planned = group_block_counts(plan.groups, [t.name for t in spec.tensors])
+def _patterns_per_tensor(patterns: list[InPattern] | list[OutPattern]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in patterns:
+        out[p.tensor] = out.get(p.tensor, 0) + 1
+    return out
+
+
+def _widths(patterns: list[InPattern] | list[OutPattern]) -> dict[str, int]:
+    """Fixed positions per tensor over a group's input (or output) patterns."""
+    widths: dict[str, int] = {}
+    for p in patterns:
+        widths[p.tensor] = widths.get(p.tensor, 0) + p.fixed_size
+    return widths
+
+
+def _check_counts(plan: LayerPlan) -> None:
+    """The plan's terms must be exactly the solver's, block by block: none lost or doubled.
+
+    Coupled blocks are compared one by one. Every other block gets only the pooled
+    group's terms, ``out width x in width``, so those are right when the pooled group's
+    widths are the bias and invariant counts, which is checked per tensor.
+    """
+    planned = group_block_counts(plan.groups, plan.block_counts, plan.fixed_maps)
     for (s, t), expected in plan.block_counts.items():
         if planned[s, t] != expected:
             raise AssertionError(
                 f"layer plan has {planned[s, t]} terms for block {s} <- {t}, the solver {expected}"
             )
-    bias = sum(fixed_maps(spec, q.tensor, None) for q in plan.pooled.outputs)
-    if bias != counts["total"]["bias"]:
-        raise AssertionError(
-            f"layer plan has {bias} bias terms, the solver {counts['total']['bias']}"
-        )
-    invariant = sum(fixed_maps(spec, None, p.tensor) for p in plan.pooled.inputs)
-    if invariant != counts["total"]["invariant"]:
-        raise AssertionError(
-            f"layer plan has {invariant} invariants, the solver {counts['total']['invariant']}"
-        )
+    bias, invariant = _widths(plan.pooled.outputs), _widths(plan.pooled.inputs)
+    fixed = plan.fixed_maps
+    if fixed is not None and fixed.any:  # widths on escnn axes: their invariants only
+        bias, invariant = {}, {}
+        for q in plan.pooled.outputs:
+            bias[q.tensor] = bias.get(q.tensor, 0) + fixed(q.tensor, None)
+        for p in plan.pooled.inputs:
+            invariant[p.tensor] = invariant.get(p.tensor, 0) + fixed(None, p.tensor)
+    for side, widths, counts in (
+        ("bias", bias, plan.bias_counts),
+        ("invariant", invariant, plan.invariant_counts),
+    ):
+        for tensor, expected in counts.items():
+            if widths.get(tensor, 0) != expected:
+                raise AssertionError(
+                    f"layer plan has {widths.get(tensor, 0)} {side} terms for {tensor}, "
+                    f"the solver {expected}"
+                )
