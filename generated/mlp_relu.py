@@ -772,3 +772,84 @@ class InvariantHead(nn.Module):
 
     def forward(self, x: Weights) -> torch.Tensor:
         return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels)))
+
+
+# --------------------------------------------------------------------------------------
+# A nonlinear invariant head: a linear invariant head sees little of a scaled or signed
+# weight space (few linear functionals are invariant), so this one canonicalizes per entry
+
+__all__ += ["HEAD_NORM_FLOOR", "NonlinearInvariantHead"]
+
+#: channel norms below this (times the dtype's tiny**0.5) are clamped: entries that small
+#: are treated as zero and are the only place where invariance is not exact
+HEAD_NORM_FLOOR = 1.0
+
+
+def _head_kinds(axes: tuple[str, ...]) -> set[str]:
+    return {TYPES[a.rstrip("*")][0] for a in axes}
+
+
+class NonlinearInvariantHead(nn.Module):
+    """Invariant under the whole group, nonlinear: canonicalize each entry, embed, pool.
+
+    Every entry of the weight space (one index tuple of one tensor) carries a vector over
+    channels, and a group element moves it to another entry and multiplies it by one
+    number: a positive scale (the product of the scales of its scaled axes, inverted on
+    dual axes) and a sign (of its signed axes). So, per entry ``v``:
+
+    - tensors with a scaled axis: ``v / |v|`` (channel norm), exactly scale-invariant;
+      the magnitude of such an entry is not used (it is not invariant on its own);
+    - tensors with a signed axis: ``phi(u) + phi(-u)``, even, so sign-invariant;
+      otherwise ``phi(u)``; ``phi(u) = relu(A u + b)`` with ``hidden`` features, one
+      ``A, b`` per tensor;
+    - mean over every group axis (permutation-invariant pooling), fixed axes kept; then
+      an MLP ``Linear -> ReLU -> Linear`` to ``out_features``.
+
+    Exact for every entry whose channel norm is at least ``tiny(dtype) ** 0.5`` (about
+    1e-19 in float32); smaller ones count as zero. Use it after equivariant layers with
+    several channels: with one channel, ``v / |v|`` keeps only the sign of each entry.
+    Pooling is the mean over all group axes of a tensor, so it does not read diagonals of
+    tensors with a repeated type (the linear :class:`InvariantHead` does).
+    """
+
+    def __init__(
+        self, in_channels: int, out_features: int, hidden: int = 32, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.hidden = hidden
+        self.normalized = {n: "scaled" in _head_kinds(axes) for n, axes in TENSORS.items()}
+        self.even = {n: "signed" in _head_kinds(axes) for n, axes in TENSORS.items()}
+        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in TENSORS})
+        self.in_features = 0
+        for axes in TENSORS.values():
+            width = hidden
+            for a in axes:
+                width *= TYPES[a.rstrip("*")][1] or 1  # fixed axes are kept, group axes pooled
+            self.in_features += width
+        self.mlp = nn.Sequential(
+            nn.Linear(self.in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out_features, bias=bias),
+        )
+
+    def entry_features(self, x: Weights) -> torch.Tensor:
+        """The pooled invariant features ``[batch, in_features]`` before the MLP."""
+        sizes_of(x, self.in_channels)
+        feats = []
+        for name, axes in TENSORS.items():
+            v = x[name].movedim(1, -1)  # [batch, *axes, channels]
+            if self.normalized[name]:
+                floor = torch.finfo(v.dtype).tiny ** 0.5 * HEAD_NORM_FLOOR
+                v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(floor)
+            h = F.relu(self.embed[name](v))
+            if self.even[name]:
+                h = h + F.relu(self.embed[name](-v))
+            pooled = [1 + i for i, a in enumerate(axes) if TYPES[a.rstrip("*")][1] is None]
+            if pooled:
+                h = h.mean(dim=pooled)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.mlp(self.entry_features(x))

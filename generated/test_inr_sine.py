@@ -153,3 +153,42 @@ def test_gradients_flow_and_shapes_are_kept():
     }
     sum(t.square().sum() for t in y.values()).backward()
     assert all(p.grad is not None for p in layer.parameters())
+
+
+# ---------------------------------------------------------------- nonlinear invariant head
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=sizes_strategy, seed=st.integers(0, 2**31 - 1), dtype=dtypes)
+def test_nonlinear_head_is_invariant(sizes, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = all_sizes(sizes)
+    head = space.NonlinearInvariantHead(3, 4, hidden=8).to(dtype)
+    randomize(head, gen)
+    x = random_weights(sizes, 3, 3, dtype, gen)
+    g = space.sample_group_element(sizes, gen)
+    with torch.no_grad():
+        assert_close({"out": head(space.act(g, x))}, {"out": head(x)}, dtype)
+
+
+def test_nonlinear_head_depends_on_every_tensor():
+    gen = torch.Generator().manual_seed(2)
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 1, 3, torch.float64, gen)
+    head = space.NonlinearInvariantHead(3, 4, hidden=8).double()
+    randomize(head, gen)
+    for name in space.TENSORS:
+        y = dict(x)
+        y[name] = x[name] + torch.randn(x[name].shape, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            assert (head(x) - head(y)).abs().max() > 1e-6, name
+
+
+def test_nonlinear_head_gradients_are_finite_at_zero_entries():
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 2, 3, torch.float32, torch.Generator().manual_seed(3))
+    x = {k: torch.relu(v).requires_grad_() for k, v in x.items()}  # many all-zero entries
+    head = space.NonlinearInvariantHead(3, 4, hidden=8)
+    head(x).square().sum().backward()
+    assert all(torch.isfinite(v.grad).all() for v in x.values())
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters())

@@ -243,3 +243,60 @@ def test_alpha_stays_in_the_group_for_extreme_weights(log10, seed, dtype):
             e = e.double()
             assert torch.isfinite(e).all(), t
             assert (torch.linalg.svdvals(e).min(-1).values > 0.05).all(), t
+
+
+# ---------------------------------------------------------------- nonlinear invariant head
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=sizes_strategy, seed=st.integers(0, 2**31 - 1), dtype=dtypes)
+def test_nonlinear_head_is_invariant(sizes, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = all_sizes(sizes)
+    head = space.NonlinearInvariantHead(3, 4, hidden=8).to(dtype)
+    randomize(head, gen)
+    x = random_weights(sizes, 3, 3, dtype, gen)
+    g = space.sample_group_element(sizes, gen)
+    with torch.no_grad():
+        assert_close({"out": head(space.act(g, x))}, {"out": head(x)}, dtype)
+
+
+@settings(max_examples=10, deadline=None)
+@given(log10=st.floats(-6, 6), seed=st.integers(0, 2**31 - 1))
+def test_nonlinear_head_is_invariant_under_large_scales(log10, seed):
+    """Scales far outside sample_group_element's range: e.g. 1e6 on every index."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    head = space.NonlinearInvariantHead(3, 4, hidden=8).double()
+    randomize(head, gen)
+    x = random_weights(sizes, 2, 3, torch.float64, gen)
+    g = space.sample_group_element(sizes, gen)
+    g = {
+        t: (i, s * 10.0**log10) if space.TYPES[t][0] == "scaled" else (i, s)
+        for t, (i, s) in g.items()
+    }
+    with torch.no_grad():
+        assert_close({"out": head(space.act(g, x))}, {"out": head(x)}, torch.float64)
+
+
+def test_nonlinear_head_depends_on_every_tensor():
+    gen = torch.Generator().manual_seed(2)
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 1, 3, torch.float64, gen)
+    head = space.NonlinearInvariantHead(3, 4, hidden=8).double()
+    randomize(head, gen)
+    for name in space.TENSORS:
+        y = dict(x)
+        y[name] = x[name] + torch.randn(x[name].shape, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            assert (head(x) - head(y)).abs().max() > 1e-6, name
+
+
+def test_nonlinear_head_gradients_are_finite_at_zero_entries():
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 2, 3, torch.float32, torch.Generator().manual_seed(3))
+    x = {k: torch.relu(v).requires_grad_() for k, v in x.items()}  # many all-zero entries
+    head = space.NonlinearInvariantHead(3, 4, hidden=8)
+    head(x).square().sum().backward()
+    assert all(torch.isfinite(v.grad).all() for v in x.values())
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters())
