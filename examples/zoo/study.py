@@ -9,7 +9,8 @@ each hidden neuron rescaled by a random positive factor log-uniform in [1/r, r] 
 function, hence the target, is unchanged), for growing r.
 Task 2, INR classification: the digit from a sine INR's weights (INR zoo); metric accuracy.
 
-Writes ``results.json``, ``results.md`` (the table) and PNG plots into ``--out``.
+Writes ``classifier.json``, ``inr.json`` (every score of every seed), ``results.md`` (the
+table) and PNG plots into ``--out``.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def classifier_task(args, seeds):
     for r in RANGES[1:]:
         tests[f"r={r}"] = {"x": rescale(relu, x_te, r), "y": y[te]}
     scales = metanets.tensor_scales(x_tr)
-    c, h = (2, 8) if args.tiny else (args.channels, 64)
+    canon_scales = metanets.tensor_scales(metanets.canonicalize_scales(relu, x_tr))
+    c, h = (2, 8) if args.tiny else (args.channels, args.hidden)
     models = {
         "MLP": lambda: metanets.FlatMLP(x_tr, 1),
         "MLP + augmentation": lambda: metanets.FlatMLP(x_tr, 1, augment=augmenter(relu)),
@@ -200,6 +202,9 @@ def classifier_task(args, seeds):
         ),
         "Quasi-equivariant, scaled": lambda: metanets.EquivariantMetaNet(
             relu, 1, c, head="nonlinear", quasi=True, hidden=h, scales=scales
+        ),
+        "Canonicalized + perm (HNP)": lambda: metanets.Canonicalized(
+            relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
     }
     cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3}
@@ -231,7 +236,7 @@ def inr_task(args, seeds):
     perm = qgen.compile(SPECS / "inr_perm.yaml")
     tests = {"test": {"x": take(x, te), "y": y[te]}}
     scales = metanets.tensor_scales(x_tr)
-    c, h = (2, 8) if args.tiny else (args.inr_channels, 64)
+    c, h = (2, 8) if args.tiny else (args.inr_channels, args.hidden)
     models = {
         "MLP": lambda: metanets.FlatMLP(x_tr, 10),
         "MLP + augmentation": lambda: metanets.FlatMLP(x_tr, 10, augment=augmenter(sine)),
@@ -281,7 +286,7 @@ def table(results: dict) -> str:
             m, s = mean_std(rec["scores"][key])
             n = len(rec["scores"][key])
             cells.append(f"{m:.3f} ± {s:.3f}" + (" (1 run)" if n == 1 else ""))
-        cells.append(" / ".join(str(r[name]["params"]) if name in r else "n/a" for r in (cls, inr)))
+        cells.append(" / ".join(str(r[name]["params"] or "n/a") if name in r else "n/a" for r in (cls, inr)))
         cells.append(
             " / ".join(f"{mean_std(r[name]['seconds'])[0]:.0f}" if name in r else "n/a" for r in (cls, inr))
         )
@@ -337,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--inr-epochs", type=int, default=30)
     parser.add_argument("--channels", type=int, default=8, help="classifier task")
     parser.add_argument("--inr-channels", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=32, help="head width of equivariant nets")
     parser.add_argument("--tasks", default="classifier,inr")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -344,25 +350,29 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     seeds = list(range(1 if args.tiny else args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
-    results, meta = {}, {}
     start = time.time()
     for task, run in (("classifier", classifier_task), ("inr", inr_task)):
         if task in args.tasks.split(","):
             t0 = time.time()
-            results[task], meta[task] = run(args, seeds)
-            meta[task]["seconds"] = time.time() - t0
-    meta["seconds"] = time.time() - start
-    meta["seeds"] = seeds
-    meta["threads"] = args.threads
-    payload = {"results": results, "meta": meta}
-    (args.out / "results.json").write_text(json.dumps(payload, indent=1))
+            res, meta = run(args, seeds)
+            meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
+            payload = {"results": res, "meta": meta}
+            (args.out / f"{task}.json").write_text(json.dumps(payload, indent=1))
+    # the table and plots, once both tasks have results (they may run as separate processes)
+    results, meta = {}, {}
+    for task in ("classifier", "inr"):
+        path = args.out / f"{task}.json"
+        if path.is_file():
+            payload = json.loads(path.read_text())
+            results[task], meta[task] = payload["results"], payload["meta"]
     if "classifier" in results and "inr" in results:
         md = table(results)
         (args.out / "results.md").write_text(md)
         print(md)
         plots(results, meta, args.out)
+    meta["seconds"] = time.time() - start
     print(f"study: {meta['seconds']:.0f} s; wrote {args.out}")
-    return payload
+    return {"results": results, "meta": meta}
 
 
 if __name__ == "__main__":
