@@ -30,7 +30,13 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-CACHE = Path(os.environ.get("QGEN_ZOO_CACHE", Path.home() / ".cache" / "qgen" / "zoo"))
+
+
+def cache_dir() -> Path:
+    """``$QGEN_ZOO_CACHE``, default ``~/.cache/qgen/zoo`` (read at each call)."""
+    return Path(os.environ.get("QGEN_ZOO_CACHE", Path.home() / ".cache" / "qgen" / "zoo"))
+
+
 MLP_SHAPES = {"W1": (32, 64), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (10, 32), "b3": (10,)}
 INR_SHAPES = {"W1": (32, 2), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (1, 32), "b3": (1,)}
 
@@ -64,7 +70,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _cache_path(kind: str, config: object) -> Path:
     key = json.dumps({"kind": kind, **asdict(config)}, sort_keys=True)
-    return CACHE / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    return cache_dir() / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
 
 def _cached(kind: str, config: object, build, progress: bool) -> dict:
