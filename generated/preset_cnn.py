@@ -852,10 +852,12 @@ class NonlinearInvariantHead(nn.Module):
         sizes_of(x, self.in_channels)
         feats = []
         for name, axes in TENSORS.items():
-            v = x[name].movedim(1, -1)  # [batch, *axes, channels]
+            v = x[name]
             if self.normalized[name]:
-                floor = torch.finfo(v.dtype).tiny ** 0.5 * HEAD_NORM_FLOOR
-                v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(floor)
+                # clamped before the square root: a finite gradient at all-zero entries
+                floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
+                v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
+            v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
             h = F.relu(self.embed[name](v))
             if self.even[name]:
                 h = h + F.relu(self.embed[name](-v))
