@@ -43,9 +43,8 @@ class EquivariantMetaNet(nn.Module):
     ) -> None:
         super().__init__()
         widths = [1] + [channels] * depth
-        self.layers = nn.ModuleList(
-            space.EquivariantLayer(a, b, quasi=quasi) for a, b in zip(widths, widths[1:])
-        )
+        pairs = zip(widths, widths[1:], strict=False)
+        self.layers = nn.ModuleList(space.EquivariantLayer(a, b, quasi=quasi) for a, b in pairs)
         self.nonlinearity = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
         if head == "nonlinear":
             self.head = space.NonlinearInvariantHead(channels, out, hidden=hidden)
@@ -73,7 +72,7 @@ class _Standardized(nn.Module):
         self.register_buffer("std", features.std(0).clamp_min(1e-6))
         dims = [features.shape[1]] + [hidden] * layers
         mods: list[nn.Module] = []
-        for a, b in zip(dims, dims[1:]):
+        for a, b in zip(dims, dims[1:], strict=False):
             mods += [nn.Linear(a, b), nn.ReLU()]
         self.mlp = nn.Sequential(*mods, nn.Linear(hidden, out))
 

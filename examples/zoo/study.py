@@ -74,7 +74,7 @@ def rescale(space, x, r: float, seed: int = 1234):
     sizes = space.sizes_of(x)
     n = next(iter(x.values())).shape[0]
     g = {}
-    for t, (kind, fixed) in space.TYPES.items():
+    for t, (_, fixed) in space.TYPES.items():
         if fixed is None:
             u = torch.rand(n, sizes[t], generator=gen, dtype=torch.float64) * 2 - 1
             g[t] = (torch.arange(sizes[t]), torch.exp(u * math.log(r)))
@@ -85,7 +85,8 @@ def predict(model, x, batch: int = 256) -> torch.Tensor:
     n = next(iter(x.values())).shape[0]
     model.eval()
     with torch.no_grad():
-        out = torch.cat([model(take(x, torch.arange(i, min(i + batch, n)))) for i in range(0, n, batch)])
+        parts = [model(take(x, torch.arange(i, min(i + batch, n)))) for i in range(0, n, batch)]
+    out = torch.cat(parts)
     model.train()
     return out
 
@@ -161,7 +162,8 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
                 torch.manual_seed(seed)
                 model = make()
                 rec["params"] = n_params(model)
-                fit(model, x_tr, y_tr, classes=classes, seed=seed, desc=f"{task} {name} {seed}", **cfg)
+                desc = f"{task} {name} {seed}"
+                fit(model, x_tr, y_tr, classes=classes, seed=seed, desc=desc, **cfg)
                 preds = {k: predict(model, t["x"]) for k, t in tests.items()}
             rec["seconds"].append(time.time() - start)
             for k, t in tests.items():
@@ -169,8 +171,11 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
             if seed == seeds[0]:
                 rec["pred"] = preds["test"].reshape(len(tests["test"]["y"]), -1)[:, 0].tolist()
             main = rec["scores"]["test"][-1]
-            print(f"  {task:10s} {name:28s} seed {seed}: {metric} {main:.4f}  "
-                  f"({rec['seconds'][-1]:.0f} s)", flush=True)
+            print(
+                f"  {task:10s} {name:28s} seed {seed}: {metric} {main:.4f}  "
+                f"({rec['seconds'][-1]:.0f} s)",
+                flush=True,
+            )
         results[name] = rec
     return results
 
@@ -286,10 +291,9 @@ def table(results: dict) -> str:
             m, s = mean_std(rec["scores"][key])
             n = len(rec["scores"][key])
             cells.append(f"{m:.3f} ± {s:.3f}" + (" (1 run)" if n == 1 else ""))
-        cells.append(" / ".join(str(r[name]["params"] or "n/a") if name in r else "n/a" for r in (cls, inr)))
-        cells.append(
-            " / ".join(f"{mean_std(r[name]['seconds'])[0]:.0f}" if name in r else "n/a" for r in (cls, inr))
-        )
+        params = [str(r[name]["params"] or "n/a") if name in r else "n/a" for r in (cls, inr)]
+        secs = [f"{mean_std(r[name]['seconds'])[0]:.0f}" if name in r else "-" for r in (cls, inr)]
+        cells += [" / ".join(params), " / ".join(secs)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -31,7 +31,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 
-
 def cache_dir() -> Path:
     """``$QGEN_ZOO_CACHE``, default ``~/.cache/qgen/zoo`` (read at each call)."""
     return Path(os.environ.get("QGEN_ZOO_CACHE", Path.home() / ".cache" / "qgen" / "zoo"))
@@ -101,7 +100,7 @@ def _init(shapes: dict, n: int, gen: torch.Generator, scale: torch.Tensor) -> di
 
 
 def mlp_forward(w: dict, x: torch.Tensor) -> torch.Tensor:
-    """Logits ``[nets, samples, 10]`` of a batch of ReLU MLPs on ``x`` ``[nets or 1, samples, 64]``."""
+    """Logits ``[nets, samples, 10]`` of a batch of ReLU MLPs on ``[nets or 1, samples, 64]``."""
     h = torch.relu(x @ w["W1"].mT + w["b1"][:, None])
     h = torch.relu(h @ w["W2"].mT + w["b2"][:, None])
     return h @ w["W3"].mT + w["b3"][:, None]
