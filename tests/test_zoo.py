@@ -1,4 +1,4 @@
-"""The model-zoo study (examples/zoo) end to end at a tiny scale, so that it cannot rot."""
+"""The model-zoo study (bench/zoo) end to end at a tiny scale, so that it cannot rot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ZOO = Path(__file__).resolve().parent.parent / "examples" / "zoo"
+ZOO = Path(__file__).resolve().parent.parent / "bench" / "zoo"
 sys.path.insert(0, str(ZOO))
 
 import metanets  # noqa: E402

@@ -11,8 +11,8 @@ seeded, so a zoo is a deterministic function of its config. Zoos are cached as `
 files under ``$QGEN_ZOO_CACHE`` (default ``~/.cache/qgen/zoo``), keyed by a hash of the
 config::
 
-    python examples/zoo/zoos.py            # build (or load) both zoos at the study's size
-    python examples/zoo/zoos.py --tiny     # a few networks, a few steps (what the test runs)
+    python bench/zoo/zoos.py            # build (or load) both zoos at the study's size
+    python bench/zoo/zoos.py --tiny     # a few networks, a few steps (what the test runs)
 """
 
 from __future__ import annotations

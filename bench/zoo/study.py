@@ -1,7 +1,7 @@
 """The zoo study: metanetworks from generated layers against baselines, several seeds.
 
-    python examples/zoo/study.py                 # full study (builds the zoos if needed)
-    python examples/zoo/study.py --tiny --out /tmp/zoo   # seconds: the pipeline test
+    python bench/zoo/study.py                 # full study (builds the zoos if needed)
+    python bench/zoo/study.py --tiny --out /tmp/zoo   # seconds: the pipeline test
 
 Task 1, generalization prediction: predict a ReLU classifier's test accuracy from its
 weights (classifier zoo); metric Kendall's tau. Then robustness: the same test networks,
