@@ -307,14 +307,18 @@ def plots(results: dict, meta: dict, out: Path) -> None:
     cls = results["classifier"]
     true = torch.tensor(meta["classifier"]["true"])
     names = [n for n in cls if "pred" in cls[n]]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2), sharey=True)
-    for ax, name in zip(axes, names, strict=True):
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
         pred = torch.tensor(cls[name]["pred"])
         ax.scatter(true, pred, s=3, alpha=0.4)
-        ax.set_title(f"{name}\ntau {cls[name]['scores']['test'][0]:.3f}", fontsize=8)
+        ax.set_title(f"{name}: tau {cls[name]['scores']['test'][0]:.3f}", fontsize=8)
         ax.set_xlabel("true test accuracy", fontsize=8)
+        ax.set_ylabel("prediction", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("predicted (standardized)", fontsize=8)
     fig.suptitle("Classifier zoo: predicted vs true test accuracy (first seed)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "scatter_accuracy.png", dpi=110)
@@ -347,7 +351,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--channels", type=int, default=8, help="classifier task")
     parser.add_argument("--inr-channels", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=32, help="head width of equivariant nets")
-    parser.add_argument("--tasks", default="classifier,inr")
+    parser.add_argument(
+        "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
