@@ -770,9 +770,9 @@ class NonlinearInvariantHead(nn.Module):
                 floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
                 v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
             v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
-            h = F.relu(self.embed[name](v))
+            h = torch.relu(self.embed[name](v))
             if self.even[name]:
-                h = h + F.relu(self.embed[name](-v))
+                h = h + torch.relu(self.embed[name](-v))
             pooled = [1 + i for i, a in enumerate(axes) if TYPES[a.rstrip("*")][1] is None]
             if pooled:
                 h = h.mean(dim=pooled)
