@@ -498,7 +498,12 @@ def escnn_grid_count(rep: EscnnRep, rotations: int | None = None) -> int:
 
     def compute() -> int:
         import escnn.group as eg
+        from escnn.group import _numerical
 
+        # With scikit-learn installed (the zoo extra), escnn hands an np.matrix to its
+        # randomized_svd, which scikit-learn >= 1.2 refuses; escnn's exact SVD fallback
+        # works, and is deterministic.
+        _numerical.randomized_svd = None
         group = _escnn_group(rep)
         d = rep.grid**2
         mats = {
