@@ -367,7 +367,7 @@ def _reduce_carry_c1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K1[c1, cin*, kx, ky]: carry c1
-            torch.einsum("bcijkl->bcjkli", x["K1"]).flatten(1, 4),
+            x["K1"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
             # b1[c1]: carry c1
             x["b1"],
         ],
@@ -390,7 +390,7 @@ def _reduce_carry_c2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_c1_c2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry c1, c2 from input to output."""
     # K2[c2, c1*, kx, ky]: carry c2, c1
-    return torch.einsum("bcijkl->bcklij", x["K2"]).flatten(1, 3)
+    return x["K2"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -654,7 +654,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_c1, _reduce_carry_c1(x, n))
         zs = z.split(self._split_carry_c1, dim=1)
         # K1[c1, cin*, kx, ky]: carry c1
-        _add(out, "K1", torch.einsum("bcjkli->bcijkl", zs[0].unflatten(1, (-1, 1, 3, 3))))
+        _add(out, "K1", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
         # b1[c1]: carry c1
         _add(out, "b1", zs[1])
 

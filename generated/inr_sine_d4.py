@@ -367,7 +367,7 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, coord*]: carry h1
-            torch.einsum("bcij->bcji", x["W1"]).flatten(1, 2),
+            x["W1"].permute(0, 1, 3, 2).flatten(1, 2),
             # b1[h1]: carry h1
             x["b1"],
         ],
@@ -744,7 +744,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self._weight_carry_h1(), _reduce_carry_h1(x, n))
         zs = z.split(self._split_carry_h1, dim=1)
         # W1[h1, coord*]: carry h1
-        _add(out, "W1", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 2))))
+        _add(out, "W1", zs[0].unflatten(1, (-1, 2)).permute(0, 1, 3, 2))
         # b1[h1]: carry h1
         _add(out, "b1", zs[1])
 

@@ -346,7 +346,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry h1 from input to output."""
     # A1[h1, x*]: carry h1
-    return torch.einsum("bcij->bcji", x["A1"]).flatten(1, 2)
+    return x["A1"].permute(0, 1, 3, 2).flatten(1, 2)
 
 
 def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:

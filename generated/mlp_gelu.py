@@ -274,15 +274,15 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool h1
-            (torch.einsum("bcij->bcj", x["W1"]) / n["h1"]).flatten(1, 2),
+            x["W1"].mean(2).flatten(1, 2),
             # b1[h1]: pool h1
-            torch.einsum("bci->bc", x["b1"]) / n["h1"],
+            x["b1"].mean(2),
             # W2[h2, h1*]: pool h1, h2
-            torch.einsum("bcij->bc", x["W2"]) / (n["h1"] * n["h2"]),
+            x["W2"].mean((2, 3)),
             # b2[h2]: pool h2
-            torch.einsum("bci->bc", x["b2"]) / n["h2"],
+            x["b2"].mean(2),
             # W3[y, h2*]: pool h2
-            (torch.einsum("bcij->bci", x["W3"]) / n["h2"]).flatten(1, 2),
+            x["W3"].mean(3).flatten(1, 2),
             # b3[y]: as is
             x["b3"].flatten(1, 2),
         ],
@@ -295,11 +295,11 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: carry h1
-            torch.einsum("bcij->bcji", x["W1"]).flatten(1, 2),
+            x["W1"].permute(0, 1, 3, 2).flatten(1, 2),
             # b1[h1]: carry h1
             x["b1"],
             # W2[h2, h1*]: pool h2; carry h1
-            torch.einsum("bcij->bcj", x["W2"]) / n["h2"],
+            x["W2"].mean(2),
         ],
         dim=1,
     )
@@ -310,7 +310,7 @@ def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W2[h2, h1*]: pool h1; carry h2
-            torch.einsum("bcij->bci", x["W2"]) / n["h1"],
+            x["W2"].mean(3),
             # b2[h2]: carry h2
             x["b2"],
             # W3[y, h2*]: carry h2
@@ -577,7 +577,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n))
         zs = z.split(self._split_carry_h1, dim=1)
         # W1[h1, x*]: carry h1
-        _add(out, "W1", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 4))))
+        _add(out, "W1", zs[0].unflatten(1, (-1, 4)).permute(0, 1, 3, 2))
         # b1[h1]: carry h1
         _add(out, "b1", zs[1])
         # W2[h2, h1*]: broadcast h2; carry h1

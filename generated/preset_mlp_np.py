@@ -298,17 +298,17 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool x, h1
-            torch.einsum("bcij->bc", x["W1"]) / (n["x"] * n["h1"]),
+            x["W1"].mean((2, 3)),
             # b1[h1]: pool h1
-            torch.einsum("bci->bc", x["b1"]) / n["h1"],
+            x["b1"].mean(2),
             # W2[h2, h1*]: pool h1, h2
-            torch.einsum("bcij->bc", x["W2"]) / (n["h1"] * n["h2"]),
+            x["W2"].mean((2, 3)),
             # b2[h2]: pool h2
-            torch.einsum("bci->bc", x["b2"]) / n["h2"],
+            x["b2"].mean(2),
             # W3[y, h2*]: pool h2, y
-            torch.einsum("bcij->bc", x["W3"]) / (n["h2"] * n["y"]),
+            x["W3"].mean((2, 3)),
             # b3[y]: pool y
-            torch.einsum("bci->bc", x["b3"]) / n["y"],
+            x["b3"].mean(2),
         ],
         dim=1,
     )
@@ -317,7 +317,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_x(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry x from input to output."""
     # W1[h1, x*]: pool h1; carry x
-    return torch.einsum("bcij->bcj", x["W1"]) / n["h1"]
+    return x["W1"].mean(2)
 
 
 def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -325,11 +325,11 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool x; carry h1
-            torch.einsum("bcij->bci", x["W1"]) / n["x"],
+            x["W1"].mean(3),
             # b1[h1]: carry h1
             x["b1"],
             # W2[h2, h1*]: pool h2; carry h1
-            torch.einsum("bcij->bcj", x["W2"]) / n["h2"],
+            x["W2"].mean(2),
         ],
         dim=1,
     )
@@ -340,11 +340,11 @@ def _reduce_carry_h2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W2[h2, h1*]: pool h1; carry h2
-            torch.einsum("bcij->bci", x["W2"]) / n["h1"],
+            x["W2"].mean(3),
             # b2[h2]: carry h2
             x["b2"],
             # W3[y, h2*]: pool y; carry h2
-            torch.einsum("bcij->bcj", x["W3"]) / n["y"],
+            x["W3"].mean(2),
         ],
         dim=1,
     )
@@ -355,7 +355,7 @@ def _reduce_carry_y(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W3[y, h2*]: pool h2; carry y
-            torch.einsum("bcij->bci", x["W3"]) / n["h2"],
+            x["W3"].mean(3),
             # b3[y]: carry y
             x["b3"],
         ],

@@ -478,23 +478,23 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: pool r
-            (torch.einsum("bcijkl->bcjkl", x["K0"]) / n["r"]).flatten(1, 4),
+            x["K0"].mean(2).flatten(1, 4),
             # b0[r]: pool r
-            torch.einsum("bci->bc", x["b0"]) / n["r"],
+            x["b0"].mean(2),
             # ln1_w[r]: pool r
-            torch.einsum("bci->bc", x["ln1_w"]) / n["r"],
+            x["ln1_w"].mean(2),
             # ln1_b[r]: pool r
-            torch.einsum("bci->bc", x["ln1_b"]) / n["r"],
+            x["ln1_b"].mean(2),
             # b1b[r]: pool r
-            torch.einsum("bci->bc", x["b1b"]) / n["r"],
+            x["b1b"].mean(2),
             # ln2_w[r]: pool r
-            torch.einsum("bci->bc", x["ln2_w"]) / n["r"],
+            x["ln2_w"].mean(2),
             # ln2_b[r]: pool r
-            torch.einsum("bci->bc", x["ln2_b"]) / n["r"],
+            x["ln2_b"].mean(2),
             # b2b[r]: pool r
-            torch.einsum("bci->bc", x["b2b"]) / n["r"],
+            x["b2b"].mean(2),
             # W[y, r*]: pool r
-            (torch.einsum("bcij->bci", x["W"]) / n["r"]).flatten(1, 2),
+            x["W"].mean(3).flatten(1, 2),
             # b[y]: as is
             x["b"].flatten(1, 2),
         ],
@@ -507,7 +507,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: carry r
-            torch.einsum("bcijkl->bcjkli", x["K0"]).flatten(1, 4),
+            x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
             # b0[r]: carry r
             x["b0"],
             # ln1_w[r]: carry r
@@ -534,7 +534,7 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K1a[m1, r*, k3, k3]: pool r; carry m1
-            (torch.einsum("bcijkl->bckli", x["K1a"]) / n["r"]).flatten(1, 3),
+            x["K1a"].mean(3).permute(0, 1, 3, 4, 2).flatten(1, 3),
             # b1a[m1]: carry m1
             x["b1a"],
         ],
@@ -545,7 +545,7 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     # K1b[r, m1*, k3, k3]: pool r; carry m1
-    return (torch.einsum("bcijkl->bcklj", x["K1b"]) / n["r"]).flatten(1, 3)
+    return x["K1b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
 
 
 def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -553,7 +553,7 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # K2a[m2, r*, k3, k3]: pool r; carry m2
-            (torch.einsum("bcijkl->bckli", x["K2a"]) / n["r"]).flatten(1, 3),
+            x["K2a"].mean(3).permute(0, 1, 3, 4, 2).flatten(1, 3),
             # b2a[m2]: carry m2
             x["b2a"],
         ],
@@ -564,31 +564,31 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry m2 from input to output."""
     # K2b[r, m2*, k3, k3]: pool r; carry m2
-    return (torch.einsum("bcijkl->bcklj", x["K2b"]) / n["r"]).flatten(1, 3)
+    return x["K2b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
 
 
 def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1a[m1, r*, k3, k3]: carry m1, r
-    return torch.einsum("bcijkl->bcklij", x["K1a"]).flatten(1, 3)
+    return x["K1a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
 def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1b[r, m1*, k3, k3]: carry r, m1
-    return torch.einsum("bcijkl->bcklij", x["K1b"]).flatten(1, 3)
+    return x["K1b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
 def _reduce_carry_r_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2a[m2, r*, k3, k3]: carry m2, r
-    return torch.einsum("bcijkl->bcklij", x["K2a"]).flatten(1, 3)
+    return x["K2a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
 def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2b[r, m2*, k3, k3]: carry r, m2
-    return torch.einsum("bcijkl->bcklij", x["K2b"]).flatten(1, 3)
+    return x["K2b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -965,7 +965,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
         zs = z.split(self._split_carry_r, dim=1)
         # K0[r, cin*, k3, k3]: carry r
-        _add(out, "K0", torch.einsum("bcjkli->bcijkl", zs[0].unflatten(1, (-1, 1, 3, 3))))
+        _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
         # b0[r]: carry r
         _add(out, "b0", zs[1])
         # ln1_w[r]: carry r
@@ -988,9 +988,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
         zs = z.split(self._split_carry_m1, dim=1)
         # K1a[m1, r*, k3, k3]: broadcast r; carry m1
-        _add(
-            out, "K1a", torch.einsum("bckli->bcikl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, :, None]
-        )
+        _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, :, None])
         # b1a[m1]: carry m1
         _add(out, "b1a", zs[1])
 
@@ -999,16 +997,14 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n))
         zs = z.split(self._split_carry_m1_v2, dim=1)
         # K1b[r, m1*, k3, k3]: broadcast r; carry m1
-        _add(out, "K1b", torch.einsum("bcklj->bcjkl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, None])
+        _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, None])
 
     def _mix_carry_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
         z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n))
         zs = z.split(self._split_carry_m2, dim=1)
         # K2a[m2, r*, k3, k3]: broadcast r; carry m2
-        _add(
-            out, "K2a", torch.einsum("bckli->bcikl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, :, None]
-        )
+        _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, :, None])
         # b2a[m2]: carry m2
         _add(out, "b2a", zs[1])
 
@@ -1017,7 +1013,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n))
         zs = z.split(self._split_carry_m2_v2, dim=1)
         # K2b[r, m2*, k3, k3]: broadcast r; carry m2
-        _add(out, "K2b", torch.einsum("bcklj->bcjkl", zs[0].unflatten(1, (-1, 3, 3)))[:, :, None])
+        _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, None])
 
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""

@@ -627,29 +627,29 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: pool r
-            (torch.einsum("bcij->bcj", x["W_in"]) / n["r"]).flatten(1, 2),
+            x["W_in"].mean(2).flatten(1, 2),
             # b_in[r]: pool r
-            torch.einsum("bci->bc", x["b_in"]) / n["r"],
+            x["b_in"].mean(2),
             # ln1a_w[r]: pool r
-            torch.einsum("bci->bc", x["ln1a_w"]) / n["r"],
+            x["ln1a_w"].mean(2),
             # ln1a_b[r]: pool r
-            torch.einsum("bci->bc", x["ln1a_b"]) / n["r"],
+            x["ln1a_b"].mean(2),
             # bo1[r]: pool r
-            torch.einsum("bci->bc", x["bo1"]) / n["r"],
+            x["bo1"].mean(2),
             # ln1b_w[r]: pool r
-            torch.einsum("bci->bc", x["ln1b_w"]) / n["r"],
+            x["ln1b_w"].mean(2),
             # ln1b_b[r]: pool r
-            torch.einsum("bci->bc", x["ln1b_b"]) / n["r"],
+            x["ln1b_b"].mean(2),
             # W1_1[m1, r*]: pool r, m1
-            torch.einsum("bcij->bc", x["W1_1"]) / (n["r"] * n["m1"]),
+            x["W1_1"].mean((2, 3)),
             # b1_1[m1]: pool m1
-            torch.einsum("bci->bc", x["b1_1"]) / n["m1"],
+            x["b1_1"].mean(2),
             # W2_1[r, m1*]: pool r, m1
-            torch.einsum("bcij->bc", x["W2_1"]) / (n["r"] * n["m1"]),
+            x["W2_1"].mean((2, 3)),
             # b2_1[r]: pool r
-            torch.einsum("bci->bc", x["b2_1"]) / n["r"],
+            x["b2_1"].mean(2),
             # W_out[y, r*]: pool r
-            (torch.einsum("bcij->bci", x["W_out"]) / n["r"]).flatten(1, 2),
+            x["W_out"].mean(3).flatten(1, 2),
             # b_out[y]: as is
             x["b_out"].flatten(1, 2),
         ],
@@ -662,7 +662,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: carry r
-            torch.einsum("bcij->bcji", x["W_in"]).flatten(1, 2),
+            x["W_in"].permute(0, 1, 3, 2).flatten(1, 2),
             # b_in[r]: carry r
             x["b_in"],
             # ln1a_w[r]: carry r
@@ -676,9 +676,9 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # ln1b_b[r]: carry r
             x["ln1b_b"],
             # W1_1[m1, r*]: pool m1; carry r
-            torch.einsum("bcij->bcj", x["W1_1"]) / n["m1"],
+            x["W1_1"].mean(2),
             # W2_1[r, m1*]: pool m1; carry r
-            torch.einsum("bcij->bci", x["W2_1"]) / n["m1"],
+            x["W2_1"].mean(3),
             # b2_1[r]: carry r
             x["b2_1"],
             # W_out[y, r*]: carry r
@@ -693,11 +693,11 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # W1_1[m1, r*]: pool r; carry m1
-            torch.einsum("bcij->bci", x["W1_1"]) / n["r"],
+            x["W1_1"].mean(3),
             # b1_1[m1]: carry m1
             x["b1_1"],
             # W2_1[r, m1*]: pool r; carry m1
-            torch.einsum("bcij->bcj", x["W2_1"]) / n["r"],
+            x["W2_1"].mean(2),
         ],
         dim=1,
     )
@@ -710,7 +710,7 @@ def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # W1_1[m1, r*]: carry m1, r
             x["W1_1"],
             # W2_1[r, m1*]: carry m1, r
-            torch.einsum("bcij->bcji", x["W2_1"]),
+            x["W2_1"].permute(0, 1, 3, 2),
         ],
         dim=1,
     )
@@ -721,7 +721,7 @@ def _reduce_carry_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wq1[head1, dk1, r*]: pool r; carry head1, dk1
-            torch.einsum("bcijk->bcij", x["Wq1"]) / n["r"],
+            x["Wq1"].mean(4),
             # bq1[head1, dk1]: carry head1, dk1
             x["bq1"],
         ],
@@ -734,7 +734,7 @@ def _reduce_carry_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wk1[head1, dk1*, r*]: pool r; carry head1, dk1
-            torch.einsum("bcijk->bcij", x["Wk1"]) / n["r"],
+            x["Wk1"].mean(4),
             # bk1[head1, dk1*]: carry head1, dk1
             x["bk1"],
         ],
@@ -747,7 +747,7 @@ def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     return torch.cat(
         [
             # Wv1[head1, dv1, r*]: pool r; carry head1, dv1
-            torch.einsum("bcijk->bcij", x["Wv1"]) / n["r"],
+            x["Wv1"].mean(4),
             # bv1[head1, dv1]: carry head1, dv1
             x["bv1"],
         ],
@@ -758,7 +758,7 @@ def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
 def _reduce_carry_head1_dv1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     """Inputs of the terms that carry head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: pool r; carry head1, dv1
-    return torch.einsum("bcijk->bcjk", x["Wo1"]) / n["r"]
+    return x["Wo1"].mean(2)
 
 
 def _reduce_carry_r_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
@@ -1207,7 +1207,7 @@ class EquivariantLayer(nn.Module):
         z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
         zs = z.split(self._split_carry_r, dim=1)
         # W_in[r, x*]: carry r
-        _add(out, "W_in", torch.einsum("bcji->bcij", zs[0].unflatten(1, (-1, 3))))
+        _add(out, "W_in", zs[0].unflatten(1, (-1, 3)).permute(0, 1, 3, 2))
         # b_in[r]: carry r
         _add(out, "b_in", zs[1])
         # ln1a_w[r]: carry r
@@ -1247,7 +1247,7 @@ class EquivariantLayer(nn.Module):
         # W1_1[m1, r*]: carry m1, r
         _add(out, "W1_1", zs[0])
         # W2_1[r, m1*]: carry m1, r
-        _add(out, "W2_1", torch.einsum("bcji->bcij", zs[1]))
+        _add(out, "W2_1", zs[1].permute(0, 1, 3, 2))
 
     def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""

@@ -147,14 +147,23 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
             fixed.append(sub_in[-1])
     src = "bc" + "".join(sub_in)
     dst = "bc" + "".join(fixed) + "".join(carry[k] for k in range(len(p.slot_types)))
+    diagonal = len(set(sub_in)) < len(sub_in)
     expr = f"x[{lit(p.tensor)}]"
-    if src != dst:
+    if diagonal:  # einsum takes diagonals; the mean divides by the pooled sizes after
         expr = f"torch.einsum({lit(f'{src}->{dst}')}, {expr})"
-    if p.pool_types:
-        sizes = _size_expr(p.pool_types)
-        expr += f" / {sizes}" if len(p.pool_types) == 1 else f" / ({sizes})"
-        if fixed:
-            expr = f"({expr})"
+        if p.pool_types:
+            sizes = _size_expr(p.pool_types)
+            expr += f" / {sizes}" if len(p.pool_types) == 1 else f" / ({sizes})"
+            if fixed:
+                expr = f"({expr})"
+    else:  # plain means and a permutation: one kernel each, no einsum parsing
+        pooled = tuple(i for i, letter in enumerate(src) if letter not in dst)
+        if pooled:
+            expr += f".mean({pooled[0] if len(pooled) == 1 else _int_tuple(pooled)})"
+        kept = [letter for letter in src if letter in dst]
+        order = tuple(kept.index(letter) for letter in dst)
+        if order != tuple(range(len(order))):
+            expr += f".permute({', '.join(map(str, order))})"
     if fixed:
         expr = f"{expr}.flatten(1, {1 + len(fixed)})"
     what = []
@@ -198,8 +207,10 @@ def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
     operands = [z, *(f"_eye(n[{lit(t)}], {var})" for _, t in eyes)]
     dst = "bc" + "".join(out_sub)
     expr = z
-    if ",".join(subs) != dst:
+    if eyes:  # onto a diagonal: einsum with identity matrices
         expr = f"torch.einsum({lit(','.join(subs) + '->' + dst)}, {', '.join(operands)})"
+    elif subs[0] != dst:
+        expr = f"{z}.permute({', '.join(str(subs[0].index(letter)) for letter in dst)})"
     while index[-1] == ":":
         index.pop()
         if not index:
