@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import jinja2
-import numpy as np
 
 from qgen import __version__
-from qgen.basis import OUT, Block, GridFactor, solve
-from qgen.errors import SpecError
-from qgen.groups import get_kind, kind_of
+from qgen.basis import solve
+from qgen.codegen_escnn import (
+    Bases,
+    EscnnMap,
+    escnn_context,
+    escnn_map,
+    plain_size,
+    string_pieces,
+)
+from qgen.groups import get_kind
 from qgen.plan import (
     BCAST,
     CARRY,
@@ -32,6 +37,7 @@ from qgen.plan import (
     OutPattern,
     plan_layer,
 )
+from qgen.pytext import int_tuple, lit, wrap
 from qgen.spec import Spec
 
 __all__ = ["TEMPLATES", "lit", "wrap", "render_module", "render_tests"]
@@ -48,40 +54,6 @@ def _find_templates() -> Path:
 TEMPLATES = _find_templates()
 # einsum letters for axes: "b" (batch) and "c" (channels) are reserved.
 _LETTERS = "ijklmnopqrstuvwxyzadefghABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_WIDTH = 100
-
-
-def lit(value: object) -> str:
-    """A Python literal in the style ruff format writes (double-quoted strings).
-
-    Strings here are validated identifiers, axis names and einsum subscripts; anything
-    with a quote or backslash is refused rather than escaped.
-    """
-    if isinstance(value, str):
-        if any(ch in value for ch in '"\\\n') or not value.isprintable():
-            raise ValueError(f"refusing to write {value!r} into generated code")
-        return f'"{value}"'
-    return repr(value)
-
-
-def wrap(
-    indent: int, head: str, items: list[str], tail: str = "", literal: bool = False
-) -> list[str]:
-    """``head + items + tail`` laid out as ruff format does at line length 100.
-
-    ``head`` ends with the opening bracket and ``tail`` starts with the closing one.
-    Calls that do not fit put their arguments on one indented line if that fits;
-    collection literals (``literal=True``) and longer calls get one item per line and a
-    trailing comma.
-    """
-    pad = " " * indent
-    one = f"{pad}{head}{', '.join(items)}{tail}"
-    if len(one) <= _WIDTH or not items:
-        return [one]
-    inner = f"{pad}    {', '.join(items)}"
-    if not literal and len(inner) <= _WIDTH:
-        return [f"{pad}{head}", inner, f"{pad}{tail}"]
-    return [f"{pad}{head}", *(f"{pad}    {a}," for a in items), f"{pad}{tail}"]
 
 
 def _environment() -> jinja2.Environment:
@@ -159,7 +131,7 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     else:  # plain means and a permutation: one kernel each, no einsum parsing
         pooled = tuple(i for i, letter in enumerate(src) if letter not in dst)
         if pooled:
-            expr += f".mean({pooled[0] if len(pooled) == 1 else _int_tuple(pooled)})"
+            expr += f".mean({pooled[0] if len(pooled) == 1 else int_tuple(pooled)})"
         kept = [letter for letter in src if letter in dst]
         order = tuple(kept.index(letter) for letter in dst)
         if order != tuple(range(len(order))):
@@ -275,14 +247,10 @@ class GroupCode:
         p = self.placements[0]
         args = []
         if p.fixed_sizes:
-            args.append(f"fixed={_int_tuple(p.fixed_sizes)}")
+            args.append(f"fixed={int_tuple(p.fixed_sizes)}")
         if p.order != tuple(range(len(p.order))):
-            args.append(f"order={_int_tuple(p.order)}")
+            args.append(f"order={int_tuple(p.order)}")
         return args
-
-
-def _int_tuple(items: tuple[int, ...]) -> str:
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(map(str, items))})"
 
 
 def _tuple_literal(items: list[str]) -> str:
@@ -294,7 +262,7 @@ def _axes_text(spec: Spec, tensor: str) -> str:
     return ", ".join(map(str, spec.tensor(tensor).axes))
 
 
-def _group_code(plan: LayerPlan, group: Group, bases: _Bases | None = None) -> GroupCode:
+def _group_code(plan: LayerPlan, group: Group, bases: Bases | None = None) -> GroupCode:
     spec = plan.spec
     pair_rows, bias_maps = [], []
     if group.escnn and bases is not None:
@@ -330,307 +298,8 @@ def _tensor_widths(patterns: list[InPattern] | list[OutPattern], spec: Spec) -> 
     counted by the commutant dimensions of ``_block_counts``, not here)."""
     widths: dict[str, int] = {}
     for p in patterns:
-        widths[p.tensor] = widths.get(p.tensor, 0) + _plain_size(spec, p.tensor)
+        widths[p.tensor] = widths.get(p.tensor, 0) + plain_size(spec, p.tensor)
     return [f"{lit(t)}: {w}" for t, w in widths.items()]
-
-
-def _escnn_axis_types(spec: Spec) -> dict[str, str]:
-    """Fixed type -> the escnn type acting on its axes (itself, or the grid it is tied to)."""
-    out = {}
-    for d in spec.types.values():
-        if d.rep is not None:
-            for t in d.tie or (d.name,):
-                out[t] = d.name
-    return out
-
-
-def _plain_size(spec: Spec, tensor: str) -> int:
-    escnn = _escnn_axis_types(spec)
-    sizes = [
-        spec.types[a.type].size
-        for a in spec.tensor(tensor).axes
-        if spec.types[a.type].fixed and a.type not in escnn
-    ]
-    out = 1
-    for n in sizes:
-        out *= n
-    return out
-
-
-# --------------------------------------------------------------------------- #
-# escnn types: exact commutant bases baked into the module, mixes formed from them
-
-
-def number_text(x: float) -> str:
-    """An exact literal for a basis or matrix entry: an integer, a small fraction ``n/d``
-    (the value the generated code computes, ``n / d``, is the same float), or the float's
-    shortest repr."""
-    if x == int(x):
-        return str(int(x))
-    f = Fraction(x).limit_denominator(64)
-    if f.numerator / f.denominator == x:
-        return f"{f.numerator}/{f.denominator}"
-    return repr(float(x))
-
-
-def sparse_text(array: np.ndarray) -> str:
-    """``array`` (leading dim: elements) as text: elements separated by ``;``, each its
-    nonzero entries ``flat`` (value 1) or ``flat:value`` in flat (C) order."""
-    rows = []
-    array = np.asarray(array, dtype=np.float64)
-    for row in array.reshape(len(array), array[0].size if len(array) else 0):
-        entries = [
-            str(i) if v == 1 else f"{i}:{number_text(v)}" for i, v in enumerate(row) if v != 0
-        ]
-        rows.append(" ".join(entries))
-    return "; ".join(rows)
-
-
-def string_pieces(text: str, width: int) -> list[str]:
-    """``text`` cut at spaces into string literals of at most ``width`` characters."""
-    pieces, current = [], ""
-    for word in text.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if current and len(candidate) + 3 > width:
-            pieces.append(current + " ")
-            current = word
-        else:
-            current = candidate
-    pieces.append(current)
-    return [lit(p) for p in pieces]
-
-
-@dataclass(frozen=True)
-class BasisCode:
-    """One baked commutant basis: ``(count, *axis sizes)``, a grid's cells as ``(k, k)``."""
-
-    index: int
-    shape: tuple[int, ...]
-    text: str
-    comment: str
-
-
-class _Bases:
-    """The bases a module needs, numbered by first use (deterministic)."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple, BasisCode] = {}
-
-    def add(self, factor, spec: Spec) -> int:
-        key = (factor.type, factor.variances)
-        if key not in self.items:
-            array = factor.kind.basis(factor.variances)
-            if isinstance(factor, GridFactor):
-                k = factor.kind.rep.grid
-                array = array.reshape(len(array), *[k] * (2 * len(factor.variances)))
-            sides = {OUT: [], "in": []}
-            for a in factor.axes:
-                sides[a.side].append(spec.tensor(a.tensor).axes[a.position])
-            where = "; ".join(
-                f"{side} {', '.join(map(str, axes))}" for side, axes in sides.items() if axes
-            )
-            comment = f"{factor.type} ({factor.kind.rep.describe()}), {where}: {len(array)} map(s)"
-            index = len(self.items)
-            self.items[key] = BasisCode(index, tuple(array.shape), sparse_text(array), comment)
-        return self.items[key].index
-
-
-@dataclass(frozen=True)
-class EscnnMap:
-    """How one block of a mix (or a bias, or an invariant projection) is formed on fixed
-    axes: coefficients ``[o, *out plain, i, *in plain, *counts]`` contracted with the
-    bases of the escnn factors (``equation``; None: the coefficients are the block)."""
-
-    out_shape: tuple[int, ...]
-    in_shape: tuple[int, ...]
-    counts: tuple[int, ...]
-    equation: str | None
-    bases: tuple[int, ...]
-    out_size: int  # product of the output's fixed sizes
-    in_size: int
-    maps: int  # basis elements per channel pair
-    comment: str
-    in_fixed: tuple[int, ...] = ()  # the input's fixed sizes, in axis order
-
-    @property
-    def projection(self) -> str | None:
-        """For an invariant (no output): the einsum projecting ``[batch, in, *fixed]`` onto
-        the coefficients ``[batch, in, *plain, *dims]`` (the block's equation turned around)."""
-        if self.equation is None:
-            return None
-        lhs, result = self.equation.split("->")
-        coef, *bases = lhs.split(",")
-        return f"z{result},{','.join(bases)}->z{coef}"
-
-    @property
-    def in_fixed_literal(self) -> str:
-        return _int_tuple(self.in_fixed) if self.in_fixed else "()"
-
-    @property
-    def bases_literal(self) -> str:
-        return _int_tuple(self.bases) if self.bases else "()"
-
-    @property
-    def literal(self) -> str:
-        """``(out plain, in plain, counts, equation, bases, out size, in size)``."""
-        items = [
-            _int_tuple(self.out_shape) if self.out_shape else "()",
-            _int_tuple(self.in_shape) if self.in_shape else "()",
-            _int_tuple(self.counts) if self.counts else "()",
-            lit(self.equation) if self.equation else "None",
-            _int_tuple(self.bases) if self.bases else "()",
-            str(self.out_size),
-            str(self.in_size),
-        ]
-        return f"({', '.join(items)})"
-
-
-_AXIS_LETTERS = "abdefghjklmnpqrstuvwxy"  # not c, i, o, z: channels and batch
-_BASIS_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXY"
-
-
-def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: _Bases) -> EscnnMap:
-    """The block of a mix between a pattern of ``out`` and one of ``in_`` (either None: a
-    bias, or an invariant projection), restricted on escnn axes to their commutant."""
-    block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
-    fixed = [a for a in block.axes if spec.types[a.type].fixed]
-    factors = [f for f in block.fixed_factors if getattr(f.kind, "rep", None) is not None]
-    owned = {a for f in factors for a in f.axes}
-    letter = dict(zip(fixed, _AXIS_LETTERS, strict=False))
-    if len(fixed) > len(_AXIS_LETTERS) or len(factors) > len(_BASIS_LETTERS):
-        raise SpecError("too many fixed axes in one block for generated code", spec.source)
-
-    def sizes(side: str, plain: bool) -> tuple[int, ...]:
-        return tuple(
-            spec.types[a.type].size
-            for a in fixed
-            if a.side == side and (not plain or a not in owned)
-        )
-
-    def subscript(side: str, plain: bool) -> str:
-        return "".join(letter[a] for a in fixed if a.side == side and (not plain or a not in owned))
-
-    used = tuple(bases.add(f, spec) for f in factors)
-    counts = tuple(f.count({}) for f in factors)
-    equation = None
-    if factors:
-        uppers = _BASIS_LETTERS[: len(factors)]
-        coef = ("o" + subscript(OUT, True) if out else "") + (
-            "i" + subscript("in", True) if in_ else ""
-        )
-        operands = [coef + uppers] + [
-            u + "".join(letter[a] for a in f.axes) for u, f in zip(uppers, factors, strict=True)
-        ]
-        result = ("o" + subscript(OUT, False) if out else "") + (
-            "i" + subscript("in", False) if in_ else ""
-        )
-        equation = ",".join(operands) + "->" + result
-    prod = 1
-    for c in counts:
-        prod *= c
-    out_size, in_size = (_product(sizes(side, False)) for side in (OUT, "in"))
-    names = " x ".join(f"{f.type} ({f.kind.rep.describe()})" for f in factors) or "dense"
-    return EscnnMap(
-        out_shape=sizes(OUT, True),
-        in_shape=sizes("in", True),
-        counts=counts,
-        equation=equation,
-        bases=used,
-        out_size=out_size,
-        in_size=in_size,
-        maps=block.fixed_multiplicity,
-        comment=(
-            f"{out} <- {in_}" if out and in_ else f"{out} bias" if out else f"{in_} invariants"
-        )
-        + f": {names}",
-        in_fixed=sizes("in", False),
-    )
-
-
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
-
-
-def _escnn_context(spec: Spec, plan: LayerPlan, bases: _Bases) -> dict:
-    """Per escnn type: how generated code samples it; tables for ``_block_counts``; the
-    invariant projections of the head."""
-    types = []
-    for d in spec.types.values():
-        if d.rep is None:
-            continue
-        kind = kind_of(d)
-        entry = {
-            "name": d.name,
-            "describe": d.rep.describe(),
-            "size": d.size,
-            "tie": d.tie,
-            "elements": None,
-            "planar": None,
-            "spatial": None,
-        }
-        if d.rep.finite:
-            elements = np.array(kind.elements())
-            entry["elements"] = sparse_text(elements)
-            entry["elements_shape"] = tuple(elements.shape)
-        elif d.rep.family in ("so2", "o2"):
-            entry["planar"] = [_planar_summand(d.rep.family, s) for s in d.rep.summands]
-        else:
-            bad = [s for s in d.rep.summands if s[0] not in ("standard", "trivial")]
-            if bad:
-                raise SpecError(
-                    f"type {d.name}: generated code samples {d.rep.describe()} only with "
-                    "standard and trivial summands (rotation matrices); irreps of SO(3) and "
-                    "O(3) (Wigner matrices) need escnn, which generated modules never import",
-                    source=spec.source,
-                )
-            entry["spatial"] = [s[0] for s in d.rep.summands]
-            entry["proper"] = d.rep.family == "so3"
-        types.append(entry)
-    axis_types = _escnn_axis_types(spec)
-    dims = {}
-    for d in spec.types.values():
-        if d.rep is None:
-            continue
-        top = max(
-            sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
-            for t in spec.tensors
-        )
-        kind = kind_of(d)
-        dims[d.name] = [kind.count((1,) * m) for m in range(2 * top + 1)]
-    head = [escnn_map(spec, None, p.tensor, bases) for p in plan.pooled.inputs]
-    escnn_axes = {}
-    for t in spec.tensors:
-        mine = {}
-        for d in spec.types.values():
-            if d.rep is not None:
-                m = sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
-                if m:
-                    mine[d.name] = m
-        escnn_axes[t.name] = mine
-    return {
-        "escnn_axes": escnn_axes,
-        "escnn_types": types,
-        "commutant_dims": dims,
-        "escnn_axis_types": axis_types,
-        "grids": {d.name: d.tie for d in spec.types.values() if d.tie},
-        "head_maps": head if any(m.equation for m in head) else [],
-    }
-
-
-def _planar_summand(family: str, summand: tuple) -> tuple[int, int]:
-    """escnn's O(2) irrep id ``(j, k)`` of a summand; SO(2) irrep ``k`` is O(2)'s
-    ``(1, k)`` (``(0, 0)`` for ``k = 0``) at flip 0."""
-    if summand[0] == "standard":
-        return (1, 1)
-    if summand[0] == "trivial":
-        return (0, 0)
-    ident = summand[1]
-    if family == "so2":
-        return (0, 0) if ident[0] == 0 else (1, int(ident[0]))
-    return (int(ident[0]), int(ident[1]))
 
 
 def _context(spec: Spec, plan: LayerPlan) -> dict:
@@ -644,10 +313,10 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         for t in spec.types.values()
         if not t.fixed and get_kind(t.kind).continuous and uses[t.name]
     ]
-    bases = _Bases()
+    bases = Bases()
     groups = [_group_code(plan, g, bases) for g in plan.groups]
     escnn = (
-        _escnn_context(spec, plan, bases)
+        escnn_context(spec, plan, bases)
         if any(t.rep is not None for t in spec.types.values())
         else {
             "escnn_types": [],
