@@ -467,8 +467,10 @@ def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
 
 
 def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``."""
-    return _product(weight, r.flatten(2)).unflatten(-1, r.shape[2:])
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``, contiguous (a copy of
+    the small product when it is a transposed view): an elementwise sum lays its result
+    out like its operands, so the sums of its chunks come out contiguous too."""
+    return _product(weight, r.flatten(2)).contiguous().unflatten(-1, r.shape[2:])
 
 
 def _mix_into(
@@ -481,9 +483,9 @@ def _mix_into(
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
-    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
-    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
-    product into the tensor's, so the result is a permuted view (no transposed copy).
+    The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
+    terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
+    to the tensor's axes as a view (no transposed copy).
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -492,13 +494,8 @@ def _mix_into(
     order = order or tuple(range(len(shape)))
     if acc is None:
         return _mix(weight, r).view(shape).permute(order)
-    target = [shape[i] for i in order]
-    owned = acc._base is None and list(acc.shape) == target  # a sum made in this forward
-    acc = acc.expand(target).permute(sorted(range(len(order)), key=order.__getitem__))
-    if not acc.is_contiguous():
-        acc = acc.contiguous()
-    elif not owned:
-        acc = acc.clone()
+    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+        acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
     if 8 * inputs.shape[-1] < weight.shape[0]:
         flat.add_(_product(weight, inputs))

@@ -687,8 +687,10 @@ def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
 
 
 def _mix(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``."""
-    return _product(weight, r.flatten(2)).unflatten(-1, r.shape[2:])
+    """``weight @ r`` over dim 1 of ``r: [batch, in, *carried]``, contiguous (a copy of
+    the small product when it is a transposed view): an elementwise sum lays its result
+    out like its operands, so the sums of its chunks come out contiguous too."""
+    return _product(weight, r.flatten(2)).contiguous().unflatten(-1, r.shape[2:])
 
 
 def _mix_into(
@@ -701,9 +703,9 @@ def _mix_into(
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
-    The product has the layout ``[batch, out, *fixed, *carried]``; ``order`` permutes it
-    to the tensor's axes. ``acc`` is brought into the product's layout rather than the
-    product into the tensor's, so the result is a permuted view (no transposed copy).
+    The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
+    terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
+    to the tensor's axes as a view (no transposed copy).
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -712,13 +714,8 @@ def _mix_into(
     order = order or tuple(range(len(shape)))
     if acc is None:
         return _mix(weight, r).view(shape).permute(order)
-    target = [shape[i] for i in order]
-    owned = acc._base is None and list(acc.shape) == target  # a sum made in this forward
-    acc = acc.expand(target).permute(sorted(range(len(order)), key=order.__getitem__))
-    if not acc.is_contiguous():
-        acc = acc.contiguous()
-    elif not owned:
-        acc = acc.clone()
+    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+        acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
     if 8 * inputs.shape[-1] < weight.shape[0]:
         flat.add_(_product(weight, inputs))
@@ -987,8 +984,8 @@ class EquivariantLayer(nn.Module):
         """Terms that carry m1 (100 per channel pair)."""
         z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
         zs = z.split(self._split_carry_m1, dim=1)
-        # K1a[m1, r*, k3, k3]: broadcast r; carry m1
-        _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, :, None])
+        # K1a[m1, r*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
+        _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b1a[m1]: carry m1
         _add(out, "b1a", zs[1])
 
@@ -996,15 +993,15 @@ class EquivariantLayer(nn.Module):
         """Terms that carry m1 (81 per channel pair)."""
         z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n))
         zs = z.split(self._split_carry_m1_v2, dim=1)
-        # K1b[r, m1*, k3, k3]: broadcast r; carry m1
-        _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, None])
+        # K1b[r, m1*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
+        _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
     def _mix_carry_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
         z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n))
         zs = z.split(self._split_carry_m2, dim=1)
-        # K2a[m2, r*, k3, k3]: broadcast r; carry m2
-        _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, :, None])
+        # K2a[m2, r*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
+        _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b2a[m2]: carry m2
         _add(out, "b2a", zs[1])
 
@@ -1012,8 +1009,8 @@ class EquivariantLayer(nn.Module):
         """Terms that carry m2 (81 per channel pair)."""
         z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n))
         zs = z.split(self._split_carry_m2_v2, dim=1)
-        # K2b[r, m2*, k3, k3]: broadcast r; carry m2
-        _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3)).permute(0, 1, 4, 2, 3)[:, :, None])
+        # K2b[r, m2*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
+        _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""

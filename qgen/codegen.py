@@ -151,26 +151,38 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     return Reduction(p.tensor, expr, comment)
 
 
-def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
+def _placement(
+    q: OutPattern, axes_text: str, var: str, layout: tuple[int, ...] | None = None
+) -> Placement:
+    """How chunk ``var`` of the mix becomes a contribution to ``out[q.tensor]``.
+
+    ``layout`` (a permutation of the tensor's dims, batch and channels included) asks for
+    the contribution with its dims in that order: the terms of a tensor whose last group
+    is a fused mix are summed in that mix's layout, so the sum is its addend as it is.
+    """
     letters = iter(_LETTERS)
     first: dict[tuple[str, int], str] = {}  # first output letter of each carried/broadcast part
     eyes: list[tuple[str, str]] = []  # (two letters, type) of each delta a diagonal needs
-    out_sub, fixed, index = [], [], [":", ":"]
+    fixed: list[str] = []
+    per_axis: list[str | None] = []  # the letter of each tensor axis; None: broadcast, size 1
     for kind, k in q.labels:
         letter = next(letters)
         if kind == FIXED:
             fixed.append(letter)
+        elif kind == BCAST and q.labels.count((BCAST, k)) == 1:
+            per_axis.append(None)  # a size-1 axis that the sum broadcasts
+            continue
         else:
-            if kind == BCAST and q.labels.count((BCAST, k)) == 1:
-                index.append("None")  # a size-1 axis that the sum broadcasts
-                continue
             type_ = q.slot_types[k] if kind == CARRY else q.bcast_types[k]
             if (kind, k) in first:
                 eyes.append((first[kind, k] + letter, type_))
             else:
                 first[kind, k] = letter
-        out_sub.append(letter)
-        index.append(":")
+        per_axis.append(letter)
+    if layout is not None:
+        per_axis = [per_axis[d - 2] for d in layout[2:]]
+    out_sub = [letter for letter in per_axis if letter is not None]
+    index = [":", ":"] + ["None" if letter is None else ":" for letter in per_axis]
     slots = "".join(first[CARRY, k] for k in range(len(q.slot_types)))
     subs = ["bc" + "".join(fixed) + slots, *(pair for pair, _ in eyes)]
     z = var
@@ -183,10 +195,8 @@ def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
         expr = f"torch.einsum({lit(','.join(subs) + '->' + dst)}, {', '.join(operands)})"
     elif subs[0] != dst:
         expr = f"{z}.permute({', '.join(str(subs[0].index(letter)) for letter in dst)})"
-    while index[-1] == ":":
+    while index and index[-1] == ":":
         index.pop()
-        if not index:
-            break
     if index:
         expr += "[" + ", ".join(index) + "]"
     what = []
@@ -196,10 +206,12 @@ def _placement(q: OutPattern, axes_text: str, var: str) -> Placement:
         what.append("carry " + ", ".join(q.slot_types))
     if eyes:
         what.append("onto a diagonal")
+    if layout is not None:
+        what.append("in the layout of its fused mix")
     comment = f"{q.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
     full = "None" not in index
     order = None
-    if full and not eyes:
+    if full and not eyes and layout is None:
         chunk = subs[0]
         order = tuple(chunk.index(letter) for letter in dst)
     return Placement(q.tensor, expr, comment, q.fixed_size, full, order, q.fixed_sizes)
@@ -253,6 +265,32 @@ class GroupCode:
         return args
 
 
+def _fused_layouts(groups: list[GroupCode]) -> dict[str, tuple[int, ...]]:
+    """Per tensor whose last group is a fused mix with moved axes: that mix's layout
+    ``[batch, channels, *fixed, *carried]`` as a permutation of the tensor's dims.
+
+    Its other terms are then summed in that layout, so the sum is the matmul's addend
+    as it is, and only the fused mix's result is a permuted view (one transposed pass
+    over the tensor, its input's, instead of two)."""
+    last: dict[str, GroupCode] = {}
+    fused_into: dict[str, int] = {}
+    for g in groups:
+        for p in g.placements:
+            last[p.tensor] = g
+        if g.fused:
+            tensor = g.placements[0].tensor
+            fused_into[tensor] = fused_into.get(tensor, 0) + 1
+    layouts = {}
+    for tensor, g in last.items():
+        if not g.fused or fused_into[tensor] != 1:
+            continue
+        order = g.placements[0].order
+        assert order is not None  # fused groups have one full placement with an order
+        if order != tuple(range(len(order))):
+            layouts[tensor] = tuple(sorted(range(len(order)), key=order.__getitem__))
+    return layouts
+
+
 def _tuple_literal(items: list[str]) -> str:
     body = ", ".join(lit(i) for i in items)
     return f"({body},)" if len(items) == 1 else f"({body})"
@@ -262,7 +300,12 @@ def _axes_text(spec: Spec, tensor: str) -> str:
     return ", ".join(map(str, spec.tensor(tensor).axes))
 
 
-def _group_code(plan: LayerPlan, group: Group, bases: Bases | None = None) -> GroupCode:
+def _group_code(
+    plan: LayerPlan,
+    group: Group,
+    bases: Bases | None = None,
+    layouts: dict[str, tuple[int, ...]] | None = None,
+) -> GroupCode:
     spec = plan.spec
     pair_rows, bias_maps = [], []
     if group.escnn and bases is not None:
@@ -273,8 +316,10 @@ def _group_code(plan: LayerPlan, group: Group, bases: Bases | None = None) -> Gr
         if group.bias:
             bias_maps = [escnn_map(spec, q.tensor, None, bases) for q in group.outputs]
     reductions = [_reduction(p, _axes_text(spec, p.tensor)) for p in group.inputs]
+    layouts = layouts or {}
     placements = [
-        _placement(q, _axes_text(spec, q.tensor), f"zs[{i}]") for i, q in enumerate(group.outputs)
+        _placement(q, _axes_text(spec, q.tensor), f"zs[{i}]", layouts.get(q.tensor))
+        for i, q in enumerate(group.outputs)
     ]
     return GroupCode(
         group,
@@ -315,6 +360,11 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     ]
     bases = Bases()
     groups = [_group_code(plan, g, bases) for g in plan.groups]
+    layouts = _fused_layouts(groups)
+    if layouts:  # earlier terms of those tensors are summed in their fused mix's layout
+        groups = [
+            g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups
+        ]
     escnn = (
         escnn_context(spec, plan, bases)
         if any(t.rep is not None for t in spec.types.values())
