@@ -362,9 +362,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     groups = [_group_code(plan, g, bases) for g in plan.groups]
     layouts = _fused_layouts(groups)
     if layouts:  # earlier terms of those tensors are summed in their fused mix's layout
-        groups = [
-            g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups
-        ]
+        groups = [g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups]
     escnn = (
         escnn_context(spec, plan, bases)
         if any(t.rep is not None for t in spec.types.values())
