@@ -473,7 +473,12 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _means(x: Weights) -> Weights:
+    """Means that several reductions share: none here (no nested poolings)."""
+    return {}
+
+
+def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
     return torch.cat(
         [
@@ -502,7 +507,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r from input to output."""
     return torch.cat(
         [
@@ -529,7 +534,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     return torch.cat(
         [
@@ -542,13 +547,13 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     # K1b[r, m1*, k3, k3]: pool r; carry m1
     return x["K1b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
 
 
-def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m2 from input to output."""
     return torch.cat(
         [
@@ -561,31 +566,31 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m2 from input to output."""
     # K2b[r, m2*, k3, k3]: pool r; carry m2
     return x["K2b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
 
 
-def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1a[m1, r*, k3, k3]: carry m1, r
     return x["K1a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
-def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1b[r, m1*, k3, k3]: carry r, m1
     return x["K1b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
-def _reduce_carry_r_m2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2a[m2, r*, k3, k3]: carry m2, r
     return x["K2a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
 
 
-def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2b[r, m2*, k3, k3]: carry r, m2
     return x["K2b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
@@ -676,12 +681,16 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
+def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
+    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
+    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
+    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
+    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``weight @ flat`` for ``flat: [batch, in, n]``: one ``bmm`` with the weight broadcast
-    over the batch (no transposed copy of ``flat``), unless few entries ``n`` meet many
-    output rows (small widths, many channels): then one ``mm`` with the batch folded into
-    the rows is several times faster, and the result is a transposed view."""
-    if 8 * flat.shape[-1] < weight.shape[0]:
+    """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
+    if _folds(weight, flat):
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -717,7 +726,7 @@ def _mix_into(
     if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if 8 * inputs.shape[-1] < weight.shape[0]:
+    if _folds(weight, inputs):
         flat.add_(_product(weight, inputs))
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
@@ -916,25 +925,26 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
+        m = _means(x)
         out: Weights = {}
-        self._mix_pooled(x, n, out)
-        self._mix_carry_r(x, n, out)
-        self._mix_carry_m1(x, n, out)
-        self._mix_carry_m1_v2(x, n, out)
-        self._mix_carry_m2(x, n, out)
-        self._mix_carry_m2_v2(x, n, out)
-        self._mix_carry_r_m1(x, n, out)
-        self._mix_carry_r_m1_v2(x, n, out)
-        self._mix_carry_r_m2(x, n, out)
-        self._mix_carry_r_m2_v2(x, n, out)
+        self._mix_pooled(x, n, m, out)
+        self._mix_carry_r(x, n, m, out)
+        self._mix_carry_m1(x, n, m, out)
+        self._mix_carry_m1_v2(x, n, m, out)
+        self._mix_carry_m2(x, n, m, out)
+        self._mix_carry_m2_v2(x, n, m, out)
+        self._mix_carry_r_m1(x, n, m, out)
+        self._mix_carry_r_m1_v2(x, n, m, out)
+        self._mix_carry_r_m2(x, n, m, out)
+        self._mix_carry_r_m2_v2(x, n, m, out)
         y = _complete(out, x, self.out_channels)
         if self.relaxation is not None:
             y = act(self.relaxation(x), y)
         return y
 
-    def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (400 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
         zs = z.split(self._split_pooled, dim=1)
         # K0[r, cin*, k3, k3]: broadcast r
         _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3))[:, :, None])
@@ -957,9 +967,9 @@ class EquivariantLayer(nn.Module):
         # b[y]: as is
         _add(out, "b", zs[9].unflatten(1, (-1, 2)))
 
-    def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (324 per channel pair)."""
-        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
+        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
         zs = z.split(self._split_carry_r, dim=1)
         # K0[r, cin*, k3, k3]: carry r
         _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
@@ -980,78 +990,78 @@ class EquivariantLayer(nn.Module):
         # W[y, r*]: carry r
         _add(out, "W", zs[8].unflatten(1, (-1, 2)))
 
-    def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (100 per channel pair)."""
-        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
+        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
         zs = z.split(self._split_carry_m1, dim=1)
         # K1a[m1, r*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
         _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b1a[m1]: carry m1
         _add(out, "b1a", zs[1])
 
-    def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (81 per channel pair)."""
-        z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n))
+        z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n, m))
         zs = z.split(self._split_carry_m1_v2, dim=1)
         # K1b[r, m1*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
         _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
-    def _mix_carry_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_m2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
-        z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n))
+        z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n, m))
         zs = z.split(self._split_carry_m2, dim=1)
         # K2a[m2, r*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
         _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b2a[m2]: carry m2
         _add(out, "b2a", zs[1])
 
-    def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m2 (81 per channel pair)."""
-        z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n))
+        z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n, m))
         zs = z.split(self._split_carry_m2_v2, dim=1)
         # K2b[r, m2*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
         _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
-    def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
         # K1a[m1, r*, k3, k3]: carry m1, r; the terms added so far ride in the matmul
         out["K1a"] = _mix_into(
             out.get("K1a"),
             self.weight_carry_r_m1,
-            _reduce_carry_r_m1(x, n),
+            _reduce_carry_r_m1(x, n, m),
             fixed=(3, 3),
             order=(0, 1, 4, 5, 2, 3),
         )
 
-    def _mix_carry_r_m1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_m1_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m1 (81 per channel pair)."""
         # K1b[r, m1*, k3, k3]: carry r, m1; the terms added so far ride in the matmul
         out["K1b"] = _mix_into(
             out.get("K1b"),
             self.weight_carry_r_m1_v2,
-            _reduce_carry_r_m1_v2(x, n),
+            _reduce_carry_r_m1_v2(x, n, m),
             fixed=(3, 3),
             order=(0, 1, 4, 5, 2, 3),
         )
 
-    def _mix_carry_r_m2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_m2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
         # K2a[m2, r*, k3, k3]: carry m2, r; the terms added so far ride in the matmul
         out["K2a"] = _mix_into(
             out.get("K2a"),
             self.weight_carry_r_m2,
-            _reduce_carry_r_m2(x, n),
+            _reduce_carry_r_m2(x, n, m),
             fixed=(3, 3),
             order=(0, 1, 4, 5, 2, 3),
         )
 
-    def _mix_carry_r_m2_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_m2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m2 (81 per channel pair)."""
         # K2b[r, m2*, k3, k3]: carry r, m2; the terms added so far ride in the matmul
         out["K2b"] = _mix_into(
             out.get("K2b"),
             self.weight_carry_r_m2_v2,
-            _reduce_carry_r_m2_v2(x, n),
+            _reduce_carry_r_m2_v2(x, n, m),
             fixed=(3, 3),
             order=(0, 1, 4, 5, 2, 3),
         )
@@ -1072,7 +1082,7 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))
 
 
 # --------------------------------------------------------------------------------------

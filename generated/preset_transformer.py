@@ -622,7 +622,17 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _means(x: Weights) -> Weights:
+    """Means that reductions over more axes start from, each taken once per forward
+    (the mean over ``(i, j)`` is the mean over ``i`` of the mean over ``j``), so a hidden
+    weight is read once for its row, column and total means together, not three times."""
+    return {
+        "W1_1.mean(2)": x["W1_1"].mean(2),
+        "W2_1.mean(2)": x["W2_1"].mean(2),
+    }
+
+
+def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
     return torch.cat(
         [
@@ -641,11 +651,11 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # ln1b_b[r]: pool r
             x["ln1b_b"].mean(2),
             # W1_1[m1, r*]: pool r, m1
-            x["W1_1"].mean((2, 3)),
+            m["W1_1.mean(2)"].mean(2),
             # b1_1[m1]: pool m1
             x["b1_1"].mean(2),
             # W2_1[r, m1*]: pool r, m1
-            x["W2_1"].mean((2, 3)),
+            m["W2_1.mean(2)"].mean(2),
             # b2_1[r]: pool r
             x["b2_1"].mean(2),
             # W_out[y, r*]: pool r
@@ -657,7 +667,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r from input to output."""
     return torch.cat(
         [
@@ -676,7 +686,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # ln1b_b[r]: carry r
             x["ln1b_b"],
             # W1_1[m1, r*]: pool m1; carry r
-            x["W1_1"].mean(2),
+            m["W1_1.mean(2)"],
             # W2_1[r, m1*]: pool m1; carry r
             x["W2_1"].mean(3),
             # b2_1[r]: carry r
@@ -688,7 +698,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     return torch.cat(
         [
@@ -697,13 +707,13 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
             # b1_1[m1]: carry m1
             x["b1_1"],
             # W2_1[r, m1*]: pool r; carry m1
-            x["W2_1"].mean(2),
+            m["W2_1.mean(2)"],
         ],
         dim=1,
     )
 
 
-def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     return torch.cat(
         [
@@ -716,7 +726,7 @@ def _reduce_carry_r_m1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_head1_dk1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry head1, dk1 from input to output."""
     return torch.cat(
         [
@@ -729,7 +739,7 @@ def _reduce_carry_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_head1_dk1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry head1, dk1 from input to output."""
     return torch.cat(
         [
@@ -742,7 +752,7 @@ def _reduce_carry_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry head1, dv1 from input to output."""
     return torch.cat(
         [
@@ -755,31 +765,31 @@ def _reduce_carry_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
     )
 
 
-def _reduce_carry_head1_dv1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_head1_dv1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: pool r; carry head1, dv1
     return x["Wo1"].mean(2)
 
 
-def _reduce_carry_r_head1_dk1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_head1_dk1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dk1 from input to output."""
     # Wq1[head1, dk1, r*]: carry head1, dk1, r
     return x["Wq1"]
 
 
-def _reduce_carry_r_head1_dk1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_head1_dk1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dk1 from input to output."""
     # Wk1[head1, dk1*, r*]: carry head1, dk1, r
     return x["Wk1"]
 
 
-def _reduce_carry_r_head1_dv1(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_head1_dv1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dv1 from input to output."""
     # Wv1[head1, dv1, r*]: carry head1, dv1, r
     return x["Wv1"]
 
 
-def _reduce_carry_r_head1_dv1_v2(x: Weights, n: dict[str, int]) -> torch.Tensor:
+def _reduce_carry_r_head1_dv1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: carry r, head1, dv1
     return x["Wo1"]
@@ -880,12 +890,16 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
+def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
+    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
+    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
+    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
+    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``weight @ flat`` for ``flat: [batch, in, n]``: one ``bmm`` with the weight broadcast
-    over the batch (no transposed copy of ``flat``), unless few entries ``n`` meet many
-    output rows (small widths, many channels): then one ``mm`` with the batch folded into
-    the rows is several times faster, and the result is a transposed view."""
-    if 8 * flat.shape[-1] < weight.shape[0]:
+    """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
+    if _folds(weight, flat):
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -921,7 +935,7 @@ def _mix_into(
     if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if 8 * inputs.shape[-1] < weight.shape[0]:
+    if _folds(weight, inputs):
         flat.add_(_product(weight, inputs))
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
@@ -1150,27 +1164,28 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
+        m = _means(x)
         out: Weights = {}
-        self._mix_pooled(x, n, out)
-        self._mix_carry_r(x, n, out)
-        self._mix_carry_m1(x, n, out)
-        self._mix_carry_r_m1(x, n, out)
-        self._mix_carry_head1_dk1(x, n, out)
-        self._mix_carry_head1_dk1_v2(x, n, out)
-        self._mix_carry_head1_dv1(x, n, out)
-        self._mix_carry_head1_dv1_v2(x, n, out)
-        self._mix_carry_r_head1_dk1(x, n, out)
-        self._mix_carry_r_head1_dk1_v2(x, n, out)
-        self._mix_carry_r_head1_dv1(x, n, out)
-        self._mix_carry_r_head1_dv1_v2(x, n, out)
+        self._mix_pooled(x, n, m, out)
+        self._mix_carry_r(x, n, m, out)
+        self._mix_carry_m1(x, n, m, out)
+        self._mix_carry_r_m1(x, n, m, out)
+        self._mix_carry_head1_dk1(x, n, m, out)
+        self._mix_carry_head1_dk1_v2(x, n, m, out)
+        self._mix_carry_head1_dv1(x, n, m, out)
+        self._mix_carry_head1_dv1_v2(x, n, m, out)
+        self._mix_carry_r_head1_dk1(x, n, m, out)
+        self._mix_carry_r_head1_dk1_v2(x, n, m, out)
+        self._mix_carry_r_head1_dv1(x, n, m, out)
+        self._mix_carry_r_head1_dv1_v2(x, n, m, out)
         y = _complete(out, x, self.out_channels)
         if self.relaxation is not None:
             y = act(self.relaxation(x), y)
         return y
 
-    def _mix_pooled(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (289 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n), self.weight_pooled, self.bias_pooled)
+        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
         zs = z.split(self._split_pooled, dim=1)
         # W_in[r, x*]: broadcast r
         _add(out, "W_in", zs[0].unflatten(1, (-1, 3))[:, :, None])
@@ -1199,9 +1214,9 @@ class EquivariantLayer(nn.Module):
         # b_out[y]: as is
         _add(out, "b_out", zs[12].unflatten(1, (-1, 2)))
 
-    def _mix_carry_r(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (196 per channel pair)."""
-        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n))
+        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
         zs = z.split(self._split_carry_r, dim=1)
         # W_in[r, x*]: carry r
         _add(out, "W_in", zs[0].unflatten(1, (-1, 3)).permute(0, 1, 3, 2))
@@ -1226,9 +1241,9 @@ class EquivariantLayer(nn.Module):
         # W_out[y, r*]: carry r
         _add(out, "W_out", zs[10].unflatten(1, (-1, 2)))
 
-    def _mix_carry_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (9 per channel pair)."""
-        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n))
+        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
         zs = z.split(self._split_carry_m1, dim=1)
         # W1_1[m1, r*]: broadcast r; carry m1
         _add(out, "W1_1", zs[0][:, :, :, None])
@@ -1237,75 +1252,87 @@ class EquivariantLayer(nn.Module):
         # W2_1[r, m1*]: broadcast r; carry m1
         _add(out, "W2_1", zs[2][:, :, None])
 
-    def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m1 (4 per channel pair)."""
-        z = _mix(self.weight_carry_r_m1, _reduce_carry_r_m1(x, n))
+        z = _mix(self.weight_carry_r_m1, _reduce_carry_r_m1(x, n, m))
         zs = z.split(self._split_carry_r_m1, dim=1)
         # W1_1[m1, r*]: carry m1, r
         _add(out, "W1_1", zs[0])
         # W2_1[r, m1*]: carry m1, r
         _add(out, "W2_1", zs[1].permute(0, 1, 3, 2))
 
-    def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
-        z = _mix(self.weight_carry_head1_dk1, _reduce_carry_head1_dk1(x, n))
+        z = _mix(self.weight_carry_head1_dk1, _reduce_carry_head1_dk1(x, n, m))
         zs = z.split(self._split_carry_head1_dk1, dim=1)
         # Wq1[head1, dk1, r*]: broadcast r; carry head1, dk1
         _add(out, "Wq1", zs[0][:, :, :, :, None])
         # bq1[head1, dk1]: carry head1, dk1
         _add(out, "bq1", zs[1])
 
-    def _mix_carry_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_head1_dk1_v2(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
-        z = _mix(self.weight_carry_head1_dk1_v2, _reduce_carry_head1_dk1_v2(x, n))
+        z = _mix(self.weight_carry_head1_dk1_v2, _reduce_carry_head1_dk1_v2(x, n, m))
         zs = z.split(self._split_carry_head1_dk1_v2, dim=1)
         # Wk1[head1, dk1*, r*]: broadcast r; carry head1, dk1
         _add(out, "Wk1", zs[0][:, :, :, :, None])
         # bk1[head1, dk1*]: carry head1, dk1
         _add(out, "bk1", zs[1])
 
-    def _mix_carry_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_head1_dv1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry head1, dv1 (4 per channel pair)."""
-        z = _mix(self.weight_carry_head1_dv1, _reduce_carry_head1_dv1(x, n))
+        z = _mix(self.weight_carry_head1_dv1, _reduce_carry_head1_dv1(x, n, m))
         zs = z.split(self._split_carry_head1_dv1, dim=1)
         # Wv1[head1, dv1, r*]: broadcast r; carry head1, dv1
         _add(out, "Wv1", zs[0][:, :, :, :, None])
         # bv1[head1, dv1]: carry head1, dv1
         _add(out, "bv1", zs[1])
 
-    def _mix_carry_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_head1_dv1_v2(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry head1, dv1 (1 per channel pair)."""
-        z = _mix(self.weight_carry_head1_dv1_v2, _reduce_carry_head1_dv1_v2(x, n))
+        z = _mix(self.weight_carry_head1_dv1_v2, _reduce_carry_head1_dv1_v2(x, n, m))
         zs = z.split(self._split_carry_head1_dv1_v2, dim=1)
         # Wo1[r, head1*, dv1*]: broadcast r; carry head1, dv1
         _add(out, "Wo1", zs[0][:, :, None])
 
-    def _mix_carry_r_head1_dk1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_head1_dk1(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
         # Wq1[head1, dk1, r*]: carry head1, dk1, r; the terms added so far ride in the matmul
         out["Wq1"] = _mix_into(
-            out.get("Wq1"), self.weight_carry_r_head1_dk1, _reduce_carry_r_head1_dk1(x, n)
+            out.get("Wq1"), self.weight_carry_r_head1_dk1, _reduce_carry_r_head1_dk1(x, n, m)
         )
 
-    def _mix_carry_r_head1_dk1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_head1_dk1_v2(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry r, head1, dk1 (1 per channel pair)."""
         # Wk1[head1, dk1*, r*]: carry head1, dk1, r; the terms added so far ride in the matmul
         out["Wk1"] = _mix_into(
-            out.get("Wk1"), self.weight_carry_r_head1_dk1_v2, _reduce_carry_r_head1_dk1_v2(x, n)
+            out.get("Wk1"), self.weight_carry_r_head1_dk1_v2, _reduce_carry_r_head1_dk1_v2(x, n, m)
         )
 
-    def _mix_carry_r_head1_dv1(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_head1_dv1(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
         # Wv1[head1, dv1, r*]: carry head1, dv1, r; the terms added so far ride in the matmul
         out["Wv1"] = _mix_into(
-            out.get("Wv1"), self.weight_carry_r_head1_dv1, _reduce_carry_r_head1_dv1(x, n)
+            out.get("Wv1"), self.weight_carry_r_head1_dv1, _reduce_carry_r_head1_dv1(x, n, m)
         )
 
-    def _mix_carry_r_head1_dv1_v2(self, x: Weights, n: dict[str, int], out: Weights) -> None:
+    def _mix_carry_r_head1_dv1_v2(
+        self, x: Weights, n: dict[str, int], m: Weights, out: Weights
+    ) -> None:
         """Terms that carry r, head1, dv1 (1 per channel pair)."""
         # Wo1[r, head1*, dv1*]: carry r, head1, dv1; the terms added so far ride in the matmul
         out["Wo1"] = _mix_into(
-            out.get("Wo1"), self.weight_carry_r_head1_dv1_v2, _reduce_carry_r_head1_dv1_v2(x, n)
+            out.get("Wo1"), self.weight_carry_r_head1_dv1_v2, _reduce_carry_r_head1_dv1_v2(x, n, m)
         )
 
 
@@ -1324,4 +1351,4 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))

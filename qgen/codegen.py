@@ -10,7 +10,7 @@ validated identifiers (see :mod:`qgen.spec`) or as ``repr`` string literals.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -86,6 +86,10 @@ class Reduction:
     tensor: str
     expr: str
     comment: str
+    #: for a plain mean (no diagonal): the dims of ``x[tensor]`` it averages over, and
+    #: the code after the mean (permutation, flattening); ``expr`` is the two joined
+    pooled: tuple[int, ...] | None = None
+    suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     dst = "bc" + "".join(fixed) + "".join(carry[k] for k in range(len(p.slot_types)))
     diagonal = len(set(sub_in)) < len(sub_in)
     expr = f"x[{lit(p.tensor)}]"
+    pooled: tuple[int, ...] | None = None
+    suffix = ""
     if diagonal:  # einsum takes diagonals; the mean divides by the pooled sizes after
         expr = f"torch.einsum({lit(f'{src}->{dst}')}, {expr})"
         if p.pool_types:
@@ -130,14 +136,14 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
                 expr = f"({expr})"
     else:  # plain means and a permutation: one kernel each, no einsum parsing
         pooled = tuple(i for i, letter in enumerate(src) if letter not in dst)
-        if pooled:
-            expr += f".mean({pooled[0] if len(pooled) == 1 else int_tuple(pooled)})"
+        expr += _mean(pooled)
         kept = [letter for letter in src if letter in dst]
         order = tuple(kept.index(letter) for letter in dst)
         if order != tuple(range(len(order))):
-            expr += f".permute({', '.join(map(str, order))})"
+            suffix += f".permute({', '.join(map(str, order))})"
     if fixed:
-        expr = f"{expr}.flatten(1, {1 + len(fixed)})"
+        suffix += f".flatten(1, {1 + len(fixed)})"
+    expr += suffix
     what = []
     if p.pool_types:
         what.append("pool " + ", ".join(p.pool_types))
@@ -148,7 +154,65 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     if diag:
         what.append("diagonal")
     comment = f"{p.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
-    return Reduction(p.tensor, expr, comment)
+    return Reduction(p.tensor, expr, comment, pooled, suffix)
+
+
+def _mean(dims: tuple[int, ...]) -> str:
+    """``.mean(dims)``, or nothing for no dims."""
+    if not dims:
+        return ""
+    return f".mean({dims[0] if len(dims) == 1 else int_tuple(dims)})"
+
+
+@dataclass(frozen=True)
+class SharedMean:
+    """A mean of an input tensor that several reductions start from (``m[key]``)."""
+
+    key: str  # e.g. "W2.mean(3)": not an identifier, so it never clashes with a tensor
+    tensor: str
+    dims: tuple[int, ...]
+
+    @property
+    def expr(self) -> str:
+        return f"x[{lit(self.tensor)}]{_mean(self.dims)}"
+
+
+def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedMean]]:
+    """Rewrite plain means over several axes as means of another reduction's mean.
+
+    The mean over ``P`` is the mean over ``P - Q`` of the mean over ``Q`` for any
+    ``Q`` inside ``P``, so when the reductions of a tensor average over nested sets of
+    axes (a hidden weight's row means, column means and total mean), the larger sets
+    start from a smaller one's result (the largest such ``Q``) instead of reading the
+    tensor again. Each ``Q`` used so is computed once per forward, in ``_means``.
+    """
+    means: dict[str, set[tuple[int, ...]]] = {}
+    for g in groups:
+        for r in g.reductions:
+            if r.pooled:
+                means.setdefault(r.tensor, set()).add(r.pooled)
+    base: dict[tuple[str, tuple[int, ...]], tuple[int, ...]] = {}
+    for tensor, sets in means.items():
+        for p in sets:
+            inner = [q for q in sets if set(q) < set(p)]
+            if inner:  # the largest nested mean (ties: the first in axis order)
+                base[tensor, p] = min(inner, key=lambda q: (-len(q), q))
+    shared = {(t, q): SharedMean(f"{t}{_mean(q)}", t, q) for (t, _), q in sorted(base.items())}
+
+    def rewrite(r: Reduction) -> Reduction:
+        if not r.pooled:
+            return r
+        if (r.tensor, r.pooled) in base:
+            q = base[r.tensor, r.pooled]
+            rest = tuple(d - sum(e < d for e in q) for d in r.pooled if d not in q)
+        elif (r.tensor, r.pooled) in shared:
+            q, rest = r.pooled, ()
+        else:
+            return r
+        return replace(r, expr=f"m[{lit(shared[r.tensor, q].key)}]{_mean(rest)}{r.suffix}")
+
+    rewritten = [replace(g, reductions=[rewrite(r) for r in g.reductions]) for g in groups]
+    return rewritten, sorted(shared.values(), key=lambda m: (m.tensor, m.dims))
 
 
 def _placement(
@@ -363,6 +427,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     layouts = _fused_layouts(groups)
     if layouts:  # earlier terms of those tensors are summed in their fused mix's layout
         groups = [g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups]
+    groups, shared_means = _share_means(groups)
     escnn = (
         escnn_context(spec, plan, bases)
         if any(t.rep is not None for t in spec.types.values())
@@ -385,6 +450,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "sha256": spec.sha256,
         "plan": plan,
         "groups": groups,
+        "shared_means": shared_means,
         "kinds": kind_objs,
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
         "nested_kinds": sorted(

@@ -147,7 +147,7 @@ def test_examples_are_complete(example, n):
 def test_a_layer_that_misses_terms_fails_the_completeness_check(monkeypatch):
     spec = load_spec(ROOT / "examples" / "mlp_relu.yaml")
     module = qgen.compile(spec)
-    monkeypatch.setattr(module.EquivariantLayer, "_mix_carry_h1", lambda self, x, n, out: None)
+    monkeypatch.setattr(module.EquivariantLayer, "_mix_carry_h1", lambda self, x, n, m, out: None)
     sizes = full_sizes(spec, {t: 2 for t in spec.group_types})
     with pytest.raises(AssertionError):
         check_completeness(spec, module, sizes)
@@ -227,6 +227,40 @@ def test_generated_module_imports_with_torch_alone(tmp_path):
     code = f"import sys; {blocked}; import cnn_small; cnn_small.EquivariantLayer(1, 2)"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_a_hidden_weight_is_read_once_per_kept_axes_pattern():
+    # row and column means read W2; its total mean starts from one of them (same value)
+    spec = load_spec(ROOT / "examples" / "mlp_gelu.yaml")
+    assert render_module(spec).count('x["W2"].mean(') == 2
+    module = qgen.compile(spec)
+    sizes = {"x": 4, "h1": 5, "h2": 6, "y": 3}
+    x = {t.name: torch.randn(3, 2, *(sizes[a.type] for a in t.axes)) for t in spec.tensors}
+    means = module._means(x)
+    assert torch.allclose(means["W2.mean(2)"].mean(2), x["W2"].mean((2, 3)), atol=1e-6)
+
+
+def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
+    # the broadcast terms of K2[c2, c1, k3, k3] are summed as [batch, channels, k3, k3,
+    # c2, c1], the layout of the mix that carries both neuron axes: that sum is the
+    # matmul's addend as it is (no copy), and the result is a permuted view of it
+    text = "name: cnn\narch: cnn\nchannels: [1, 4, 5]\nkernel: 3\nclasses: 2\nactivation: gelu\n"
+    spec = parse_spec(text)
+    module = qgen.compile(spec)
+    layer = module.EquivariantLayer(2, 3)
+    x = {
+        t.name: torch.randn(6, 2, *(spec.types[a.type].size for a in t.axes)) for t in spec.tensors
+    }
+    n, m, out = module.sizes_of(x, 2), module._means(x), {}
+    groups = [k for k in vars(type(layer)) if k.startswith("_mix_")]
+    assert groups[-1] == "_mix_carry_c1_c2"
+    for name in groups[:-1]:
+        getattr(layer, name)(x, n, m, out)
+    acc = out["K2"]
+    assert acc.is_contiguous() and acc.shape == (6, 3, 3, 3, 5, 4)
+    layer._mix_carry_c1_c2(x, n, m, out)
+    assert out["K2"].shape == (6, 3, 5, 4, 3, 3)
+    assert out["K2"].data_ptr() == acc.data_ptr()  # accumulated into the sum in place
 
 
 def test_names_only_reach_generated_code_as_identifiers_and_literals():
