@@ -16,11 +16,19 @@ machine, interleaved round by round (so a noisy neighbour slows all sides):
 * build: ``qgen count`` and ``qgen build`` as the architecture grows, in process and
   as whole commands;
 * memory: peak memory of one forward pass over (input + output) bytes.
+
+On CPU the runner first makes glibc's allocator keep freed memory (``--allocator
+retain``, the default), as a caching allocator does: otherwise each large result of
+each forward pass is a fresh ``mmap`` whose pages fault in one by one, and on this
+VM those faults took half the time of a pass and varied 2x from run to run, for
+every implementation alike (``--allocator system`` measures that).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import math
 import os
@@ -375,7 +383,10 @@ def _fmt_ms(s: float) -> str:
 
 def report(results: dict) -> list[str]:
     """The printed tables, with the targets judged plainly."""
-    lines = [f"machine: {results['machine']}", ""]
+    lines = [f"machine: {results['machine']}"]
+    if "allocator" in results:
+        lines.append(f"allocator: {results['allocator']}")
+    lines.append("")
     for row in results.get("layers", []):
         lines.append(
             f"== {row['case']}: batch {row['batch']}, {row['channels']} -> {row['channels']} "
@@ -458,6 +469,23 @@ def report(results: dict) -> list[str]:
     return lines
 
 
+def retain_freed_memory() -> bool:
+    """Make glibc's ``malloc`` keep freed memory for reuse, as a caching allocator does
+    (CUDA's; jemalloc or tcmalloc, which PyTorch's CPU tuning guide recommends): serve
+    large blocks from the heap rather than ``mmap`` (``M_MMAP_MAX = 0``) and never give
+    the heap's top back (``M_TRIM_THRESHOLD`` at its maximum). False where that is not
+    glibc, or it refuses."""
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+        return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     desc = f"{platform.system()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
@@ -483,6 +511,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--compile", action="store_true", help="also time the generated layer under torch.compile"
     )
     parser.add_argument(
+        "--allocator",
+        default="retain",
+        choices=["retain", "system"],
+        help="CPU: keep freed memory for reuse (default), or glibc's defaults",
+    )
+    parser.add_argument(
         "--out",
         default=str(ROOT / "bench" / "results.json"),
         help="JSON file for the figures (default bench/results.json)",
@@ -497,7 +531,15 @@ def main(argv: list[str] | None = None) -> dict:
         machine_desc = f"{machine()}, {torch.cuda.get_device_name()}"
     else:
         machine_desc = machine()
-    results: dict = {"machine": machine_desc, "device": device, "quick": args.quick}
+    allocator = "system"
+    if device == "cpu" and args.allocator == "retain" and retain_freed_memory():
+        allocator = "retain (glibc keeps freed memory: M_MMAP_MAX=0, no trimming)"
+    results: dict = {
+        "machine": machine_desc,
+        "device": device,
+        "allocator": allocator,
+        "quick": args.quick,
+    }
     if "layers" in args.sections:
         cases = [c for c in layer_cases(args.quick) if not args.cases or c.name in args.cases]
         results["layers"] = bench_layers(

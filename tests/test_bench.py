@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +16,15 @@ from qgen.basis import solve
 from qgen.builder import compile_spec
 from qgen.spec import parse_spec
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_quick_run_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "results.json"
-    results = run.main(["--quick", "--rounds", "1", "--out", str(out)])
+    # --allocator system: leave the test process's malloc settings alone
+    args = ["--quick", "--rounds", "1", "--allocator", "system", "--out", str(out)]
+    results = run.main(args)
+    assert results["allocator"] == "system"
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     layers = {row["case"]: row for row in results["layers"]}
     assert set(layers) == {"inr_mlp", "cnn", "transformer"}
@@ -65,3 +73,10 @@ def test_dense_layer_matches_solver_dimension():
     spec = parse_spec("name: m\narch: mlp\nwidths: [2, 3, 2]\nactivation: gelu\n")
     dense = run.DenseLayer(solve(spec), run._sizes(spec), 1, 1)
     assert dense.basis.shape[0] == solve(spec).counts()["total"]["equivariant"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mallopt is glibc's")
+def test_the_runner_can_make_malloc_keep_freed_memory():
+    code = "from bench.run import retain_freed_memory; assert retain_freed_memory()"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
