@@ -356,8 +356,8 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _means(x: Weights) -> Weights:
-    """Means that several reductions share: none here (no nested poolings)."""
+def _shared(x: Weights) -> Weights:
+    """Inputs that several reductions read: none here."""
     return {}
 
 
@@ -614,14 +614,10 @@ def _mix_into(
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place). The sum is taken with the first operand
-    expanded to the result's shape: with ``[.., 1, m] + [.., n, 1]`` as they come, the
-    elementwise loop runs along the broadcast axis and is 2-5x slower."""
+    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
+    different axes sum to a larger tensor)."""
     acc = out.get(name)
-    if acc is None:
-        out[name] = value
-    else:
-        out[name] = acc.expand(torch.broadcast_shapes(acc.shape, value.shape)) + value
+    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -728,7 +724,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _means(x)
+        m = _shared(x)
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_h1(x, n, m, out)
@@ -742,14 +738,14 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (1 terms + bias)."""
         z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=1)
+        zs = z.split_with_sizes(self._split_pooled, dim=1)
         # b3[pixel]: as is
         _add(out, "b3", zs[0].unflatten(1, (-1, 1)))
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h1 (2 per channel pair)."""
         z = _mix(self._weight_carry_h1(), _reduce_carry_h1(x, n, m))
-        zs = z.split(self._split_carry_h1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_h1, dim=1)
         # W1[h1, coord*]: carry h1
         _add(out, "W1", zs[0].unflatten(1, (-1, 2)).permute(0, 1, 3, 2))
         # b1[h1]: carry h1
@@ -758,7 +754,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h2 (4 per channel pair)."""
         z = _mix(self.weight_carry_h2, _reduce_carry_h2(x, n, m))
-        zs = z.split(self._split_carry_h2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_h2, dim=1)
         # b2[h2]: carry h2
         _add(out, "b2", zs[0])
         # W3[pixel, h2*]: carry h2
@@ -795,4 +791,4 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))

@@ -338,8 +338,8 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _means(x: Weights) -> Weights:
-    """Means that several reductions share: none here (no nested poolings)."""
+def _shared(x: Weights) -> Weights:
+    """Inputs that several reductions read: none here."""
     return {}
 
 
@@ -469,14 +469,10 @@ def _mix_into(
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place). The sum is taken with the first operand
-    expanded to the result's shape: with ``[.., 1, m] + [.., n, 1]`` as they come, the
-    elementwise loop runs along the broadcast axis and is 2-5x slower."""
+    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
+    different axes sum to a larger tensor)."""
     acc = out.get(name)
-    if acc is None:
-        out[name] = value
-    else:
-        out[name] = acc.expand(torch.broadcast_shapes(acc.shape, value.shape)) + value
+    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -566,7 +562,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _means(x)
+        m = _shared(x)
         out: Weights = {}
         self._mix_carry_h1(x, n, m, out)
         self._mix_carry_h2(x, n, m, out)

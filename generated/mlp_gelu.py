@@ -269,11 +269,16 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _means(x: Weights) -> Weights:
-    """Means that reductions over more axes start from, each taken once per forward
-    (the mean over ``(i, j)`` is the mean over ``i`` of the mean over ``j``), so a hidden
-    weight is read once for its row, column and total means together, not three times."""
+def _shared(x: Weights) -> Weights:
+    """Inputs that several reductions read, made once per forward: a tensor with its dims
+    moved as its fused mix reads them (the other reductions of it read that copy too),
+    and means that means over more axes start from (the mean over ``(i, j)`` is the mean
+    over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
+    m: Weights = {
+        "W1 moved": x["W1"].permute(0, 1, 3, 2).contiguous(),
+    }
     return {
+        **m,
         "W2.mean(2)": x["W2"].mean(2),
     }
 
@@ -283,7 +288,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool h1
-            x["W1"].mean(2).flatten(1, 2),
+            m["W1 moved"].mean(3).flatten(1, 2),
             # b1[h1]: pool h1
             x["b1"].mean(2),
             # W2[h2, h1*]: pool h1, h2
@@ -304,7 +309,7 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: carry h1
-            x["W1"].permute(0, 1, 3, 2).flatten(1, 2),
+            m["W1 moved"].flatten(1, 2),
             # b1[h1]: carry h1
             x["b1"],
             # W2[h2, h1*]: pool h2; carry h1
@@ -443,14 +448,10 @@ def _mix_into(
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place). The sum is taken with the first operand
-    expanded to the result's shape: with ``[.., 1, m] + [.., n, 1]`` as they come, the
-    elementwise loop runs along the broadcast axis and is 2-5x slower."""
+    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
+    different axes sum to a larger tensor)."""
     acc = out.get(name)
-    if acc is None:
-        out[name] = value
-    else:
-        out[name] = acc.expand(torch.broadcast_shapes(acc.shape, value.shape)) + value
+    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -555,7 +556,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _means(x)
+        m = _shared(x)
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_h1(x, n, m, out)
@@ -569,7 +570,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (169 terms + bias)."""
         z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=1)
+        zs = z.split_with_sizes(self._split_pooled, dim=1)
         # W1[h1, x*]: broadcast h1
         _add(out, "W1", zs[0].unflatten(1, (-1, 4))[:, :, None])
         # b1[h1]: broadcast h1
@@ -586,7 +587,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h1 (36 per channel pair)."""
         z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n, m))
-        zs = z.split(self._split_carry_h1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_h1, dim=1)
         # W1[h1, x*]: carry h1
         _add(out, "W1", zs[0].unflatten(1, (-1, 4)).permute(0, 1, 3, 2))
         # b1[h1]: carry h1
@@ -597,7 +598,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h2 (25 per channel pair)."""
         z = _mix(self.weight_carry_h2, _reduce_carry_h2(x, n, m))
-        zs = z.split(self._split_carry_h2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_h2, dim=1)
         # W2[h2, h1*]: broadcast h1; carry h2
         _add(out, "W2", zs[0][:, :, :, None])
         # b2[h2]: carry h2
@@ -626,4 +627,4 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))

@@ -473,9 +473,18 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _means(x: Weights) -> Weights:
-    """Means that several reductions share: none here (no nested poolings)."""
-    return {}
+def _shared(x: Weights) -> Weights:
+    """Inputs that several reductions read, made once per forward: a tensor with its dims
+    moved as its fused mix reads them (the other reductions of it read that copy too),
+    and means that means over more axes start from (the mean over ``(i, j)`` is the mean
+    over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
+    return {
+        "K0 moved": x["K0"].permute(0, 1, 3, 4, 5, 2).contiguous(),
+        "K1a moved": x["K1a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
+        "K1b moved": x["K1b"].permute(0, 1, 4, 5, 2, 3).contiguous(),
+        "K2a moved": x["K2a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
+        "K2b moved": x["K2b"].permute(0, 1, 4, 5, 2, 3).contiguous(),
+    }
 
 
 def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
@@ -483,7 +492,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: pool r
-            x["K0"].mean(2).flatten(1, 4),
+            m["K0 moved"].mean(5).flatten(1, 4),
             # b0[r]: pool r
             x["b0"].mean(2),
             # ln1_w[r]: pool r
@@ -512,7 +521,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: carry r
-            x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+            m["K0 moved"].flatten(1, 4),
             # b0[r]: carry r
             x["b0"],
             # ln1_w[r]: carry r
@@ -539,7 +548,7 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # K1a[m1, r*, k3, k3]: pool r; carry m1
-            x["K1a"].mean(3).permute(0, 1, 3, 4, 2).flatten(1, 3),
+            m["K1a moved"].mean(5).flatten(1, 3),
             # b1a[m1]: carry m1
             x["b1a"],
         ],
@@ -550,7 +559,7 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
 def _reduce_carry_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m1 from input to output."""
     # K1b[r, m1*, k3, k3]: pool r; carry m1
-    return x["K1b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
+    return m["K1b moved"].mean(4).flatten(1, 3)
 
 
 def _reduce_carry_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
@@ -558,7 +567,7 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # K2a[m2, r*, k3, k3]: pool r; carry m2
-            x["K2a"].mean(3).permute(0, 1, 3, 4, 2).flatten(1, 3),
+            m["K2a moved"].mean(5).flatten(1, 3),
             # b2a[m2]: carry m2
             x["b2a"],
         ],
@@ -569,31 +578,31 @@ def _reduce_carry_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
 def _reduce_carry_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry m2 from input to output."""
     # K2b[r, m2*, k3, k3]: pool r; carry m2
-    return x["K2b"].mean(2).permute(0, 1, 3, 4, 2).flatten(1, 3)
+    return m["K2b moved"].mean(4).flatten(1, 3)
 
 
 def _reduce_carry_r_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1a[m1, r*, k3, k3]: carry m1, r
-    return x["K1a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
+    return m["K1a moved"].flatten(1, 3)
 
 
 def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m1 from input to output."""
     # K1b[r, m1*, k3, k3]: carry r, m1
-    return x["K1b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
+    return m["K1b moved"].flatten(1, 3)
 
 
 def _reduce_carry_r_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2a[m2, r*, k3, k3]: carry m2, r
-    return x["K2a"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
+    return m["K2a moved"].flatten(1, 3)
 
 
 def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2b[r, m2*, k3, k3]: carry r, m2
-    return x["K2b"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
+    return m["K2b moved"].flatten(1, 3)
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -734,14 +743,10 @@ def _mix_into(
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place). The sum is taken with the first operand
-    expanded to the result's shape: with ``[.., 1, m] + [.., n, 1]`` as they come, the
-    elementwise loop runs along the broadcast axis and is 2-5x slower."""
+    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
+    different axes sum to a larger tensor)."""
     acc = out.get(name)
-    if acc is None:
-        out[name] = value
-    else:
-        out[name] = acc.expand(torch.broadcast_shapes(acc.shape, value.shape)) + value
+    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -925,7 +930,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _means(x)
+        m = _shared(x)
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_r(x, n, m, out)
@@ -945,7 +950,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (400 terms + bias)."""
         z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=1)
+        zs = z.split_with_sizes(self._split_pooled, dim=1)
         # K0[r, cin*, k3, k3]: broadcast r
         _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3))[:, :, None])
         # b0[r]: broadcast r
@@ -970,7 +975,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (324 per channel pair)."""
         z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
-        zs = z.split(self._split_carry_r, dim=1)
+        zs = z.split_with_sizes(self._split_carry_r, dim=1)
         # K0[r, cin*, k3, k3]: carry r
         _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
         # b0[r]: carry r
@@ -993,7 +998,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (100 per channel pair)."""
         z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
-        zs = z.split(self._split_carry_m1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_m1, dim=1)
         # K1a[m1, r*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
         _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b1a[m1]: carry m1
@@ -1002,14 +1007,14 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (81 per channel pair)."""
         z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n, m))
-        zs = z.split(self._split_carry_m1_v2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_m1_v2, dim=1)
         # K1b[r, m1*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
         _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
     def _mix_carry_m2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m2 (100 per channel pair)."""
         z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n, m))
-        zs = z.split(self._split_carry_m2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_m2, dim=1)
         # K2a[m2, r*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
         _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
         # b2a[m2]: carry m2
@@ -1018,7 +1023,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m2 (81 per channel pair)."""
         z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n, m))
-        zs = z.split(self._split_carry_m2_v2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_m2_v2, dim=1)
         # K2b[r, m2*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
         _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
 
@@ -1082,7 +1087,7 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))
 
 
 # --------------------------------------------------------------------------------------

@@ -622,13 +622,19 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
-def _means(x: Weights) -> Weights:
-    """Means that reductions over more axes start from, each taken once per forward
-    (the mean over ``(i, j)`` is the mean over ``i`` of the mean over ``j``), so a hidden
-    weight is read once for its row, column and total means together, not three times."""
+def _shared(x: Weights) -> Weights:
+    """Inputs that several reductions read, made once per forward: a tensor with its dims
+    moved as its fused mix reads them (the other reductions of it read that copy too),
+    and means that means over more axes start from (the mean over ``(i, j)`` is the mean
+    over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
+    m: Weights = {
+        "W_in moved": x["W_in"].permute(0, 1, 3, 2).contiguous(),
+        "W2_1 moved": x["W2_1"].permute(0, 1, 3, 2).contiguous(),
+    }
     return {
+        **m,
         "W1_1.mean(2)": x["W1_1"].mean(2),
-        "W2_1.mean(2)": x["W2_1"].mean(2),
+        "W2_1 moved.mean(2)": m["W2_1 moved"].mean(2),
     }
 
 
@@ -637,7 +643,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: pool r
-            x["W_in"].mean(2).flatten(1, 2),
+            m["W_in moved"].mean(3).flatten(1, 2),
             # b_in[r]: pool r
             x["b_in"].mean(2),
             # ln1a_w[r]: pool r
@@ -655,7 +661,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # b1_1[m1]: pool m1
             x["b1_1"].mean(2),
             # W2_1[r, m1*]: pool r, m1
-            m["W2_1.mean(2)"].mean(2),
+            m["W2_1 moved.mean(2)"].mean(2),
             # b2_1[r]: pool r
             x["b2_1"].mean(2),
             # W_out[y, r*]: pool r
@@ -672,7 +678,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: carry r
-            x["W_in"].permute(0, 1, 3, 2).flatten(1, 2),
+            m["W_in moved"].flatten(1, 2),
             # b_in[r]: carry r
             x["b_in"],
             # ln1a_w[r]: carry r
@@ -688,7 +694,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # W1_1[m1, r*]: pool m1; carry r
             m["W1_1.mean(2)"],
             # W2_1[r, m1*]: pool m1; carry r
-            x["W2_1"].mean(3),
+            m["W2_1 moved.mean(2)"],
             # b2_1[r]: carry r
             x["b2_1"],
             # W_out[y, r*]: carry r
@@ -707,7 +713,7 @@ def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # b1_1[m1]: carry m1
             x["b1_1"],
             # W2_1[r, m1*]: pool r; carry m1
-            m["W2_1.mean(2)"],
+            m["W2_1 moved"].mean(3),
         ],
         dim=1,
     )
@@ -720,7 +726,7 @@ def _reduce_carry_r_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tenso
             # W1_1[m1, r*]: carry m1, r
             x["W1_1"],
             # W2_1[r, m1*]: carry m1, r
-            x["W2_1"].permute(0, 1, 3, 2),
+            m["W2_1 moved"],
         ],
         dim=1,
     )
@@ -943,14 +949,10 @@ def _mix_into(
 
 
 def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place). The sum is taken with the first operand
-    expanded to the result's shape: with ``[.., 1, m] + [.., n, 1]`` as they come, the
-    elementwise loop runs along the broadcast axis and is 2-5x slower."""
+    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
+    different axes sum to a larger tensor)."""
     acc = out.get(name)
-    if acc is None:
-        out[name] = value
-    else:
-        out[name] = acc.expand(torch.broadcast_shapes(acc.shape, value.shape)) + value
+    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -1164,7 +1166,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _means(x)
+        m = _shared(x)
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_r(x, n, m, out)
@@ -1186,7 +1188,7 @@ class EquivariantLayer(nn.Module):
     def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Pool everything, mix once, broadcast into every tensor (289 terms + bias)."""
         z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split(self._split_pooled, dim=1)
+        zs = z.split_with_sizes(self._split_pooled, dim=1)
         # W_in[r, x*]: broadcast r
         _add(out, "W_in", zs[0].unflatten(1, (-1, 3))[:, :, None])
         # b_in[r]: broadcast r
@@ -1217,7 +1219,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (196 per channel pair)."""
         z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
-        zs = z.split(self._split_carry_r, dim=1)
+        zs = z.split_with_sizes(self._split_carry_r, dim=1)
         # W_in[r, x*]: carry r
         _add(out, "W_in", zs[0].unflatten(1, (-1, 3)).permute(0, 1, 3, 2))
         # b_in[r]: carry r
@@ -1244,7 +1246,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (9 per channel pair)."""
         z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
-        zs = z.split(self._split_carry_m1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_m1, dim=1)
         # W1_1[m1, r*]: broadcast r; carry m1
         _add(out, "W1_1", zs[0][:, :, :, None])
         # b1_1[m1]: carry m1
@@ -1255,7 +1257,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r, m1 (4 per channel pair)."""
         z = _mix(self.weight_carry_r_m1, _reduce_carry_r_m1(x, n, m))
-        zs = z.split(self._split_carry_r_m1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_r_m1, dim=1)
         # W1_1[m1, r*]: carry m1, r
         _add(out, "W1_1", zs[0])
         # W2_1[r, m1*]: carry m1, r
@@ -1264,7 +1266,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dk1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
         z = _mix(self.weight_carry_head1_dk1, _reduce_carry_head1_dk1(x, n, m))
-        zs = z.split(self._split_carry_head1_dk1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_head1_dk1, dim=1)
         # Wq1[head1, dk1, r*]: broadcast r; carry head1, dk1
         _add(out, "Wq1", zs[0][:, :, :, :, None])
         # bq1[head1, dk1]: carry head1, dk1
@@ -1275,7 +1277,7 @@ class EquivariantLayer(nn.Module):
     ) -> None:
         """Terms that carry head1, dk1 (4 per channel pair)."""
         z = _mix(self.weight_carry_head1_dk1_v2, _reduce_carry_head1_dk1_v2(x, n, m))
-        zs = z.split(self._split_carry_head1_dk1_v2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_head1_dk1_v2, dim=1)
         # Wk1[head1, dk1*, r*]: broadcast r; carry head1, dk1
         _add(out, "Wk1", zs[0][:, :, :, :, None])
         # bk1[head1, dk1*]: carry head1, dk1
@@ -1284,7 +1286,7 @@ class EquivariantLayer(nn.Module):
     def _mix_carry_head1_dv1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry head1, dv1 (4 per channel pair)."""
         z = _mix(self.weight_carry_head1_dv1, _reduce_carry_head1_dv1(x, n, m))
-        zs = z.split(self._split_carry_head1_dv1, dim=1)
+        zs = z.split_with_sizes(self._split_carry_head1_dv1, dim=1)
         # Wv1[head1, dv1, r*]: broadcast r; carry head1, dv1
         _add(out, "Wv1", zs[0][:, :, :, :, None])
         # bv1[head1, dv1]: carry head1, dv1
@@ -1295,7 +1297,7 @@ class EquivariantLayer(nn.Module):
     ) -> None:
         """Terms that carry head1, dv1 (1 per channel pair)."""
         z = _mix(self.weight_carry_head1_dv1_v2, _reduce_carry_head1_dv1_v2(x, n, m))
-        zs = z.split(self._split_carry_head1_dv1_v2, dim=1)
+        zs = z.split_with_sizes(self._split_carry_head1_dv1_v2, dim=1)
         # Wo1[r, head1*, dv1*]: broadcast r; carry head1, dv1
         _add(out, "Wo1", zs[0][:, :, None])
 
@@ -1351,4 +1353,4 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _means(x)))
+        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))

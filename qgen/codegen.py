@@ -86,10 +86,22 @@ class Reduction:
     tensor: str
     expr: str
     comment: str
-    #: for a plain mean (no diagonal): the dims of ``x[tensor]`` it averages over, and
-    #: the code after the mean (permutation, flattening); ``expr`` is the two joined
-    pooled: tuple[int, ...] | None = None
+    #: for a plain reduction (no diagonal): what it reads (``x["W2"]``, or a moved copy
+    #: ``m[...]``), the dims of that it averages over, the permutation of the kept dims
+    #: after the mean, and the code after the mean; ``expr`` is the three joined
+    source: str | None = None
+    pooled: tuple[int, ...] = ()
+    order: tuple[int, ...] = ()
     suffix: str = ""
+
+    @property
+    def moves(self) -> bool:
+        """Whether this is a plain copy of the tensor with its dims moved."""
+        return (
+            self.source is not None
+            and not self.pooled
+            and self.order != tuple(range(len(self.order)))
+        )
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,9 @@ class Placement:
     fixed_sizes: tuple[int, ...] = ()
 
 
-def _reduction(p: InPattern, axes_text: str) -> Reduction:
+def _reduction(p: InPattern, axes_text: str, moved: SharedInput | None = None) -> Reduction:
+    """The reduction of input pattern ``p``; from ``moved`` (a copy of the tensor with its
+    dims in another order, made once per forward) rather than ``x[tensor]`` if given."""
     letters = iter(_LETTERS)
     pool = {}
     carry = {}
@@ -124,23 +138,27 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     src = "bc" + "".join(sub_in)
     dst = "bc" + "".join(fixed) + "".join(carry[k] for k in range(len(p.slot_types)))
     diagonal = len(set(sub_in)) < len(sub_in)
-    expr = f"x[{lit(p.tensor)}]"
-    pooled: tuple[int, ...] | None = None
+    source = f"x[{lit(p.tensor)}]"
+    pooled: tuple[int, ...] = ()
+    order: tuple[int, ...] = ()
     suffix = ""
     if diagonal:  # einsum takes diagonals; the mean divides by the pooled sizes after
-        expr = f"torch.einsum({lit(f'{src}->{dst}')}, {expr})"
+        expr = f"torch.einsum({lit(f'{src}->{dst}')}, {source})"
         if p.pool_types:
             sizes = _size_expr(p.pool_types)
             expr += f" / {sizes}" if len(p.pool_types) == 1 else f" / ({sizes})"
             if fixed:
                 expr = f"({expr})"
     else:  # plain means and a permutation: one kernel each, no einsum parsing
+        if moved is not None:
+            source = f"m[{lit(moved.key)}]"
+            src = "".join(src[d] for d in moved.order)
         pooled = tuple(i for i, letter in enumerate(src) if letter not in dst)
-        expr += _mean(pooled)
         kept = [letter for letter in src if letter in dst]
         order = tuple(kept.index(letter) for letter in dst)
         if order != tuple(range(len(order))):
             suffix += f".permute({', '.join(map(str, order))})"
+        expr = source + _mean(pooled)
     if fixed:
         suffix += f".flatten(1, {1 + len(fixed)})"
     expr += suffix
@@ -154,7 +172,9 @@ def _reduction(p: InPattern, axes_text: str) -> Reduction:
     if diag:
         what.append("diagonal")
     comment = f"{p.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
-    return Reduction(p.tensor, expr, comment, pooled, suffix)
+    if diagonal:
+        return Reduction(p.tensor, expr, comment)
+    return Reduction(p.tensor, expr, comment, source, pooled, order, suffix)
 
 
 def _mean(dims: tuple[int, ...]) -> str:
@@ -165,54 +185,95 @@ def _mean(dims: tuple[int, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class SharedMean:
-    """A mean of an input tensor that several reductions start from (``m[key]``)."""
+class SharedInput:
+    """A tensor that several reductions read, made once per forward as ``m[key]``: an
+    input with its dims moved (``order``), or a mean of an input or of such a copy."""
 
-    key: str  # e.g. "W2.mean(3)": not an identifier, so it never clashes with a tensor
+    key: str  # "K2 moved", "W2.mean(2)": never an identifier, so no clash with a tensor
+    expr: str
     tensor: str
-    dims: tuple[int, ...]
-
-    @property
-    def expr(self) -> str:
-        return f"x[{lit(self.tensor)}]{_mean(self.dims)}"
+    order: tuple[int, ...] = ()  # for a moved copy: the permutation of the tensor's dims
 
 
-def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedMean]]:
+def _move_inputs(groups: list[GroupCode], spec: Spec) -> tuple[list[GroupCode], list[SharedInput]]:
+    """Read a tensor's plain reductions from one copy with its dims moved, when one of
+    them is such a copy anyway (a kernel moved to ``[batch, channels, kx, ky, c2, c1]``
+    for the mix that carries both neuron axes): the means then run along the copy's
+    inner dims, and their results come out in the order the mix wants, uncopied."""
+    moves: dict[str, tuple[int, ...]] = {}
+    plain: dict[str, int] = {}
+    for g in groups:
+        for r in g.reductions:
+            if r.source is not None:
+                plain[r.tensor] = plain.get(r.tensor, 0) + 1
+                if r.moves and r.tensor not in moves:
+                    moves[r.tensor] = r.order  # x[tensor].permute(order): the copy
+    shared = {}
+    for tensor, order in moves.items():
+        if plain[tensor] > 1:
+            expr = f"x[{lit(tensor)}].permute({', '.join(map(str, order))}).contiguous()"
+            shared[tensor] = SharedInput(f"{tensor} moved", expr, tensor, order)
+    if not shared:
+        return groups, []
+    rewritten = [
+        replace(
+            g,
+            reductions=[
+                _reduction(p, _axes_text(spec, p.tensor), shared[p.tensor])
+                if r.source is not None and p.tensor in shared
+                else r
+                for p, r in zip(g.group.inputs, g.reductions, strict=True)
+            ],
+        )
+        for g in groups
+    ]
+    return rewritten, list(shared.values())
+
+
+def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedInput]]:
     """Rewrite plain means over several axes as means of another reduction's mean.
 
     The mean over ``P`` is the mean over ``P - Q`` of the mean over ``Q`` for any
     ``Q`` inside ``P``, so when the reductions of a tensor average over nested sets of
     axes (a hidden weight's row means, column means and total mean), the larger sets
     start from a smaller one's result (the largest such ``Q``) instead of reading the
-    tensor again. Each ``Q`` used so is computed once per forward, in ``_means``.
+    tensor again. Each ``Q`` used so is computed once per forward, in ``_shared``.
     """
     means: dict[str, set[tuple[int, ...]]] = {}
     for g in groups:
         for r in g.reductions:
             if r.pooled:
-                means.setdefault(r.tensor, set()).add(r.pooled)
+                means.setdefault(r.source, set()).add(r.pooled)
     base: dict[tuple[str, tuple[int, ...]], tuple[int, ...]] = {}
-    for tensor, sets in means.items():
+    for source, sets in means.items():
         for p in sets:
             inner = [q for q in sets if set(q) < set(p)]
             if inner:  # the largest nested mean (ties: the first in axis order)
-                base[tensor, p] = min(inner, key=lambda q: (-len(q), q))
-    shared = {(t, q): SharedMean(f"{t}{_mean(q)}", t, q) for (t, _), q in sorted(base.items())}
+                base[source, p] = min(inner, key=lambda q: (-len(q), q))
+    shared = {}
+    for (source, _), q in sorted(base.items()):
+        code = _source_code(source) + _mean(q)
+        shared[source, q] = SharedInput(code, source + _mean(q), source)
 
     def rewrite(r: Reduction) -> Reduction:
         if not r.pooled:
             return r
-        if (r.tensor, r.pooled) in base:
-            q = base[r.tensor, r.pooled]
+        if (r.source, r.pooled) in base:
+            q = base[r.source, r.pooled]
             rest = tuple(d - sum(e < d for e in q) for d in r.pooled if d not in q)
-        elif (r.tensor, r.pooled) in shared:
+        elif (r.source, r.pooled) in shared:
             q, rest = r.pooled, ()
         else:
             return r
-        return replace(r, expr=f"m[{lit(shared[r.tensor, q].key)}]{_mean(rest)}{r.suffix}")
+        return replace(r, expr=f"m[{lit(shared[r.source, q].key)}]{_mean(rest)}{r.suffix}")
 
     rewritten = [replace(g, reductions=[rewrite(r) for r in g.reductions]) for g in groups]
-    return rewritten, sorted(shared.values(), key=lambda m: (m.tensor, m.dims))
+    return rewritten, sorted(shared.values(), key=lambda m: m.key)
+
+
+def _source_code(source: str) -> str:
+    """``W2`` for ``x["W2"]``, ``K2 moved`` for ``m["K2 moved"]``: where a key starts."""
+    return source[source.index("[") + 2 : -2]
 
 
 def _placement(
@@ -427,7 +488,9 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     layouts = _fused_layouts(groups)
     if layouts:  # earlier terms of those tensors are summed in their fused mix's layout
         groups = [g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups]
-    groups, shared_means = _share_means(groups)
+    groups, moved = _move_inputs(groups, spec)
+    groups, means = _share_means(groups)
+    shared_inputs = moved + means
     escnn = (
         escnn_context(spec, plan, bases)
         if any(t.rep is not None for t in spec.types.values())
@@ -450,7 +513,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "sha256": spec.sha256,
         "plan": plan,
         "groups": groups,
-        "shared_means": shared_means,
+        "shared_inputs": shared_inputs,
         "kinds": kind_objs,
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
         "nested_kinds": sorted(

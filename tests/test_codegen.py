@@ -236,7 +236,7 @@ def test_a_hidden_weight_is_read_once_per_kept_axes_pattern():
     module = qgen.compile(spec)
     sizes = {"x": 4, "h1": 5, "h2": 6, "y": 3}
     x = {t.name: torch.randn(3, 2, *(sizes[a.type] for a in t.axes)) for t in spec.tensors}
-    means = module._means(x)
+    means = module._shared(x)
     assert torch.allclose(means["W2.mean(2)"].mean(2), x["W2"].mean((2, 3)), atol=1e-6)
 
 
@@ -251,7 +251,7 @@ def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
     x = {
         t.name: torch.randn(6, 2, *(spec.types[a.type].size for a in t.axes)) for t in spec.tensors
     }
-    n, m, out = module.sizes_of(x, 2), module._means(x), {}
+    n, m, out = module.sizes_of(x, 2), module._shared(x), {}
     groups = [k for k in vars(type(layer)) if k.startswith("_mix_")]
     assert groups[-1] == "_mix_carry_c1_c2"
     for name in groups[:-1]:
