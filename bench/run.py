@@ -160,7 +160,8 @@ def _interleaved(
     """Median seconds per call of each function, timed in interleaved rounds."""
     iters: dict[str, int] = {}
     for name, fn in fns.items():  # warm up, and pick a loop count per function
-        fn()
+        for _ in range(3):
+            fn()
         sync()
         start = time.perf_counter()
         fn()
@@ -168,8 +169,12 @@ def _interleaved(
         once = max(time.perf_counter() - start, 1e-7)
         iters[name] = max(1, int(min_time / once))
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        # every other round in reverse (A B C, C B A, ...): drift and position in the
+        # round weigh on every implementation alike
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = fns[name]
             start = time.perf_counter()
             for _ in range(iters[name]):
                 fn()
@@ -502,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=["layers", "build", "memory"],
         choices=["layers", "build", "memory"],
     )
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 15)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 21)")
     parser.add_argument("--cases", nargs="+", default=None, help="layer cases to run (default all)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -524,7 +529,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = args.rounds or (1 if args.quick else 15)
+    rounds = args.rounds or (1 if args.quick else 21)
     min_time = 0.001 if args.quick else 0.05
     device = args.device
     if device == "cuda":
