@@ -791,4 +791,6 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))
+        n = sizes_of(x, self.in_channels)
+        r = _reduce_pooled(x, n, _shared(x))
+        return self.linear(r)

@@ -294,33 +294,26 @@ def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read, made once per forward: a tensor with its dims
-    moved as its fused mix reads them (the other reductions of it read that copy too),
-    and means that means over more axes start from (the mean over ``(i, j)`` is the mean
-    over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
-    return {
-        "W1.mean(2)": x["W1"].mean(2),
-        "W2.mean(2)": x["W2"].mean(2),
-        "W3.mean(2)": x["W3"].mean(2),
-    }
+    """Inputs that several reductions read: none here."""
+    return {}
 
 
 def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
+    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``
+    (most of them means of the inputs of groups that carry one axis: see ``_carried``)."""
+    c = next(iter(x.values())).shape[1]  # channels
     return torch.cat(
         [
             # W1[h1, x*]: pool x, h1
-            m["W1.mean(2)"].mean(2),
+            m["carry_x.mean(2)"][:, : c],
             # b1[h1]: pool h1
-            x["b1"].mean(2),
             # W2[h2, h1*]: pool h1, h2
-            m["W2.mean(2)"].mean(2),
+            m["carry_h1.mean(2)"][:, c : 3 * c],
             # b2[h2]: pool h2
-            x["b2"].mean(2),
             # W3[y, h2*]: pool h2, y
-            m["W3.mean(2)"].mean(2),
+            m["carry_h2.mean(2)"][:, c : 3 * c],
             # b3[y]: pool y
-            x["b3"].mean(2),
+            m["carry_y.mean(2)"][:, c : 2 * c],
         ],
         dim=1,
     )
@@ -329,7 +322,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
 def _reduce_carry_x(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     """Inputs of the terms that carry x from input to output."""
     # W1[h1, x*]: pool h1; carry x
-    return m["W1.mean(2)"]
+    return x["W1"].mean(2)
 
 
 def _reduce_carry_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
@@ -341,7 +334,7 @@ def _reduce_carry_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # b1[h1]: carry h1
             x["b1"],
             # W2[h2, h1*]: pool h2; carry h1
-            m["W2.mean(2)"],
+            x["W2"].mean(2),
         ],
         dim=1,
     )
@@ -356,7 +349,7 @@ def _reduce_carry_h2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # b2[h2]: carry h2
             x["b2"],
             # W3[y, h2*]: pool y; carry h2
-            m["W3.mean(2)"],
+            x["W3"].mean(2),
         ],
         dim=1,
     )
@@ -391,6 +384,21 @@ def _reduce_carry_h2_y(x: Weights, n: dict[str, int], m: Weights) -> torch.Tenso
     """Inputs of the terms that carry h2, y from input to output."""
     # W3[y, h2*]: carry y, h2
     return x["W3"]
+
+
+def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
+    """``m`` plus the inputs of the groups that carry one axis, and their means over it.
+
+    Such an input pools every axis of its tensor but the carried one, so its mean over
+    that axis is the tensor's invariant summary: the pooled group reads those means (one
+    reduction per group, of a small tensor) instead of reducing each tensor again."""
+    r = {
+        "carry_x": _reduce_carry_x(x, n, m),
+        "carry_h1": _reduce_carry_h1(x, n, m),
+        "carry_h2": _reduce_carry_h2(x, n, m),
+        "carry_y": _reduce_carry_y(x, n, m),
+    }
+    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -681,7 +689,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _shared(x)
+        m = _carried(x, n, _shared(x))
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_x(x, n, m, out)
@@ -715,14 +723,14 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_x(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry x (1 per channel pair)."""
-        z = _mix(self.weight_carry_x, _reduce_carry_x(x, n, m))
+        z = _mix(self.weight_carry_x, m["carry_x"])
         zs = z.split_with_sizes(self._split_carry_x, dim=1)
         # W1[h1, x*]: broadcast h1; carry x
         _add(out, "W1", zs[0][:, :, None])
 
     def _mix_carry_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h1 (9 per channel pair)."""
-        z = _mix(self.weight_carry_h1, _reduce_carry_h1(x, n, m))
+        z = _mix(self.weight_carry_h1, m["carry_h1"])
         zs = z.split_with_sizes(self._split_carry_h1, dim=1)
         # W1[h1, x*]: broadcast x; carry h1
         _add(out, "W1", zs[0][:, :, :, None])
@@ -733,7 +741,7 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry h2 (9 per channel pair)."""
-        z = _mix(self.weight_carry_h2, _reduce_carry_h2(x, n, m))
+        z = _mix(self.weight_carry_h2, m["carry_h2"])
         zs = z.split_with_sizes(self._split_carry_h2, dim=1)
         # W2[h2, h1*]: broadcast h1; carry h2
         _add(out, "W2", zs[0][:, :, :, None])
@@ -744,7 +752,7 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_y(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry y (4 per channel pair)."""
-        z = _mix(self.weight_carry_y, _reduce_carry_y(x, n, m))
+        z = _mix(self.weight_carry_y, m["carry_y"])
         zs = z.split_with_sizes(self._split_carry_y, dim=1)
         # W3[y, h2*]: broadcast h2; carry y
         _add(out, "W3", zs[0][:, :, :, None])
@@ -782,4 +790,6 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))
+        n = sizes_of(x, self.in_channels)
+        r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
+        return self.linear(r)

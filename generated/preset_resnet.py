@@ -479,7 +479,6 @@ def _shared(x: Weights) -> Weights:
     and means that means over more axes start from (the mean over ``(i, j)`` is the mean
     over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
     return {
-        "K0 moved": x["K0"].permute(0, 1, 3, 4, 5, 2).contiguous(),
         "K1a moved": x["K1a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
         "K1b moved": x["K1b"].permute(0, 1, 4, 5, 2, 3).contiguous(),
         "K2a moved": x["K2a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
@@ -488,27 +487,21 @@ def _shared(x: Weights) -> Weights:
 
 
 def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
+    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``
+    (most of them means of the inputs of groups that carry one axis: see ``_carried``)."""
+    c = next(iter(x.values())).shape[1]  # channels
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: pool r
-            m["K0 moved"].mean(5).flatten(1, 4),
             # b0[r]: pool r
-            x["b0"].mean(2),
             # ln1_w[r]: pool r
-            x["ln1_w"].mean(2),
             # ln1_b[r]: pool r
-            x["ln1_b"].mean(2),
             # b1b[r]: pool r
-            x["b1b"].mean(2),
             # ln2_w[r]: pool r
-            x["ln2_w"].mean(2),
             # ln2_b[r]: pool r
-            x["ln2_b"].mean(2),
             # b2b[r]: pool r
-            x["b2b"].mean(2),
             # W[y, r*]: pool r
-            x["W"].mean(3).flatten(1, 2),
+            m["carry_r.mean(2)"][:, : 18 * c],
             # b[y]: as is
             x["b"].flatten(1, 2),
         ],
@@ -521,7 +514,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # K0[r, cin*, k3, k3]: carry r
-            m["K0 moved"].flatten(1, 4),
+            x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
             # b0[r]: carry r
             x["b0"],
             # ln1_w[r]: carry r
@@ -603,6 +596,18 @@ def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Te
     """Inputs of the terms that carry r, m2 from input to output."""
     # K2b[r, m2*, k3, k3]: carry r, m2
     return m["K2b moved"].flatten(1, 3)
+
+
+def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
+    """``m`` plus the inputs of the groups that carry one axis, and their means over it.
+
+    Such an input pools every axis of its tensor but the carried one, so its mean over
+    that axis is the tensor's invariant summary: the pooled group reads those means (one
+    reduction per group, of a small tensor) instead of reducing each tensor again."""
+    r = {
+        "carry_r": _reduce_carry_r(x, n, m),
+    }
+    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -930,7 +935,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _shared(x)
+        m = _carried(x, n, _shared(x))
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_r(x, n, m, out)
@@ -974,7 +979,7 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (324 per channel pair)."""
-        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
+        z = _mix(self.weight_carry_r, m["carry_r"])
         zs = z.split_with_sizes(self._split_carry_r, dim=1)
         # K0[r, cin*, k3, k3]: carry r
         _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
@@ -1087,7 +1092,9 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))
+        n = sizes_of(x, self.in_channels)
+        r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
+        return self.linear(r)
 
 
 # --------------------------------------------------------------------------------------

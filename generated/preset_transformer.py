@@ -627,45 +627,32 @@ def _shared(x: Weights) -> Weights:
     moved as its fused mix reads them (the other reductions of it read that copy too),
     and means that means over more axes start from (the mean over ``(i, j)`` is the mean
     over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
-    m: Weights = {
-        "W_in moved": x["W_in"].permute(0, 1, 3, 2).contiguous(),
-        "W2_1 moved": x["W2_1"].permute(0, 1, 3, 2).contiguous(),
-    }
     return {
-        **m,
-        "W1_1.mean(2)": x["W1_1"].mean(2),
-        "W2_1 moved.mean(2)": m["W2_1 moved"].mean(2),
+        "W2_1 moved": x["W2_1"].permute(0, 1, 3, 2).contiguous(),
     }
 
 
 def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
+    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``
+    (most of them means of the inputs of groups that carry one axis: see ``_carried``)."""
+    c = next(iter(x.values())).shape[1]  # channels
     return torch.cat(
         [
             # W_in[r, x*]: pool r
-            m["W_in moved"].mean(3).flatten(1, 2),
             # b_in[r]: pool r
-            x["b_in"].mean(2),
             # ln1a_w[r]: pool r
-            x["ln1a_w"].mean(2),
             # ln1a_b[r]: pool r
-            x["ln1a_b"].mean(2),
             # bo1[r]: pool r
-            x["bo1"].mean(2),
             # ln1b_w[r]: pool r
-            x["ln1b_w"].mean(2),
             # ln1b_b[r]: pool r
-            x["ln1b_b"].mean(2),
             # W1_1[m1, r*]: pool r, m1
-            m["W1_1.mean(2)"].mean(2),
+            m["carry_r.mean(2)"][:, : 10 * c],
             # b1_1[m1]: pool m1
-            x["b1_1"].mean(2),
+            m["carry_m1.mean(2)"][:, c : 2 * c],
             # W2_1[r, m1*]: pool r, m1
-            m["W2_1 moved.mean(2)"].mean(2),
             # b2_1[r]: pool r
-            x["b2_1"].mean(2),
             # W_out[y, r*]: pool r
-            x["W_out"].mean(3).flatten(1, 2),
+            m["carry_r.mean(2)"][:, 10 * c : 14 * c],
             # b_out[y]: as is
             x["b_out"].flatten(1, 2),
         ],
@@ -678,7 +665,7 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W_in[r, x*]: carry r
-            m["W_in moved"].flatten(1, 2),
+            x["W_in"].permute(0, 1, 3, 2).flatten(1, 2),
             # b_in[r]: carry r
             x["b_in"],
             # ln1a_w[r]: carry r
@@ -692,9 +679,9 @@ def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
             # ln1b_b[r]: carry r
             x["ln1b_b"],
             # W1_1[m1, r*]: pool m1; carry r
-            m["W1_1.mean(2)"],
+            x["W1_1"].mean(2),
             # W2_1[r, m1*]: pool m1; carry r
-            m["W2_1 moved.mean(2)"],
+            m["W2_1 moved"].mean(2),
             # b2_1[r]: carry r
             x["b2_1"],
             # W_out[y, r*]: carry r
@@ -799,6 +786,19 @@ def _reduce_carry_r_head1_dv1_v2(x: Weights, n: dict[str, int], m: Weights) -> t
     """Inputs of the terms that carry r, head1, dv1 from input to output."""
     # Wo1[r, head1*, dv1*]: carry r, head1, dv1
     return x["Wo1"]
+
+
+def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
+    """``m`` plus the inputs of the groups that carry one axis, and their means over it.
+
+    Such an input pools every axis of its tensor but the carried one, so its mean over
+    that axis is the tensor's invariant summary: the pooled group reads those means (one
+    reduction per group, of a small tensor) instead of reducing each tensor again."""
+    r = {
+        "carry_r": _reduce_carry_r(x, n, m),
+        "carry_m1": _reduce_carry_m1(x, n, m),
+    }
+    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it
@@ -1166,7 +1166,7 @@ class EquivariantLayer(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         n = sizes_of(x, self.in_channels)
-        m = _shared(x)
+        m = _carried(x, n, _shared(x))
         out: Weights = {}
         self._mix_pooled(x, n, m, out)
         self._mix_carry_r(x, n, m, out)
@@ -1218,7 +1218,7 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry r (196 per channel pair)."""
-        z = _mix(self.weight_carry_r, _reduce_carry_r(x, n, m))
+        z = _mix(self.weight_carry_r, m["carry_r"])
         zs = z.split_with_sizes(self._split_carry_r, dim=1)
         # W_in[r, x*]: carry r
         _add(out, "W_in", zs[0].unflatten(1, (-1, 3)).permute(0, 1, 3, 2))
@@ -1245,7 +1245,7 @@ class EquivariantLayer(nn.Module):
 
     def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
         """Terms that carry m1 (9 per channel pair)."""
-        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
+        z = _mix(self.weight_carry_m1, m["carry_m1"])
         zs = z.split_with_sizes(self._split_carry_m1, dim=1)
         # W1_1[m1, r*]: broadcast r; carry m1
         _add(out, "W1_1", zs[0][:, :, :, None])
@@ -1353,4 +1353,6 @@ class InvariantHead(nn.Module):
         self.linear = nn.Linear(self.in_features, out_features, bias=bias)
 
     def forward(self, x: Weights) -> torch.Tensor:
-        return self.linear(_reduce_pooled(x, sizes_of(x, self.in_channels), _shared(x)))
+        n = sizes_of(x, self.in_channels)
+        r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
+        return self.linear(r)

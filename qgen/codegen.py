@@ -225,6 +225,8 @@ def _move_inputs(groups: list[GroupCode], spec: Spec) -> tuple[list[GroupCode], 
                 for p, r in zip(g.group.inputs, g.reductions, strict=True)
             ],
         )
+        if len(g.reductions) == len(g.group.inputs)  # else read off other groups' inputs
+        else g
         for g in groups
     ]
     return rewritten, list(shared.values())
@@ -269,6 +271,69 @@ def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedI
 
     rewritten = [replace(g, reductions=[rewrite(r) for r in g.reductions]) for g in groups]
     return rewritten, sorted(shared.values(), key=lambda m: m.key)
+
+
+def _pool_from_carried(groups: list[GroupCode]) -> tuple[list[GroupCode], list[str]]:
+    """Read the invariant summaries off the inputs of the groups that carry one axis.
+
+    A plain input of such a group pools every group axis of its tensor but one, which it
+    carries; its mean over that axis pools them all: it is the tensor's invariant
+    summary, an input of the pooled group. So the pooled group takes the mean of each
+    such group's whole input (small, computed for that group anyway), one reduction
+    per group instead of one per tensor. Returns the groups, the pooled group's
+    reductions rewritten, and the names of the groups whose inputs are computed first.
+    """
+    pooled = groups[0]
+    if pooled.group.carried or not pooled.reductions:
+        return groups, []
+    sources: dict[tuple[str, tuple], tuple[str, int, int]] = {}  # -> (group, start, width)
+    for g in groups:
+        if len(g.group.carried) != 1 or not g.placements:
+            continue
+        start = 0
+        for q, r in zip(g.group.inputs, g.reductions, strict=True):
+            carry = [i for i, (kind, _) in enumerate(q.labels) if kind == CARRY]
+            if r.source is not None and len(carry) == 1:
+                labels = tuple(
+                    (POOL, 0) if kind in (POOL, CARRY) else (kind, 0) for kind, _ in q.labels
+                )
+                sources.setdefault((q.tensor, labels), (g.name, start, q.fixed_size))
+            start += q.fixed_size
+    items: list[tuple[str, int, int] | None] = []
+    for p, r in zip(pooled.group.inputs, pooled.reductions, strict=True):
+        labels = tuple((POOL, 0) if kind == POOL else (kind, 0) for kind, _ in p.labels)
+        plain = r.source is not None and r.pooled
+        items.append(sources.get((p.tensor, labels)) if plain else None)
+    if not any(items):
+        return groups, []
+    reductions = []
+    for r, item in zip(pooled.reductions, items, strict=True):
+        if item is None:
+            reductions.append(r)
+            continue
+        name, start, width = item
+        last = reductions[-1] if reductions else None
+        if isinstance(last, tuple) and last[0] == name and last[2] == start:  # extend a run
+            reductions[-1] = (name, last[1], start + width, last[3] + [r.comment])
+        else:
+            reductions.append((name, start, start + width, [r.comment]))
+    rewritten = []
+    for r in reductions:
+        if isinstance(r, Reduction):
+            rewritten.append(r)
+            continue
+        name, a, b, comments = r
+        rows = f"{_times(a)}c : {_times(b)}c" if a else f": {_times(b)}c"
+        expr = f"m[{lit(name + '.mean(2)')}][:, {rows}]"
+        rewritten.append(Reduction(pooled.group.inputs[0].tensor, expr, "\n".join(comments)))
+    used = sorted({item[0] for item in items if item}, key=[g.name for g in groups].index)
+    pooled = replace(pooled, reductions=rewritten, uses_channels=True)
+    return [pooled, *groups[1:]], used
+
+
+def _times(k: int) -> str:
+    """``3 * `` (the start of ``3 * c``), nothing for 1."""
+    return "" if k == 1 else f"{k} * "
 
 
 def _source_code(source: str) -> str:
@@ -358,6 +423,8 @@ class GroupCode:
     pair_rows: list[list[EscnnMap]] = field(default_factory=list)
     #: for the pooled group of such a spec: per output pattern, its bias (``in_`` empty)
     bias_maps: list[EscnnMap] = field(default_factory=list)
+    #: whether the reductions slice by the channel count ``c``
+    uses_channels: bool = False
 
     @property
     def name(self) -> str:
@@ -488,6 +555,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     layouts = _fused_layouts(groups)
     if layouts:  # earlier terms of those tensors are summed in their fused mix's layout
         groups = [g if g.fused else _group_code(plan, g.group, bases, layouts) for g in groups]
+    groups, carried_first = _pool_from_carried(groups)
     groups, moved = _move_inputs(groups, spec)
     groups, means = _share_means(groups)
     shared_inputs = moved + means
@@ -514,6 +582,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "plan": plan,
         "groups": groups,
         "shared_inputs": shared_inputs,
+        "carried_first": carried_first,
         "kinds": kind_objs,
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
         "nested_kinds": sorted(

@@ -230,14 +230,29 @@ def test_generated_module_imports_with_torch_alone(tmp_path):
 
 
 def test_a_hidden_weight_is_read_once_per_kept_axes_pattern():
-    # row and column means read W2; its total mean starts from one of them (same value)
+    # W2 is read for its row means and its column means; its total mean (an invariant
+    # summary) is read off the mean of a group's inputs, not off W2 again
     spec = load_spec(ROOT / "examples" / "mlp_gelu.yaml")
-    assert render_module(spec).count('x["W2"].mean(') == 2
+    source = render_module(spec)
+    assert source.count('x["W2"].mean(') == 2
+    assert 'x["W2"].mean((2, 3))' not in source
     module = qgen.compile(spec)
     sizes = {"x": 4, "h1": 5, "h2": 6, "y": 3}
     x = {t.name: torch.randn(3, 2, *(sizes[a.type] for a in t.axes)) for t in spec.tensors}
-    means = module._shared(x)
-    assert torch.allclose(means["W2.mean(2)"].mean(2), x["W2"].mean((2, 3)), atol=1e-6)
+    n = module.sizes_of(x, 2)
+    summaries = module._reduce_pooled(x, n, module._carried(x, n, module._shared(x)))
+    direct = torch.cat(
+        [
+            x["W1"].mean(2).flatten(1, 2),
+            x["b1"].mean(2),
+            x["W2"].mean((2, 3)),
+            x["b2"].mean(2),
+            x["W3"].mean(3).flatten(1, 2),
+            x["b3"].flatten(1, 2),
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(summaries, direct, rtol=0, atol=1e-6)
 
 
 def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
@@ -251,7 +266,8 @@ def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
     x = {
         t.name: torch.randn(6, 2, *(spec.types[a.type].size for a in t.axes)) for t in spec.tensors
     }
-    n, m, out = module.sizes_of(x, 2), module._shared(x), {}
+    n, out = module.sizes_of(x, 2), {}
+    m = module._carried(x, n, module._shared(x))
     groups = [k for k in vars(type(layer)) if k.startswith("_mix_")]
     assert groups[-1] == "_mix_carry_c1_c2"
     for name in groups[:-1]:
