@@ -305,7 +305,7 @@ def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
     return torch.cat(
         [
             # W1[h1, x*]: pool x, h1
-            m["carry_x.mean(2)"][:, : c],
+            m["carry_x.mean(2)"][:, :c],
             # b1[h1]: pool h1
             # W2[h2, h1*]: pool h1, h2
             m["carry_h1.mean(2)"][:, c : 3 * c],

@@ -323,7 +323,9 @@ def _pool_from_carried(groups: list[GroupCode]) -> tuple[list[GroupCode], list[s
             rewritten.append(r)
             continue
         name, a, b, comments = r
-        rows = f"{_times(a)}c : {_times(b)}c" if a else f": {_times(b)}c"
+        lower, upper = (f"{_times(a)}c" if a else ""), f"{_times(b)}c"
+        simple = lower in ("", "c") and upper == "c"  # ruff spaces a slice's complex bounds
+        rows = f"{lower}:{upper}" if simple else f"{lower} : {upper}".lstrip()
         expr = f"m[{lit(name + '.mean(2)')}][:, {rows}]"
         rewritten.append(Reduction(pooled.group.inputs[0].tensor, expr, "\n".join(comments)))
     used = sorted({item[0] for item in items if item}, key=[g.name for g in groups].index)
