@@ -483,10 +483,59 @@ def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
     return flat.shape[-1] <= 8 and weight.shape[0] >= 32
 
 
+class _BatchMix(torch.autograd.Function):
+    """``acc + weight @ r`` for ``r: [batch, in, n]``, one ``weight: [out, in]`` for the
+    whole batch (``acc`` optional): one ``bmm`` (``baddbmm``) with the weight broadcast.
+
+    The point is the backward: the weight's gradient ``sum_b grad_b r_b^T`` is one ``mm``
+    with the batch folded into the contraction, where autograd through the broadcast
+    weight forms a ``[batch, out, in]`` gradient and sums it (for a wide fixed axis,
+    many times the size of ``r``)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        weight: torch.Tensor,
+        r: torch.Tensor,
+        acc: torch.Tensor | None,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(weight, r)
+        ctx.has_acc = acc is not None
+        shared = weight.expand(r.shape[0], -1, -1)
+        return torch.bmm(shared, r) if acc is None else torch.baddbmm(acc, shared, r)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        weight, r = ctx.saved_tensors
+        grad_weight = grad_r = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = torch.tensordot(grad, r, dims=([0, 2], [0, 2]))
+        if ctx.needs_input_grad[1]:
+            grad_r = torch.bmm(weight.t().expand(grad.shape[0], -1, -1), grad)
+        return grad_weight, grad_r, grad if ctx.has_acc else None
+
+
+def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether to go through :class:`_BatchMix`: when autograd will want gradients and
+    the ``[batch, out, in]`` weight gradient it avoids is larger than the transposed
+    copies of ``grad`` and ``flat: [batch, in, n]`` its ``mm`` makes (``out * in >
+    n * (out + in)``: few entries ``n`` per row, as in the terms that carry one axis)."""
+    out, in_ = weight.shape
+    return (
+        torch.is_grad_enabled()
+        and any(t.requires_grad for t in (weight, flat, *others))
+        and out * in_ > flat.shape[-1] * (out + in_)
+    )
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
     if _folds(weight, flat):
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
+    if _batch_mix_pays(weight, flat):
+        return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
 
@@ -523,6 +572,8 @@ def _mix_into(
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
     if _folds(weight, inputs):
         flat.add_(_product(weight, inputs))
+    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+        return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)

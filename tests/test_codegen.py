@@ -279,6 +279,45 @@ def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
     assert out["K2"].data_ptr() == acc.data_ptr()  # accumulated into the sum in place
 
 
+def test_batch_mix_gradients_match_autograd_through_the_broadcast_weight(monkeypatch):
+    # _BatchMix's hand-written backward against autograd's own (float64, same layer)
+    text = "name: cnn\narch: cnn\nchannels: [1, 4, 5]\nkernel: 3\nclasses: 2\nactivation: gelu\n"
+    spec = parse_spec(text)
+    module = qgen.compile(spec)
+    layer = module.EquivariantLayer(3, 2).double()
+    x = {
+        t.name: torch.randn(6, 3, *(spec.types[a.type].size for a in t.axes), dtype=torch.float64)
+        for t in spec.tensors
+    }
+    for t in x.values():
+        t.requires_grad_(True)
+
+    def gradients() -> list[torch.Tensor]:
+        layer.zero_grad(set_to_none=True)
+        for t in x.values():
+            t.grad = None
+        y = layer(x)
+        sum(
+            (v * torch.linspace(-1, 1, v.numel(), dtype=v.dtype).view(v.shape)).sum()
+            for v in y.values()
+        ).backward()
+        return [p.grad.clone() for p in layer.parameters()] + [t.grad.clone() for t in x.values()]
+
+    calls = []
+    apply = module._BatchMix.apply
+    monkeypatch.setattr(module._BatchMix, "apply", lambda *a: calls.append(1) or apply(*a))
+    mine = gradients()
+    assert calls  # the cheap-gradient path was taken
+    monkeypatch.setattr(module, "_batch_mix_pays", lambda *a: False)
+    reference = gradients()
+    for a, b in zip(mine, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(4, 3, 7, dtype=torch.float64, requires_grad=True)
+    acc = torch.randn(4, 5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(apply, (w, r, acc))
+
+
 def test_names_only_reach_generated_code_as_identifiers_and_literals():
     # names that shadow what the generated code uses must stay inert
     text = """
