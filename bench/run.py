@@ -418,6 +418,12 @@ def report(results: dict) -> list[str]:
                     f"   {'':17s} generated / floor = {r:.2f}  "
                     f"(target <= {TARGET_VS_FLOOR}: {verdict})"
                 )
+                least = t.get("floor_fixed", 0.0) / t["floor"]
+                if r > TARGET_VS_FLOOR and least > TARGET_VS_FLOOR:
+                    lines.append(
+                        f"   {'':17s} (out of reach for any complete layer: mixing the "
+                        f"fixed axes alone takes {least:.2f}x the floor)"
+                    )
             else:
                 lines.append(f"   {'':17s} generated / floor = {r:.2f}  (no target)")
             if "floor_fixed" in t:
