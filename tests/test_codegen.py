@@ -316,6 +316,7 @@ def test_batch_mix_gradients_match_autograd_through_the_broadcast_weight(monkeyp
     r = torch.randn(4, 3, 7, dtype=torch.float64, requires_grad=True)
     acc = torch.randn(4, 5, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(apply, (w, r, acc))
+    assert torch.autograd.gradgradcheck(apply, (w, r, acc))  # double backward too
 
 
 def test_names_only_reach_generated_code_as_identifiers_and_literals():
