@@ -336,11 +336,15 @@ def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
     Such an input pools every axis of its tensor but the carried one, so its mean over
     that axis is the tensor's invariant summary: the pooled group reads those means (one
     reduction per group, of a small tensor) instead of reducing each tensor again."""
-    r = {
-        "carry_h1": _reduce_carry_h1(x, n, m),
-        "carry_h2": _reduce_carry_h2(x, n, m),
+    r_carry_h1 = _reduce_carry_h1(x, n, m)
+    r_carry_h2 = _reduce_carry_h2(x, n, m)
+    return {
+        **m,
+        "carry_h1": r_carry_h1,
+        "carry_h1.mean(2)": r_carry_h1.mean(2),
+        "carry_h2": r_carry_h2,
+        "carry_h2.mean(2)": r_carry_h2.mean(2),
     }
-    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it

@@ -392,13 +392,21 @@ def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
     Such an input pools every axis of its tensor but the carried one, so its mean over
     that axis is the tensor's invariant summary: the pooled group reads those means (one
     reduction per group, of a small tensor) instead of reducing each tensor again."""
-    r = {
-        "carry_x": _reduce_carry_x(x, n, m),
-        "carry_h1": _reduce_carry_h1(x, n, m),
-        "carry_h2": _reduce_carry_h2(x, n, m),
-        "carry_y": _reduce_carry_y(x, n, m),
+    r_carry_x = _reduce_carry_x(x, n, m)
+    r_carry_h1 = _reduce_carry_h1(x, n, m)
+    r_carry_h2 = _reduce_carry_h2(x, n, m)
+    r_carry_y = _reduce_carry_y(x, n, m)
+    return {
+        **m,
+        "carry_x": r_carry_x,
+        "carry_x.mean(2)": r_carry_x.mean(2),
+        "carry_h1": r_carry_h1,
+        "carry_h1.mean(2)": r_carry_h1.mean(2),
+        "carry_h2": r_carry_h2,
+        "carry_h2.mean(2)": r_carry_h2.mean(2),
+        "carry_y": r_carry_y,
+        "carry_y.mean(2)": r_carry_y.mean(2),
     }
-    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it

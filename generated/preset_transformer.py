@@ -794,11 +794,15 @@ def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
     Such an input pools every axis of its tensor but the carried one, so its mean over
     that axis is the tensor's invariant summary: the pooled group reads those means (one
     reduction per group, of a small tensor) instead of reducing each tensor again."""
-    r = {
-        "carry_r": _reduce_carry_r(x, n, m),
-        "carry_m1": _reduce_carry_m1(x, n, m),
+    r_carry_r = _reduce_carry_r(x, n, m)
+    r_carry_m1 = _reduce_carry_m1(x, n, m)
+    return {
+        **m,
+        "carry_r": r_carry_r,
+        "carry_r.mean(2)": r_carry_r.mean(2),
+        "carry_m1": r_carry_m1,
+        "carry_m1.mean(2)": r_carry_m1.mean(2),
     }
-    return {**m, **r, **{f"{name}.mean(2)": v.mean(2) for name, v in r.items()}}
 
 
 # Per term group, for initialization: fixed size of each input pattern and whether it

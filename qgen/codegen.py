@@ -90,6 +90,7 @@ class Reduction:
     #: ``m[...]``), the dims of that it averages over, the permutation of the kept dims
     #: after the mean, and the code after the mean; ``expr`` is the three joined
     source: str | None = None
+    source_name: str = ""  # what ``source`` reads: "W2", or "K2 moved" for m["K2 moved"]
     pooled: tuple[int, ...] = ()
     order: tuple[int, ...] = ()
     suffix: str = ""
@@ -138,7 +139,7 @@ def _reduction(p: InPattern, axes_text: str, moved: SharedInput | None = None) -
     src = "bc" + "".join(sub_in)
     dst = "bc" + "".join(fixed) + "".join(carry[k] for k in range(len(p.slot_types)))
     diagonal = len(set(sub_in)) < len(sub_in)
-    source = f"x[{lit(p.tensor)}]"
+    source, source_name = f"x[{lit(p.tensor)}]", p.tensor
     pooled: tuple[int, ...] = ()
     order: tuple[int, ...] = ()
     suffix = ""
@@ -151,7 +152,7 @@ def _reduction(p: InPattern, axes_text: str, moved: SharedInput | None = None) -
                 expr = f"({expr})"
     else:  # plain means and a permutation: one kernel each, no einsum parsing
         if moved is not None:
-            source = f"m[{lit(moved.key)}]"
+            source, source_name = f"m[{lit(moved.key)}]", moved.key
             src = "".join(src[d] for d in moved.order)
         pooled = tuple(i for i, letter in enumerate(src) if letter not in dst)
         kept = [letter for letter in src if letter in dst]
@@ -174,7 +175,7 @@ def _reduction(p: InPattern, axes_text: str, moved: SharedInput | None = None) -
     comment = f"{p.tensor}[{axes_text}]: {'; '.join(what) or 'as is'}"
     if diagonal:
         return Reduction(p.tensor, expr, comment)
-    return Reduction(p.tensor, expr, comment, source, pooled, order, suffix)
+    return Reduction(p.tensor, expr, comment, source, source_name, pooled, order, suffix)
 
 
 def _mean(dims: tuple[int, ...]) -> str:
@@ -191,7 +192,6 @@ class SharedInput:
 
     key: str  # "K2 moved", "W2.mean(2)": never an identifier, so no clash with a tensor
     expr: str
-    tensor: str
     order: tuple[int, ...] = ()  # for a moved copy: the permutation of the tensor's dims
 
 
@@ -212,7 +212,7 @@ def _move_inputs(groups: list[GroupCode], spec: Spec) -> tuple[list[GroupCode], 
     for tensor, order in moves.items():
         if plain[tensor] > 1:
             expr = f"x[{lit(tensor)}].permute({', '.join(map(str, order))}).contiguous()"
-            shared[tensor] = SharedInput(f"{tensor} moved", expr, tensor, order)
+            shared[tensor] = SharedInput(f"{tensor} moved", expr, order)
     if not shared:
         return groups, []
     rewritten = [
@@ -242,10 +242,12 @@ def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedI
     tensor again. Each ``Q`` used so is computed once per forward, in ``_shared``.
     """
     means: dict[str, set[tuple[int, ...]]] = {}
+    names: dict[str, str] = {}
     for g in groups:
         for r in g.reductions:
             if r.pooled:
                 means.setdefault(r.source, set()).add(r.pooled)
+                names[r.source] = r.source_name
     base: dict[tuple[str, tuple[int, ...]], tuple[int, ...]] = {}
     for source, sets in means.items():
         for p in sets:
@@ -254,8 +256,7 @@ def _share_means(groups: list[GroupCode]) -> tuple[list[GroupCode], list[SharedI
                 base[source, p] = min(inner, key=lambda q: (-len(q), q))
     shared = {}
     for (source, _), q in sorted(base.items()):
-        code = _source_code(source) + _mean(q)
-        shared[source, q] = SharedInput(code, source + _mean(q), source)
+        shared[source, q] = SharedInput(names[source] + _mean(q), source + _mean(q))
 
     def rewrite(r: Reduction) -> Reduction:
         if not r.pooled:
@@ -306,41 +307,36 @@ def _pool_from_carried(groups: list[GroupCode]) -> tuple[list[GroupCode], list[s
         items.append(sources.get((p.tensor, labels)) if plain else None)
     if not any(items):
         return groups, []
-    reductions = []
-    for r, item in zip(pooled.reductions, items, strict=True):
-        if item is None:
-            reductions.append(r)
+    rewritten: list[Reduction] = []
+    run: list = []  # [group, first row, end row, first tensor, comments] of a slice
+    for p, r, item in zip(pooled.group.inputs, pooled.reductions, items, strict=True):
+        if run and item is not None and item[0] == run[0] and item[1] == run[2]:
+            run[2] += item[2]  # the next rows of the same group's means: one slice
+            run[4].append(r.comment)
             continue
-        name, start, width = item
-        last = reductions[-1] if reductions else None
-        if isinstance(last, tuple) and last[0] == name and last[2] == start:  # extend a run
-            reductions[-1] = (name, last[1], start + width, last[3] + [r.comment])
-        else:
-            reductions.append((name, start, start + width, [r.comment]))
-    rewritten = []
-    for r in reductions:
-        if isinstance(r, Reduction):
+        if run:
+            rewritten.append(_pooled_slice(*run))
+        run = [item[0], item[1], item[1] + item[2], p.tensor, [r.comment]] if item else []
+        if not item:
             rewritten.append(r)
-            continue
-        name, a, b, comments = r
-        lower, upper = (f"{_times(a)}c" if a else ""), f"{_times(b)}c"
-        simple = lower in ("", "c") and upper == "c"  # ruff spaces a slice's complex bounds
-        rows = f"{lower}:{upper}" if simple else f"{lower} : {upper}".lstrip()
-        expr = f"m[{lit(name + '.mean(2)')}][:, {rows}]"
-        rewritten.append(Reduction(pooled.group.inputs[0].tensor, expr, "\n".join(comments)))
+    if run:
+        rewritten.append(_pooled_slice(*run))
     used = sorted({item[0] for item in items if item}, key=[g.name for g in groups].index)
     pooled = replace(pooled, reductions=rewritten, uses_channels=True)
     return [pooled, *groups[1:]], used
 
 
+def _pooled_slice(group: str, a: int, b: int, tensor: str, comments: list[str]) -> Reduction:
+    """Rows ``a * c`` to ``b * c`` of the means of ``group``'s inputs (``c`` channels)."""
+    lower, upper = (f"{_times(a)}c" if a else ""), f"{_times(b)}c"
+    simple = lower in ("", "c") and upper == "c"  # ruff spaces a slice's complex bounds
+    rows = f"{lower}:{upper}" if simple else f"{lower} : {upper}".lstrip()
+    return Reduction(tensor, f"m[{lit(group + '.mean(2)')}][:, {rows}]", "\n".join(comments))
+
+
 def _times(k: int) -> str:
     """``3 * `` (the start of ``3 * c``), nothing for 1."""
     return "" if k == 1 else f"{k} * "
-
-
-def _source_code(source: str) -> str:
-    """``W2`` for ``x["W2"]``, ``K2 moved`` for ``m["K2 moved"]``: where a key starts."""
-    return source[source.index("[") + 2 : -2]
 
 
 def _placement(
