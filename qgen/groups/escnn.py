@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from qgen.groups.base import Generator, GroupKind, Variances
+from qgen.groups.escnn_backend import EscnnMissing, load_escnn
 from qgen.partitions import Partition
 
 __all__ = [
@@ -103,9 +104,7 @@ def _jsonable(x):
 
 def _escnn_group(rep: EscnnRep, band: int = 1):
     """The escnn group; continuous groups with band limit ``band`` (max frequency)."""
-    import escnn.group as eg
-
-    factory = getattr(eg, FAMILIES[rep.family][0])
+    factory = getattr(load_escnn(), FAMILIES[rep.family][0])
     return factory(rep.N) if rep.finite else factory(max(band, 1))
 
 
@@ -135,8 +134,7 @@ def max_frequency(rep: EscnnRep) -> int:
 
 def escnn_representation(rep: EscnnRep, band: int = 1):
     """The escnn representation of ``rep`` (not for grids)."""
-    import escnn.group as eg
-
+    eg = load_escnn()
     group = _escnn_group(rep, band)
     reps = [_summand_rep(group, rep, s) for s in rep.summands]
     return reps[0] if len(reps) == 1 else eg.directsum(reps)
@@ -477,12 +475,9 @@ def parse_rep(family: str, n: int | None, data: object, fail) -> tuple[EscnnRep,
 def rep_size(rep: EscnnRep, fail) -> int:
     """Dimension of a (non-grid) rep; needs escnn for irreps, says how to get it."""
     try:
-        import escnn.group  # noqa: F401
-    except ImportError:
-        fail(
-            "escnn types need the escnn package to count and build (not to run generated "
-            "layers): pip install 'qgen[escnn]', or bash scripts/setup.sh"
-        )
+        load_escnn()
+    except EscnnMissing as exc:
+        fail(str(exc))
     try:
         return int(escnn_representation(rep, max_frequency(rep)).size)
     except Exception as exc:  # escnn raises assorted errors for unknown irrep ids
@@ -497,13 +492,7 @@ def escnn_grid_count(rep: EscnnRep, rotations: int | None = None) -> int:
     grids (about dim^6), so never on the build path."""
 
     def compute() -> int:
-        import escnn.group as eg
-        from escnn.group import _numerical
-
-        # With scikit-learn installed (the zoo extra), escnn hands an np.matrix to its
-        # randomized_svd, which scikit-learn >= 1.2 refuses; escnn's exact SVD fallback
-        # works, and is deterministic.
-        _numerical.randomized_svd = None
+        eg = load_escnn()
         group = _escnn_group(rep)
         d = rep.grid**2
         mats = {
