@@ -39,6 +39,12 @@ def _parse_sizes(tokens: Sequence[str] | None, basis: WeightSpaceBasis) -> dict[
                 f"--sizes: {basis.spec.source} declares no type {name!r} "
                 f"(types: {', '.join(basis.spec.types)})"
             )
+        decl = basis.spec.types[name]
+        if decl.fixed:
+            raise UsageError(
+                f"--sizes: {name} is a fixed type of size {decl.size} in {basis.spec.source}; "
+                "--sizes sets group types only (edit the spec to change a fixed size)"
+            )
         try:
             n = int(value)
         except ValueError:

@@ -96,7 +96,9 @@ def verify_lines(report: VerifyReport) -> list[str]:
         label = " ".join(f"{k}={v}" for k, v in group.items())
         status = "all agree" if not bad else f"{len(bad)} DISAGREE"
         skipped = len(checks) - len(done)
-        extra = f", {skipped} skipped (too large)" if skipped else ""
+        blockwise = sum(c.solved_at is not None for c in done)
+        extra = f" ({blockwise} blockwise over fixed axes)" if blockwise else ""
+        extra += f", {skipped} skipped (too large)" if skipped else ""
         lines.append(f"  {label}: {len(done)} blocks checked{extra}: {status}")
         for c in bad:
             lines.append(

@@ -55,6 +55,11 @@ class BlockCheck:
     skipped: str | None = None
     generic: bool = False  # whether the sizes reach every type's threshold
     level: Mapping[str, int] | None = None  # the size setting this check belongs to
+    #: sizes the numeric solve and span ran at, when smaller than ``sizes`` on axes of a
+    #: trivially acting type (blockwise check); ``numeric`` and ``span`` are then scaled
+    #: back to ``sizes`` (exactly: the solution space is a tensor product, see
+    #: :func:`check_block`)
+    solved_at: Mapping[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,23 +206,53 @@ def _fixed_basis(factor, position: dict, shape: list[int]) -> torch.Tensor:
 def check_block(
     block: Block, sizes: Mapping[str, int], max_entries: int = DEFAULT_MAX_ENTRIES
 ) -> BlockCheck:
-    """Compare enumeration, numeric nullspace and materialized span for one block."""
+    """Compare enumeration, numeric nullspace and materialized span for one block.
+
+    Blocks with axes of a trivially acting type (plain fixed axes) are checked blockwise:
+    the constraints never mix those indices, so with ``a_t`` such axes of size ``n_t``
+    the solution space is ``S (x) R^(prod n_t^a_t)`` for the space ``S`` of one slice.
+    Solving at sizes ``m_t = min(n_t, 2)`` (or 1, if that is still over the limit) gives
+    ``dim S * prod m_t^a_t``, which is scaled by ``prod (n_t / m_t)^a_t``; a result that
+    does not scale to an integer is reported as a disagreement. Two indices per fixed
+    axis keep the dense fixed-axis factor (maps between different indices) under test.
+    """
     sizes = _sizes_of(block, sizes)
     enumerated = block.count(sizes)
     generic = all(sizes[t] >= th for t, th in block.thresholds().items())
-    entries = math.prod(sizes[a.type] for a in block.axes)
-    if entries > max_entries or entries * max(enumerated, 1) > 50 * max_entries:
+    trivial = [f for f in block.fixed_factors if f.kind.trivial_action]
+    candidates = [{**sizes, **{f.type: min(sizes[f.type], m) for f in trivial}} for m in (2, 1)]
+    solve_at = next((c for c in candidates if not _over_limit(block, c, max_entries)), None)
+    if solve_at is None:
+        entries = math.prod(sizes[a.type] for a in block.axes)
         return BlockCheck(
             block, sizes, enumerated, skipped=f"{entries} entries over the limit", generic=generic
         )
+    numeric, span, residual = _solve_and_span(block, solve_at)
+    if solve_at == sizes:
+        return BlockCheck(block, sizes, enumerated, numeric, span, residual, generic=generic)
+    full = math.prod(sizes[a.type] for f in trivial for a in f.axes)
+    part = math.prod(solve_at[a.type] for f in trivial for a in f.axes)
+    numeric, span = (v * full // part if v * full % part == 0 else -1 for v in (numeric, span))
+    return BlockCheck(
+        block, sizes, enumerated, numeric, span, residual, generic=generic, solved_at=solve_at
+    )
+
+
+def _over_limit(block: Block, sizes: Mapping[str, int], max_entries: int) -> bool:
+    entries = math.prod(sizes[a.type] for a in block.axes)
+    return entries > max_entries or entries * max(block.count(sizes), 1) > 50 * max_entries
+
+
+def _solve_and_span(block: Block, sizes: Mapping[str, int]) -> tuple[int, int, float]:
+    """``(numeric dimension, span of the materialized terms, their constraint residual)``."""
     axes = axis_actions(block, sizes)
     gens = generators_at(block, sizes)
     numeric = solve_numeric(axes, gens).dim
     terms = solver_view(block, materialize(block, sizes))
-    flat = terms.reshape(terms.shape[0], entries)
+    flat = terms.reshape(terms.shape[0], math.prod(terms.shape[1:]))
     span = int(torch.linalg.matrix_rank(flat).item()) if flat.shape[0] else 0
     residual = constraint_residual(terms, axes, gens) if flat.shape[0] else 0.0
-    return BlockCheck(block, sizes, enumerated, numeric, span, residual, generic=generic)
+    return numeric, span, residual
 
 
 def size_levels(

@@ -67,6 +67,11 @@ class GroupKind(ABC):
     continuous: ClassVar[bool] = False
     #: whether the type's size is part of the group (fixed types) rather than free
     needs_size: ClassVar[bool] = False
+    #: whether the group acts trivially (every linear map between its axes commutes with
+    #: it): a block's constraints are then the same on every slice of those axes, so the
+    #: block's solution space is the one on a single slice tensored with all maps between
+    #: the slices (what ``qgen verify`` uses to check blocks too large to solve densely)
+    trivial_action: ClassVar[bool] = False
     #: how generated code stores an element and acts with it: "monomial" (an index
     #: permutation and a scale per index: ``(g.x)[i] = scale[i] * x[index[i]]``, with
     #: ``1 / scale`` on dual axes) or "matrix" (``A`` on plain axes, ``A^{-T}`` on dual)

@@ -14,6 +14,7 @@ class Fixed(GroupKind):
     name = "fixed"
     summary = "no symmetry (input/output neurons, kernel positions); needs a size"
     needs_size = True
+    trivial_action = True
 
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
         # One dense factor over all the axes: represented by the all-singletons partition.
