@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -220,8 +220,7 @@ def check_block(
     enumerated = block.count(sizes)
     generic = all(sizes[t] >= th for t, th in block.thresholds().items())
     trivial = [f for f in block.fixed_factors if f.kind.trivial_action]
-    candidates = [{**sizes, **{f.type: min(sizes[f.type], m) for f in trivial}} for m in (2, 1)]
-    solve_at = next((c for c in candidates if not _over_limit(block, c, max_entries)), None)
+    solve_at = _solve_sizes(block, sizes, max_entries)
     if solve_at is None:
         entries = math.prod(sizes[a.type] for a in block.axes)
         return BlockCheck(
@@ -236,6 +235,17 @@ def check_block(
     return BlockCheck(
         block, sizes, enumerated, numeric, span, residual, generic=generic, solved_at=solve_at
     )
+
+
+def _solve_sizes(block: Block, sizes: Mapping[str, int], max_entries: int) -> dict[str, int] | None:
+    """The sizes :func:`check_block` solves at: at most two indices per trivially acting
+    axis, then one; None when even that is over the limit."""
+    trivial = [f.type for f in block.fixed_factors if f.kind.trivial_action]
+    for m in (2, 1):
+        at = {**sizes, **{t: min(sizes[t], m) for t in trivial}}
+        if not _over_limit(block, at, max_entries):
+            return at
+    return None
 
 
 def _over_limit(block: Block, sizes: Mapping[str, int], max_entries: int) -> bool:
@@ -274,13 +284,34 @@ def verify(
     basis: WeightSpaceBasis,
     levels: Sequence[Mapping[str, int]],
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    progress: Callable[[int, Mapping[str, int]], None] | None = None,
 ) -> VerifyReport:
-    """Check every block, bias and invariant at each size assignment in ``levels``."""
+    """Check every block, bias and invariant at each size assignment in ``levels``;
+    ``progress(levels done, level)`` is called after each level."""
     start = time.perf_counter()
     report = VerifyReport()
-    for sizes in levels:
+    for done, sizes in enumerate(levels, 1):
         for block in basis.all_blocks():
             check = check_block(block, sizes, max_entries)
             report.checks.append(dataclasses.replace(check, level=dict(sizes)))
+        if progress is not None:
+            progress(done, sizes)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def work_estimate(
+    basis: WeightSpaceBasis,
+    levels: Sequence[Mapping[str, int]],
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> int:
+    """Map entries :func:`verify` would solve (blocks over the limit count as nothing):
+    the cost up front, without solving anything."""
+    total = 0
+    for sizes in levels:
+        for block in basis.all_blocks():
+            full = _sizes_of(block, sizes)
+            at = _solve_sizes(block, full, max_entries)
+            if at is not None:
+                total += math.prod(at[a.type] for a in block.axes)
+    return total

@@ -112,3 +112,45 @@ def test_usage_errors_exit_2(args, fragment, capsys):
     args = [str(EXAMPLE) if a == "SPEC" else a for a in args]
     assert main(args) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_count_refuses_to_override_a_declared_fixed_size(capsys):
+    """--sizes x=3 on a fixed type of size 2 once changed the count silently (21 -> 28)."""
+    assert main(["count", str(EXAMPLE), "--sizes", "x=3"]) == 2
+    err = capsys.readouterr().err
+    assert "x is a fixed type of size 2" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("up_to", ["0", "-3"])
+def test_verify_refuses_an_empty_size_range(up_to, capsys):
+    assert main(["verify", str(EXAMPLE), "--up-to", up_to]) == 2
+    assert "--up-to must be a positive size" in capsys.readouterr().err
+
+
+def test_verify_bounds_its_work_up_front(capsys):
+    """--up-to 50 once ran for minutes with no output: the cost is said and refused at once."""
+    assert main(["verify", str(EXAMPLE), "--up-to", "50"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "map entries over 50 size settings is more than --max-work" in captured.err
+    assert main(["verify", str(EXAMPLE), "--up-to", "4"]) == 0
+    assert "map entries to solve" in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["qgen count SPEC | head -1", "qgen explain SPEC | head -2", "qgen expand SPEC | head -1"],
+)
+def test_closed_pipe_ends_quietly(command):
+    qgen = f"{sys.executable} -m qgen"
+    script = "set -o pipefail; " + command.replace("qgen", qgen, 1).replace("SPEC", str(EXAMPLE))
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == ""
+
+
+def test_build_reports_maps_not_terms(tmp_path):
+    result = run("build", str(EXAMPLE), "-o", str(tmp_path))
+    assert result.returncode == 0
+    assert "mlp_relu: 21 equivariant linear maps, 2 bias maps, 2 invariant" in result.stdout
+    assert "terms" not in result.stdout

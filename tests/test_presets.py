@@ -146,3 +146,27 @@ def test_transformer_preset_counts_agree_with_verify():
     basis = solve(spec)
     report = verify(basis, size_levels(basis, {}, up_to=2))
     assert report.ok and len(report.checks) > 0
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet", "transformer"])
+def test_unknown_activation_is_an_error_naming_the_known_ones(arch):
+    """A typo must not silently become perm (it would drop a symmetry the user declared)."""
+    options = {
+        "mlp": "widths: [2, 3, 2]",
+        "cnn": "channels: [1, 4]\nclasses: 3",
+        "resnet": "in_channels: 3\nwidth: 4\nblocks: 1\nclasses: 5",
+        "transformer": "d_model: 4\nheads: 1\nd_head: 2\nmlp: 4\ndepth: 1",
+    }[arch]
+    text = f"name: m\narch: {arch}\n{options}\nactivation: rleu\n"
+    with pytest.raises(SpecError) as exc:
+        parse_spec(text, source="p.yaml")
+    message = str(exc.value)
+    assert message.startswith("p.yaml:") and "unknown activation 'rleu'" in message
+    assert "relu" in message and "tanh" in message and "group:" in message
+
+
+def test_group_option_overrides_the_activation():
+    text = "name: m\narch: mlp\nwidths: [2, 3, 2]\nactivation: my_act\ngroup: signed\n"
+    assert parse_spec(text).types["h1"].kind == "signed"
+    with pytest.raises(SpecError, match="'group' must be one of perm, signed"):
+        parse_spec(text.replace("signed", "bogus"))

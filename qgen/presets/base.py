@@ -12,16 +12,40 @@ from qgen.spec import Axis, TensorDecl, TypeDecl
 __all__ = ["ACTIVATION_GROUPS", "Expansion", "Params", "Preset", "activation_group"]
 
 #: activation -> group kind of the hidden neurons it follows. Positively homogeneous
-#: activations allow a positive scale per neuron, odd ones a sign flip, the identity
-#: any invertible change of basis; anything else allows permutations only.
+#: activations (``s(q z) = q s(z)`` for ``q > 0``) allow a positive scale per neuron, odd
+#: ones (``s(-z) = -s(z)``) a sign flip, the identity any invertible change of basis;
+#: the others (ReLU6 and the sigmoids saturate, GELU and SiLU are neither) permutations.
 ACTIVATION_GROUPS = {
     "relu": "scaled",
     "leaky_relu": "scaled",
+    "prelu": "scaled",
     "tanh": "signed",
     "sin": "signed",
+    "hardtanh": "signed",
+    "softsign": "signed",
     "linear": "gl",
     "identity": "gl",
+    **dict.fromkeys(
+        (
+            "gelu",
+            "silu",
+            "swish",
+            "mish",
+            "sigmoid",
+            "softplus",
+            "elu",
+            "selu",
+            "celu",
+            "relu6",
+            "hardswish",
+            "hardsigmoid",
+            "cos",
+        ),
+        "perm",
+    ),
 }
+#: group kinds a preset's ``group:`` option may give its hidden neurons
+HIDDEN_KINDS = ("perm", "signed", "scaled", "gl", "orthogonal")
 
 
 def activation_group(activation: str) -> str:
@@ -71,6 +95,24 @@ class Params:
 
     def name(self, key: str, default: Any = ...) -> str:
         return self.get(key, default, lambda v: isinstance(v, str) and v.isidentifier(), "a name")
+
+    def hidden_group(self, default_activation: str) -> str:
+        """The group kind of the hidden neurons: the ``group:`` option if given, else the
+        kind of ``activation:`` (:data:`ACTIVATION_GROUPS`); an unknown activation is an
+        error naming the known ones, since guessing would silently drop a symmetry."""
+        activation = self.name("activation", default_activation)
+        group = self.get(
+            "group", None, lambda v: v in HIDDEN_KINDS, "one of " + ", ".join(HIDDEN_KINDS)
+        )
+        if group is not None:
+            return group
+        if activation not in ACTIVATION_GROUPS:
+            self.fail(
+                f"unknown activation {activation!r}; known: {', '.join(sorted(ACTIVATION_GROUPS))} "
+                f"(or set 'group:' to one of {', '.join(HIDDEN_KINDS)} for another activation)",
+                "activation",
+            )
+        return ACTIVATION_GROUPS[activation]
 
     def unused(self) -> list[str]:
         return [k for k in self.values if k not in self.used]

@@ -8,12 +8,15 @@ Average pooling commutes with permutations and positive scalings of channels.
 
 from __future__ import annotations
 
-from qgen.presets.base import Expansion, Params, Preset, activation_group
+from qgen.presets.base import Expansion, Params, Preset
 
 
 class CNN(Preset):
     name = "cnn"
-    summary = "channels: [in, c1, ...], kernel: 3 or [3, 5, ...], classes: 10, activation: relu|..."
+    summary = (
+        "channels: [in, c1, ...], kernel: 3 or [3, 5, ...], classes: 10, "
+        "activation: relu|... (or group: KIND)"
+    )
 
     def expand(self, params: Params) -> Expansion:
         channels = params.int_list("channels", min_len=2)
@@ -33,7 +36,7 @@ class CNN(Preset):
         )
         kernels = kernel if isinstance(kernel, list) else [kernel] * layers
         classes = params.positive_int("classes")
-        group = activation_group(params.name("activation", "relu"))
+        group = params.hidden_group("relu")
         out = Expansion({}, [])
         names = ["cin", *(f"c{i}" for i in range(1, layers + 1))]
         out.type("cin", "fixed", channels[0])

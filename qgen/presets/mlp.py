@@ -7,22 +7,22 @@ order, with ``io: perm`` (the NP setting) they are permuted too.
 
 from __future__ import annotations
 
-from qgen.presets.base import Expansion, Params, Preset, activation_group
+from qgen.presets.base import Expansion, Params, Preset
 
 
 class MLP(Preset):
     name = "mlp"
     summary = (
-        "widths: [in, hidden..., out], activation: relu|tanh|sin|linear|gelu|..., io: fixed|perm"
+        "widths: [in, hidden..., out], "
+        "activation: relu|tanh|sin|linear|gelu|... (or group: KIND), io: fixed|perm"
     )
 
     def expand(self, params: Params) -> Expansion:
         widths = params.int_list("widths", min_len=2)
-        activation = params.name("activation", "relu")
         io = params.choice("io", ("fixed", "perm"), "fixed")
         bias = params.get("bias", True, lambda v: isinstance(v, bool), "true or false")
         out = Expansion({}, [])
-        hidden = activation_group(activation)
+        hidden = params.hidden_group("relu")
         names = ["x", *(f"h{i}" for i in range(1, len(widths) - 1)), "y"]
         for i, (name, width) in enumerate(zip(names, widths, strict=True)):
             if 0 < i < len(widths) - 1:

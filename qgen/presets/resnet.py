@@ -11,12 +11,15 @@ keeps permutations only; its weight and bias are tensors on ``r``.
 
 from __future__ import annotations
 
-from qgen.presets.base import Expansion, Params, Preset, activation_group
+from qgen.presets.base import Expansion, Params, Preset
 
 
 class ResNet(Preset):
     name = "resnet"
-    summary = "in_channels, width, hidden, blocks, kernel, classes, activation, norm: none|layer"
+    summary = (
+        "in_channels, width, hidden, blocks, kernel, classes, "
+        "activation (or group: KIND), norm: none|layer"
+    )
 
     def expand(self, params: Params) -> Expansion:
         cin = params.positive_int("in_channels")
@@ -25,7 +28,7 @@ class ResNet(Preset):
         blocks = params.positive_int("blocks")
         kernel = params.positive_int("kernel", 3)
         classes = params.positive_int("classes")
-        group = activation_group(params.name("activation", "relu"))
+        group = params.hidden_group("relu")
         norm = params.choice("norm", ("none", "layer"), "none")
         stream = "perm" if norm == "layer" else group
         out = Expansion({}, [])

@@ -11,13 +11,15 @@ The MLP's hidden type ``m<i>`` follows the activation.
 
 from __future__ import annotations
 
-from qgen.presets.base import Expansion, Params, Preset, activation_group
+from qgen.presets.base import Expansion, Params, Preset
 from qgen.spec import TypeDecl
 
 
 class Transformer(Preset):
     name = "transformer"
-    summary = "d_model, heads, d_head, mlp, depth, inputs, outputs, activation (gelu)"
+    summary = (
+        "d_model, heads, d_head, mlp, depth, inputs, outputs, activation (gelu; or group: KIND)"
+    )
 
     def expand(self, params: Params) -> Expansion:
         d_model = params.positive_int("d_model")
@@ -27,7 +29,7 @@ class Transformer(Preset):
         depth = params.positive_int("depth")
         inputs = params.positive_int("inputs", d_model)
         outputs = params.positive_int("outputs", d_model)
-        group = activation_group(params.name("activation", "gelu"))
+        group = params.hidden_group("gelu")
         out = Expansion({}, [])
         out.type("x", "fixed", inputs)
         out.type("r", "perm", d_model)
