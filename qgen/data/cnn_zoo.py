@@ -231,7 +231,7 @@ class SmallCNNZoo(Dataset):
         out = {}
         for r in self.layout:
             value = tf_to_torch(row[r.start : r.end].reshape(r.shape), r.kind)
-            t = torch.from_numpy(np.ascontiguousarray(value))
+            t = torch.from_numpy(np.array(value, order="C"))  # a writable copy
             out[r.varname] = t if self.dtype is None else t.to(self.dtype)
         return out
 
