@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -241,6 +242,16 @@ def test_cnn_zoo_transposes_tf_layouts_into_a_network_that_computes_the_same(tmp
         np.testing.assert_allclose(ours.numpy(), _tf_forward(nets[i], x), rtol=0, atol=1e-10)
 
 
+def test_cnn_zoo_pickles_without_its_weights_and_maps_them_again(tmp_path):
+    nets, _ = _write_cnn_zoo(tmp_path, networks=30)
+    ds = SmallCNNZoo(tmp_path, steps=None)
+    blob = pickle.dumps(ds)
+    assert len(blob) < (tmp_path / "weights.npy").stat().st_size / 4
+    again = pickle.loads(blob)
+    assert isinstance(again.data, np.memmap)
+    assert all(torch.equal(again[7][0][k], ds[7][0][k]) for k in ds[7][0])
+
+
 def test_tf_to_torch_is_the_axis_permutation_and_refuses_other_ranks():
     k = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # [kh, kw, in, out]
     t = tf_to_torch(k, "kernel")
@@ -330,24 +341,27 @@ def test_dwsnets_splits_json_with_foreign_absolute_paths(tmp_path):
     inrs, table = [], {s: {"path": [], "label": []} for s in ("train", "val", "test")}
     for i in range(6):
         split = ("train", "train", "train", "val", "test", "test")[i]
-        rel = f"mnist_png_{'test' if split == 'test' else 'train'}_{i % 10}/{i}/checkpoint.pth"
-        (tmp_path / rel).parent.mkdir(parents=True)
+        part = "testing" if split == "test" else "training"
+        rel = f"mnist_png_{part}_{i % 10}_{100 + i}/checkpoints/model_final.pth"
+        (tmp_path / "inrs" / rel).parent.mkdir(parents=True)
         inr = _DWSInr().double()
-        torch.save(inr.state_dict(), tmp_path / rel)
+        torch.save(inr.state_dict(), tmp_path / "inrs" / rel)
         inrs.append(inr)
         table[split]["path"].append("/home/someone/dwsnets/dataset/" + rel)  # another machine
         table[split]["label"].append(str(i % 10))
     (tmp_path / "mnist_splits.json").write_text(json.dumps(table))
-    ds = DWSNetsINRs(tmp_path / "mnist_splits.json", "train")
+    with pytest.raises(FileNotFoundError, match="not found, nor as"):
+        DWSNetsINRs(tmp_path / "mnist_splits.json", "train")  # root defaults to the JSON's dir
+    ds = DWSNetsINRs(tmp_path / "mnist_splits.json", "train", root=tmp_path / "inrs")
     assert len(ds) == 3 and [ds[i][1].item() for i in range(3)] == [0, 1, 2]
-    test = DWSNetsINRs(tmp_path / "mnist_splits.json", "test")
+    test = DWSNetsINRs(tmp_path / "mnist_splits.json", "test", root=tmp_path / "inrs")
     coords = torch.rand(9, 2, dtype=torch.float64) * 2 - 1
     for j, i in enumerate((4, 5)):
         w, label = test[j]
         assert label.item() == i and torch.equal(w["W2"][0], inrs[i].seq[1].weight)
         assert torch.equal(_siren_forward(w, coords), inrs[i](coords))
     with pytest.raises(ValueError, match="no split 'holdout'"):
-        DWSNetsINRs(tmp_path / "mnist_splits.json", "holdout")
+        DWSNetsINRs(tmp_path / "mnist_splits.json", "holdout", root=tmp_path / "inrs")
 
 
 def _write_nfn_sirens(root, n: int = 7, prefix: str = "randinit_test"):

@@ -48,7 +48,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: not a tensors-only torch checkpoint ({exc}); save the model's "
             "state_dict() rather than the model object"
         ) from exc
-    if isinstance(state, Mapping) and "state_dict" in state and len(state) <= 3:
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()

@@ -223,6 +223,17 @@ class SmallCNNZoo(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __getstate__(self) -> dict:
+        # a pickled memmap would carry the whole array (DataLoader workers under spawn):
+        # pickle the path and map the file again on the other side
+        state = dict(self.__dict__)
+        state["data"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.data = np.load(self.root / "weights.npy", mmap_mode="r")
+
     def state_dict(self, index: int) -> dict[str, torch.Tensor]:
         """The network at ``index`` as ``{TF varname: tensor in torch layout}``."""
         row = np.asarray(self.data[self.rows[index]])  # reads this one row of the memmap

@@ -76,8 +76,10 @@ class DWSNetsINRs(_INRFiles):
 
     Relative paths are taken relative to ``root`` (default: the JSON's directory). An
     absolute path that does not exist is re-based onto ``root`` by its last
-    ``relative_parts`` components (default 3: ``mnist_png_<split>_<digit>/<image>/<file>``
-    in DWSNets' MNIST layout), so a JSON written on another machine still works.
+    ``relative_parts`` components, so a JSON written on another machine still works.
+    The default 3 fits DWSNets' MNIST layout, ``<inr dir>/checkpoints/<file>.pth`` with
+    the label in the INR directory's name (their split script reads it from
+    ``p.parent.parent``); pass ``root`` = the directory holding those INR directories.
     """
 
     def __init__(
