@@ -2,6 +2,7 @@
 
     python bench/zoo/study.py                 # full study (builds the zoos if needed)
     python bench/zoo/study.py --tiny --out /tmp/zoo   # seconds: the pipeline test
+    torchrun --nproc_per_node=2 bench/zoo/study.py ... # training with DDP (distributed.py)
 
 Task 1, generalization prediction: predict a ReLU classifier's test accuracy from its
 weights (classifier zoo); metric Kendall's tau. Then robustness: the same test networks,
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import distributed  # noqa: E402
 import metanets  # noqa: E402
 import zoos  # noqa: E402
 
@@ -93,6 +95,9 @@ def predict(model, x, batch: int = 256) -> torch.Tensor:
 
 def fit(model, x, y, *, classes: int, epochs: int, batch: int, lr: float, seed: int, desc: str):
     """Adam, constant learning rate, ``epochs`` passes; MSE on standardized y or cross-entropy."""
+    if distributed.world_size() > 1:  # under torchrun: the same loop with DDP
+        cfg = {"classes": classes, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
+        return distributed.fit(model, x, y, desc=desc, **cfg)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     augment = getattr(model, "augment", None)
@@ -358,6 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    distributed.setup()  # joins the process group under torchrun; rank 0 writes results
     seeds = list(range(1 if args.tiny else args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -367,7 +373,11 @@ def main(argv: list[str] | None = None) -> dict:
             res, meta = run(args, seeds)
             meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
             payload = {"results": res, "meta": meta}
-            (args.out / f"{task}.json").write_text(json.dumps(payload, indent=1))
+            if distributed.is_rank0():
+                (args.out / f"{task}.json").write_text(json.dumps(payload, indent=1))
+    if not distributed.is_rank0():  # under torchrun, rank 0 alone writes the results
+        distributed.cleanup()
+        return {"results": {}, "meta": {}}
     # the table and plots, once both tasks have results (they may run as separate processes)
     results, meta = {}, {}
     for task in ("classifier", "inr"):
@@ -382,6 +392,7 @@ def main(argv: list[str] | None = None) -> dict:
         plots(results, meta, args.out)
     meta["seconds"] = time.time() - start
     print(f"study: {meta['seconds']:.0f} s; wrote {args.out}")
+    distributed.cleanup()
     return {"results": results, "meta": meta}
 
 
