@@ -47,13 +47,16 @@ def chain_keys(state: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
 
 
 def chain_spec(
-    weight_shapes: Sequence[Sequence[int]], activation: str = "relu", name: str = "chain"
+    weight_shapes: Sequence[Sequence[int]],
+    activation: str = "relu",
+    name: str = "chain",
+    group: str | None = None,
 ) -> Spec:
     """The preset spec of a chain with these weight shapes (torch layout).
 
     ``activation`` decides the hidden neurons' group (``relu``: permutations with positive
-    scalings, ``tanh``/``sin``: with sign flips; a name the presets do not list, e.g.
-    ``mixed`` for a zoo of several activations: permutations only).
+    scalings, ``tanh``/``sin``: with sign flips; see ``qgen.presets.ACTIVATION_GROUPS``);
+    ``group`` overrides it (e.g. ``perm`` for a zoo of several activations).
     """
     shapes = [tuple(int(n) for n in s) for s in weight_shapes]
     if not shapes:
@@ -63,9 +66,10 @@ def chain_spec(
             raise ValueError(
                 f"layer {i + 2} takes {b[1]} inputs but layer {i + 1} has {a[0]} outputs"
             )
+    extra = f"group: {group}\n" if group is not None else ""
     if all(len(s) == 2 for s in shapes):
         widths = [shapes[0][1], *(s[0] for s in shapes)]
-        text = f"name: {name}\narch: mlp\nwidths: {widths}\nactivation: {activation}\n"
+        text = f"name: {name}\narch: mlp\nwidths: {widths}\nactivation: {activation}\n" + extra
     elif all(len(s) == 4 for s in shapes[:-1]) and len(shapes[-1]) == 2 and len(shapes) > 1:
         if any(s[2] != s[3] for s in shapes[:-1]):
             raise ValueError(f"chain_spec: non-square kernels {shapes[:-1]}; write a spec")
@@ -73,7 +77,7 @@ def chain_spec(
         kernels = [s[2] for s in shapes[:-1]]
         text = (
             f"name: {name}\narch: cnn\nchannels: {channels}\nkernel: {kernels}\n"
-            f"classes: {shapes[-1][0]}\nactivation: {activation}\n"
+            f"classes: {shapes[-1][0]}\nactivation: {activation}\n" + extra
         )
     else:
         raise ValueError(

@@ -207,7 +207,13 @@ class SmallCNNZoo(Dataset):
         ).reshape(len(rows), len(self.columns))
         self.dtype = dtype
         shapes = [tf_to_torch(np.empty(k.shape), "kernel").shape for k, _ in self.pairs]
-        self.spec = spec if spec is not None else chain_spec(shapes, activation or "mixed")
+        self.spec = (
+            spec
+            if spec is not None
+            else (
+                chain_spec(shapes, activation) if activation else chain_spec(shapes, group="perm")
+            )
+        )
         keys = [r.varname for pair in self.pairs for r in pair]
         if len(self.spec.tensors) != len(keys):
             raise ValueError(
