@@ -168,7 +168,8 @@ def user_line(node: fx.Node) -> str | None:
     if not frames:
         return None
     file, line, _, code = frames[-1]
-    return f"{os.path.relpath(file) if not file.startswith('..') else file}:{line}: {code.strip()}"
+    rel = os.path.relpath(file)
+    return f"{file if rel.startswith('..') else rel}:{line}: {code.strip()}"
 
 
 def _index_text(index) -> str:
@@ -786,19 +787,20 @@ class _Walk:
         raise self.refuse("merges the features with other dimensions, which is not supported")
 
     def reshape(self, x, shape):
-        if isinstance(shape, fx.Node):
+        prefix_unknown = isinstance(shape, fx.Node)  # e.g. x.size()[:-2] + (d,)
+        if prefix_unknown:
             v = self.val(shape)
-            shape = [None] * 1 + list(v.tail) if isinstance(v, Meta) else None
-            if shape is None:
-                raise self.refuse()
+            if not isinstance(v, Meta) or not v.tail:
+                raise self.refuse("with a shape qgen cannot read is not supported")
+            shape = [None, *v.tail]
         shape = list(shape)
         ints = [s for s in shape if isinstance(s, int)]
         if isinstance(x, Feat) and not x.channels:
             n = self.types.size.get(self.types.root(x.t))
-            if len(ints) >= 2 and isinstance(shape[-1], int) and isinstance(shape[-2], int):
-                heads, d = shape[-2], shape[-1]
-                if n is not None and (heads == -1 or d == -1):
-                    heads, d = (n // d, d) if heads == -1 else (heads, n // heads)
+            pair = [s if isinstance(s, int) and s != -1 else None for s in shape[-2:]]
+            if len(shape) >= 3 and n is not None and pair != [None, None]:
+                heads, d = pair
+                heads, d = (n // d, d) if heads is None else (heads, n // heads)
                 if n is not None and heads * d == n and heads > 0:
                     self.types.split_into(x.t, heads, self.where(), prefix="head")
                     r = len(shape)
@@ -807,8 +809,11 @@ class _Walk:
                 return Feat(x.t, False, len(shape) if isinstance(shape[0], int | fx.Node) else None)
         if isinstance(x, Heads) and (x.head, x.inner) == (x.rank - 2, x.rank - 1):
             n = self.types.size.get(self.types.root(x.t))
-            if shape and shape[-1] in (n, -1):
+            # the heads merge back when the last size is theirs (or computed at run time)
+            if prefix_unknown and shape[-1] == n and len(shape) == 2:
                 return Feat(x.t, False, None)
+            if len(shape) == x.rank - 1 and (shape[-1] in (n, -1) or _is_node(shape[-1])):
+                return Feat(x.t, False, x.rank - 1)
         raise self.refuse("is not supported (qgen follows splitting the features into heads)")
 
     def transpose(self, x, target, dims):
@@ -828,6 +833,10 @@ class _Walk:
                 if x.rank is not None or (a >= 0 and b >= 0 and a != -1 and b != -1):
                     return x
         raise self.refuse()
+
+
+def _is_node(a) -> bool:
+    return isinstance(a, fx.Node)
 
 
 def _has_feature(v) -> bool:

@@ -189,10 +189,11 @@ class TypeGraph:
         for i, t in enumerate(dict.fromkeys(self.root(t) for t in outputs)):
             names.setdefault(t, "y" if i == 0 else f"y{i + 1}")
         counters: dict[str, int] = {}
-        used_outer = {self.root(o) for o, _ in splits.values()}
+        used = {self.root(a.t) for t in self.tensors for a in t.axes if a.part != "fixed"}
+        used |= {self.root(splits[r][0]) for r in used if r in splits}
         for t in self.order:
             r = self.root(t)
-            if r in names or (self.prefix[r] != "h" and r not in used_outer):
+            if r in names or r not in used:
                 continue
             p = self.prefix[r]
             counters[p] = counters.get(p, 0) + 1
