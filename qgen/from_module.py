@@ -50,11 +50,17 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from qgen.adapters import WeightSpace
+from qgen.fx_shapes import tensor_ranks
 from qgen.pointwise import pointwise_kind
 from qgen.spec import Spec
 from qgen.typegraph import Ax, TypeGraph, UnsupportedModel
 
-__all__ = ["UnsupportedModel", "spec_from_module", "weight_space_from_module"]
+__all__ = [
+    "UnsupportedModel",
+    "model_from_factory",
+    "spec_from_module",
+    "weight_space_from_module",
+]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -223,7 +229,8 @@ class _Tracer(fx.Tracer):
         self.record_stack_traces = True
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _LEAVES) or super().is_leaf_module(m, qualname)
+        known = pointwise_kind(type(m), m) is not None  # declared pointwise: kept whole
+        return isinstance(m, _LEAVES) or known or super().is_leaf_module(m, qualname)
 
 
 def _trace(model: nn.Module) -> tuple[fx.Graph, nn.Module]:
@@ -256,7 +263,8 @@ def _is_hf(model: nn.Module) -> bool:
 class _Walk:
     """Reads a traced graph into a :class:`TypeGraph`."""
 
-    def __init__(self, model: nn.Module, graph: fx.Graph) -> None:
+    def __init__(self, model: nn.Module, graph: fx.Graph, ranks: dict[fx.Node, int]) -> None:
+        self.ranks = ranks
         self.model = model
         self.graph = graph
         self.modules = dict(model.named_modules())
@@ -274,6 +282,8 @@ class _Walk:
         node = node or self.node
         op = describe(node, self.modules)
         line = user_line(node)
+        if line is None:  # made lazily (an attribute read when used): where its input is
+            line = next((user_line(a) for a in node.all_input_nodes if user_line(a)), None)
         return f"{line}: {op}" if line else op
 
     def refuse(self, why: str = "is not supported") -> UnsupportedModel:
@@ -322,6 +332,10 @@ class _Walk:
                 self.value[node] = self.call_module(node)
             elif node.op in ("call_function", "call_method"):
                 self.value[node] = self.call(node)
+            v = self.value.get(node)
+            if isinstance(v, Feat) and node in self.ranks:
+                rank = self.ranks[node]
+                self.value[node] = Feat(v.t, v.channels and rank > 2, rank)
             elif node.op == "output":
                 self.output(node.args[0])
 
@@ -346,8 +360,6 @@ class _Walk:
             raise UnsupportedModel("the model returns features split into heads")
         if not isinstance(v, Feat):
             raise UnsupportedModel(f"the model returns {_kind_of(v)}")
-        if self.types.root(v.t) in {self.types.root(t) for t in self.inputs}:
-            raise UnsupportedModel("the output is tied to the input (a residual around everything)")
         self.outputs.append(v.t)
 
     # -- modules --------------------------------------------------------------------------
@@ -740,19 +752,26 @@ class _Walk:
             if len(idx) >= 2 and idx[1] != slice(None):
                 raise self.refuse("selects channels, which is not supported")
             return Feat(x.t, True, None)
-        if x.rank is not None and len(idx) >= x.rank and idx[x.rank - 1] != slice(None):
+        if x.rank is None:
+            raise self.refuse(
+                "on a tensor of unknown rank may select features; pass example_input= to "
+                "spec_from_module"
+            )
+        if len(idx) >= x.rank and idx[x.rank - 1] != slice(None):
             raise self.refuse("selects features, which is not supported")
-        if any(i is None for i in idx):
-            return Feat(x.t, x.channels, None)
-        if x.rank is None and len(idx) < 2:
-            raise self.refuse("on a tensor of unknown rank may select features; index with x[:, i]")
-        dropped = sum(isinstance(i, int) for i in idx)
-        return Feat(x.t, False, x.rank - dropped if x.rank else None)
+        return Feat(x.t, False, None)
 
     def is_feature_dim(self, f: Feat, d: int) -> bool:
-        if f.channels:
-            return d == 1 or (f.rank is not None and d == 1 - f.rank)
-        return d == -1 or (f.rank is not None and d == f.rank - 1)
+        """Whether dim ``d`` of ``f`` is its feature dim (refused when that depends on a
+        rank that shape propagation could not find)."""
+        if f.rank is not None:
+            return d % f.rank == (1 if f.channels else f.rank - 1)
+        if (f.channels and d >= 0) or (not f.channels and d < 0):
+            return d in (1, -1)
+        raise self.refuse(
+            f"over dim {d} of a tensor of unknown rank may touch the features; pass "
+            "example_input= to spec_from_module"
+        )
 
     def reduce(self, x, dims, target):
         """A mean or sum over dimensions other than the features keeps the type; a max
@@ -771,9 +790,9 @@ class _Walk:
         keep = self.node.kwargs.get("keepdim", False) or (
             len(self.node.args) > 2 and self.node.args[2]
         )
-        if x.channels:
-            return Feat(x.t, True if keep else (False if x.rank is None else x.rank - len(dims) > 2))
-        return Feat(x.t, False, None if x.rank is None or keep else x.rank - len(dims))
+        # conv features pooled to [batch, channels] are features-last (ranks come from
+        # shape propagation where it ran)
+        return Feat(x.t, bool(x.channels and keep), None)
 
     def flatten(self, x, start: int):
         if not isinstance(x, Feat):
@@ -827,11 +846,10 @@ class _Walk:
             a, b = (d % x.rank for d in dims)
             swap = {a: b, b: a}
             return Heads(x.t, swap.get(x.head, x.head), swap.get(x.inner, x.inner), x.rank)
-        if isinstance(x, Feat) and not x.channels and target in ("transpose", torch.transpose):
+        if isinstance(x, Feat) and x.channels is False and target in ("transpose", torch.transpose):
             a, b = dims
             if not (self.is_feature_dim(x, a) or self.is_feature_dim(x, b)):
-                if x.rank is not None or (a >= 0 and b >= 0 and a != -1 and b != -1):
-                    return x
+                return x
         raise self.refuse()
 
 
@@ -861,13 +879,30 @@ def _identifier(text: str) -> str:
     return name if name and not name[0].isdigit() else f"p{name}"
 
 
+def model_from_factory(make, name: str) -> nn.Module:
+    """``make()`` in eval mode, or a one-line error when it fails or is no ``nn.Module``."""
+    try:
+        model = make()
+    except Exception as exc:
+        raise UnsupportedModel(f"{name}() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModel(
+            f"{name}() returned {type(model).__name__}, not a torch.nn.Module; the factory "
+            "must return the model"
+        )
+    return model.eval()
+
+
 def weight_space_from_module(
-    model: nn.Module, name: str = "model", io: str = "fixed"
+    model: nn.Module, name: str = "model", io: str = "fixed", example_input=None
 ) -> WeightSpace:
     """The weight space of ``model`` and where its tensors live in ``model.state_dict()``
-    (see the module docstring for the rules)."""
+    (see the module docstring for the rules). ``example_input`` (one input tensor) gives
+    the ranks of the tensors in ``forward``; without it qgen tries small inputs of the
+    sizes the first layer reads and uses the lowest rank that runs."""
     graph, traced = _trace(model)
-    walk = _Walk(traced, graph)
+    ranks = tensor_ranks(traced, graph, example_input)
+    walk = _Walk(traced, graph, ranks)
     walk.run(io)
     if not walk.outputs:
         raise UnsupportedModel("the model returns no feature tensor")
@@ -876,7 +911,9 @@ def weight_space_from_module(
     )
 
 
-def spec_from_module(model: nn.Module, name: str = "model", io: str = "fixed") -> Spec:
+def spec_from_module(
+    model: nn.Module, name: str = "model", io: str = "fixed", example_input=None
+) -> Spec:
     """The spec of ``model``'s weight space (see the module docstring for the rules)."""
-    return weight_space_from_module(model, name, io).spec
+    return weight_space_from_module(model, name, io, example_input).spec
 

@@ -228,7 +228,11 @@ class TypeGraph:
             tensors.append(TensorDecl(t.name, tuple(axes)))
             sources[t.name] = Source(t.key, t.rows, tuple(shape))
         spec = Spec(name=name, types=decls, tensors=tuple(tensors), source="<module>")
-        spec = parse_spec(dump_spec(spec), source=source)  # validates
+        try:
+            spec = parse_spec(dump_spec(spec), source=source)  # validates
+        except QgenError as exc:  # a bug here: say so without the internal text's lines
+            message = str(exc).splitlines()[0]
+            raise UnsupportedModel(f"the spec read from {source} is invalid: {message}") from exc
         return WeightSpace(spec, sources)
 
     def _expand(self, a: Ax, names, splits) -> list[tuple[Axis, int]]:
