@@ -813,7 +813,6 @@ class _Walk:
                 raise self.refuse("with a shape qgen cannot read is not supported")
             shape = [None, *v.tail]
         shape = list(shape)
-        ints = [s for s in shape if isinstance(s, int)]
         if isinstance(x, Feat) and not x.channels:
             n = self.types.size.get(self.types.root(x.t))
             pair = [s if isinstance(s, int) and s != -1 else None for s in shape[-2:]]
@@ -916,4 +915,3 @@ def spec_from_module(
 ) -> Spec:
     """The spec of ``model``'s weight space (see the module docstring for the rules)."""
     return weight_space_from_module(model, name, io, example_input).spec
-

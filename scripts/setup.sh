@@ -3,8 +3,9 @@
 #   QGEN_VENV         where to put the environment (default: .venv)
 #   QGEN_CONSTRAINTS  pip constraints file (default: scripts/constraints-cpu.txt,
 #                     which pins the CPU build of torch); set it empty to let pip choose.
-#   QGEN_EXTRAS       extras to install (default: test,escnn,zoo; zoo is what the model-zoo
-#                     study and its tiny pipeline test need). escnn's dependency py3nj
+#   QGEN_EXTRAS       extras to install (default: test,escnn,zoo,hf; zoo is what the model-zoo
+#                     study and its tiny pipeline test need, hf what from_module's Hugging
+#                     Face tests need: transformers 4.x, ~10 MB, keeps torch at its pin). escnn's dependency py3nj
 #                     is compiled with a Fortran compiler: as root on Debian/Ubuntu this
 #                     script installs gfortran with apt-get when it is missing. Without
 #                     one, set QGEN_EXTRAS=test and then
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 venv="${QGEN_VENV:-.venv}"
 constraints="${QGEN_CONSTRAINTS-scripts/constraints-cpu.txt}"
 
-extras="${QGEN_EXTRAS-test,escnn,zoo}"
+extras="${QGEN_EXTRAS-test,escnn,zoo,hf}"
 
 if [[ ",$extras," == *",escnn,"* ]] && ! command -v gfortran >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
