@@ -50,7 +50,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from qgen.adapters import WeightSpace
-from qgen.fx_shapes import tensor_ranks
+from qgen.fx_shapes import tensor_shapes
 from qgen.pointwise import pointwise_kind
 from qgen.spec import Spec
 from qgen.typegraph import Ax, TypeGraph, UnsupportedModel
@@ -87,7 +87,9 @@ _AVG_FUNCS |= {F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
 _MAX_FUNCS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool2d}
 _LEAVES = (nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.MultiheadAttention)
 #: methods that only read metadata (sizes, device, dtype) or copy
-_META_METHODS = {"size", "dim", "numel", "type_as", "get_device"}
+_META_METHODS = {"size", "dim", "numel", "get_device"}
+_SCALAR_OPS = {getattr, operator.getitem, operator.add, operator.sub, operator.mul}
+_SCALAR_OPS |= {operator.truediv, operator.floordiv, operator.pow, operator.neg, operator.mod}
 _SAME_METHODS = {"contiguous", "clone", "detach", "float", "double", "half", "to"}
 _SYMBOLS = {
     operator.add: "+",
@@ -136,9 +138,11 @@ class Scores:
 @dataclass(frozen=True)
 class Meta:
     """No features: sizes, masks, token ids, constants; ``tail`` when it is a shape that
-    ends in these integers."""
+    ends in these integers; ``scalar`` when it is a Python number (a size, a constant),
+    not a tensor."""
 
     tail: tuple[int, ...] = ()
+    scalar: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,8 +267,8 @@ def _is_hf(model: nn.Module) -> bool:
 class _Walk:
     """Reads a traced graph into a :class:`TypeGraph`."""
 
-    def __init__(self, model: nn.Module, graph: fx.Graph, ranks: dict[fx.Node, int]) -> None:
-        self.ranks = ranks
+    def __init__(self, model: nn.Module, graph: fx.Graph, shapes: dict[fx.Node, tuple]) -> None:
+        self.shapes = shapes
         self.model = model
         self.graph = graph
         self.modules = dict(model.named_modules())
@@ -273,6 +277,7 @@ class _Walk:
         self.value: dict[fx.Node, object] = {}
         self.count = 0
         self.calls: dict[str, tuple[str | None, object]] = {}
+        self.param_types: dict[str, str] = {}
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.node: fx.Node | None = None
@@ -304,11 +309,9 @@ class _Walk:
                     if not isinstance(x, int):
                         break
                     tail.append(x)
-                return Meta(tuple(reversed(tail)))
+                return Meta(tuple(reversed(tail)), all(v.scalar for v in vals))
             return Tup(tuple(vals))
-        if isinstance(a, slice):
-            return Meta()
-        return Meta()
+        return Meta(scalar=isinstance(a, int | float | bool | slice) or a is None)
 
     def feat(self, a, what: str = "its input") -> Feat:
         v = self.val(a)
@@ -332,12 +335,12 @@ class _Walk:
                 self.value[node] = self.call_module(node)
             elif node.op in ("call_function", "call_method"):
                 self.value[node] = self.call(node)
-            v = self.value.get(node)
-            if isinstance(v, Feat) and node in self.ranks:
-                rank = self.ranks[node]
-                self.value[node] = Feat(v.t, v.channels and rank > 2, rank)
             elif node.op == "output":
                 self.output(node.args[0])
+            v = self.value.get(node)
+            if isinstance(v, Feat) and node in self.shapes:
+                rank = len(self.shapes[node])
+                self.value[node] = Feat(v.t, v.channels and rank > 2, rank)
 
     def output(self, out) -> None:
         items = list(out.values()) if isinstance(out, dict) else [out]
@@ -390,8 +393,9 @@ class _Walk:
             return self.pointwise(src, kind)
         if isinstance(src, Scores) and isinstance(module, nn.Softmax | nn.Dropout):
             return src
+        if isinstance(module, _AVG_POOL + _MAX_POOL) and self.feat(node.args[0]).channels is False:
+            raise self.refuse("pools a features-last tensor (over its features)")
         if isinstance(module, _AVG_POOL):
-            self.feat(node.args[0])
             return src
         if isinstance(module, _MAX_POOL):
             if getattr(module, "return_indices", False):
@@ -407,14 +411,17 @@ class _Walk:
         if key in self.calls:
             return self.reuse(key, node)
         f = self.feat(node.args[0])
-        if isinstance(module, nn.Linear | nn.Bilinear) and not isinstance(module, nn.Linear):
-            raise self.refuse()
+        if isinstance(module, nn.Linear) and f.channels:
+            raise self.refuse("reads the last spatial dim of a conv output, not its channels")
+        if isinstance(module, _CONV + _CONV_T) and f.channels is False:
+            raise self.refuse("reads dim 1 of a features-last tensor, not its features")
+        if isinstance(module, _BATCH_NORM + _INSTANCE_NORM) and f.channels is False:
+            if f.rank is None or f.rank > 2:
+                raise self.refuse("normalises dim 1 of a features-last tensor")
         if isinstance(module, nn.Linear):
             out = self.linear(module, key, f.t)
             result = Feat(out, False, f.rank)
         elif isinstance(module, _CONV + _CONV_T):
-            if f.channels is False and f.rank is not None and f.rank != module.weight.dim():
-                raise self.refuse("reads features that are not channels")
             result = Feat(self.conv(module, key, f.t), True, f.rank)
         elif isinstance(module, nn.LayerNorm | nn.RMSNorm | nn.GroupNorm):
             self.norm(module, key, f)
@@ -603,16 +610,20 @@ class _Walk:
         args = node.args
         vals = [self.val(a) for a in args] + [self.val(a) for a in node.kwargs.values()]
         if not any(_has_feature(v) for v in vals):
+            # Python arithmetic on sizes stays a number; torch functions make tensors
+            scalar = (target in _SCALAR_OPS or target in _META_METHODS) and all(
+                v.scalar for v in vals if isinstance(v, Meta)
+            )
             if target is operator.add and isinstance(args[1], tuple):
-                return Meta(tuple(x for x in args[1] if isinstance(x, int)))
-            return Meta()
+                return Meta(tuple(x for x in args[1] if isinstance(x, int)), scalar)
+            return Meta(scalar=scalar)
         x = vals[0] if vals else None
         if target is getattr:
             if args[1] in ("shape", "device", "dtype", "ndim", "is_cuda"):
-                return Meta()
+                return Meta(scalar=True)
             raise self.refuse()
-        if target == "size" or target == "dim" or target in _META_METHODS:
-            return Meta()
+        if target in _META_METHODS:
+            return Meta(scalar=True)
         if target is operator.getitem:
             return self.getitem(x, args[1])
         if target in _SAME_METHODS:
@@ -644,11 +655,10 @@ class _Walk:
             if any(_has_feature(v) for v in vals[1:]):
                 raise self.refuse()
             return self.pointwise(x, kind)
-        if target in _AVG_FUNCS:
-            self.feat(args[0])
-            return x
-        if target in _MAX_FUNCS:
-            return self.pointwise(x, "scaled")
+        if target in _AVG_FUNCS | _MAX_FUNCS:
+            if self.feat(args[0]).channels is False:
+                raise self.refuse("pools a features-last tensor (over its features)")
+            return x if target in _AVG_FUNCS else self.pointwise(x, "scaled")
         if target in (torch.flatten, "flatten"):
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
             return self.flatten(x, start)
@@ -680,23 +690,27 @@ class _Walk:
                 return a if isinstance(a, Scores) else b
             raise self.refuse()
         if isinstance(a, Meta) or isinstance(b, Meta):
-            f = a if isinstance(b, Meta) else b
-            if isinstance(f, Feat | Heads):  # a constant added to every feature
-                self.types.restrict(f.t, "perm")
+            f, c = (a, 1) if isinstance(b, Meta) else (b, 0)
+            if isinstance(f, Feat | Heads) and self.same_for_all_features(self.node.args[c], f):
+                self.types.restrict(f.t, "perm")  # the same constant added to every feature
                 return f
-            raise self.refuse()
+            raise self.refuse("adds a constant that differs between features")
         if isinstance(a, Param) or isinstance(b, Param):
             p, f = (a, b) if isinstance(a, Param) else (b, a)
             if not isinstance(f, Feat) or f.channels:
                 raise self.refuse()
             shape = self.params[p.key].shape
-            if any(s != 1 for s in shape[:-1]) and len(shape) > 3:
-                raise self.refuse()
             self.types.set_size(f.t, shape[-1], self.where())
+            if p.key in self.param_types:  # the same parameter added again
+                self.types.tie(self.param_types[p.key], f.t, self.where())
+                return f
+            self.param_types[p.key] = f.t
             axes = [self.types.fixed_axis(s) for s in shape[:-1]] + [Ax(f.t)]
-            self.add(p.key, axes)
+            self.add(p.key, axes)  # a bias-like tensor: moves with the features it is added to
             return f
         if isinstance(a, Feat) and isinstance(b, Feat):
+            if None not in (a.channels, b.channels) and a.channels != b.channels:
+                raise self.refuse("adds conv channels to features-last tensors")
             t = self.types.tie(a.t, b.t, f"{self.where()} (a residual addition)")
             channels = a.channels if a.channels is not None else b.channels
             return Feat(t, channels, a.rank or b.rank)
@@ -708,17 +722,35 @@ class _Walk:
     def mul(self, target, args, vals):
         a, b = vals[0], vals[1]
         division = target in (operator.truediv, torch.div, "div")
-        if isinstance(b, Meta) and isinstance(args[1], int | float | fx.Node):
+        # a factor that is the same for every feature (a scalar, a per-token mask)
+        # commutes with every linear map of the features
+        if isinstance(b, Meta) and isinstance(a, Feat | Heads | Scores):
             if isinstance(args[1], int | float) and args[1] == 0:
                 raise self.refuse("by zero is not supported")
-            return a  # a scalar multiple commutes with every linear map
-        if isinstance(a, Meta) and not division and isinstance(args[0], int | float | fx.Node):
-            return b
+            if isinstance(a, Scores) or self.same_for_all_features(args[1], a):
+                return a
+        if isinstance(a, Meta) and not division and isinstance(b, Feat | Heads | Scores):
+            if isinstance(b, Scores) or self.same_for_all_features(args[0], b):
+                return b
         if isinstance(a, Feat) and isinstance(b, Feat) and not division:
+            if a.channels != b.channels:
+                raise self.refuse()
             t = self.types.tie(a.t, b.t, f"{self.where()} (an elementwise product)")
             self.types.restrict(t, "perm")
             return a
         raise self.refuse()
+
+    def same_for_all_features(self, arg, f) -> bool:
+        """Whether the constant ``arg`` broadcasts along the feature dims of ``f``."""
+        v = self.val(arg)
+        if v.scalar:
+            return True
+        shape = self.shapes.get(arg) if isinstance(arg, fx.Node) else None
+        if shape is None or f.rank is None:
+            return False
+        dims = [f.head, f.inner] if isinstance(f, Heads) else [1 if f.channels else f.rank - 1]
+        from_right = [f.rank - d for d in dims]
+        return all(len(shape) < k or shape[-k] == 1 for k in from_right)
 
     def matmul(self, a, b):
         if isinstance(a, Heads) and isinstance(b, Heads):
@@ -799,7 +831,9 @@ class _Walk:
             raise self.refuse()
         if x.channels is None:  # the input: fixed anyway
             return Feat(x.t, False, None)
-        if x.channels and start == 1:
+        out = self.shapes.get(self.node)
+        n = self.types.size.get(self.types.root(x.t))
+        if x.channels and start == 1 and (out is None or out[-1] == n):
             return Feat(x.t, False, 2)  # channels after global pooling (sizes are checked)
         if not x.channels and start == 0 and x.rank is None:
             return Feat(x.t, False, 1)
@@ -813,8 +847,20 @@ class _Walk:
                 raise self.refuse("with a shape qgen cannot read is not supported")
             shape = [None, *v.tail]
         shape = list(shape)
+        out = self.shapes.get(self.node)
+        n = self.types.size.get(self.types.root(x.t)) if isinstance(x, Feat | Heads) else None
+        if out is not None and n is not None:
+            if isinstance(x, Feat) and not x.channels and len(out) >= 1:
+                if out[-1] == n:  # the last dim stays as it is
+                    return Feat(x.t, False, len(out))
+                if len(out) >= 3 and out[-1] * out[-2] == n:
+                    self.types.split_into(x.t, out[-2], self.where(), prefix="head")
+                    return Heads(x.t, len(out) - 2, len(out) - 1, len(out))
+            if isinstance(x, Heads) and (x.head, x.inner) == (x.rank - 2, x.rank - 1):
+                if out and out[-1] == n:
+                    return Feat(x.t, False, len(out))
+            raise self.refuse("mixes the features with other dimensions, which is not supported")
         if isinstance(x, Feat) and not x.channels:
-            n = self.types.size.get(self.types.root(x.t))
             pair = [s if isinstance(s, int) and s != -1 else None for s in shape[-2:]]
             if len(shape) >= 3 and n is not None and pair != [None, None]:
                 heads, d = pair
@@ -823,10 +869,9 @@ class _Walk:
                     self.types.split_into(x.t, heads, self.where(), prefix="head")
                     r = len(shape)
                     return Heads(x.t, r - 2, r - 1, r)
-            if shape and shape[-1] in (n, -1) and n is not None:
-                return Feat(x.t, False, len(shape) if isinstance(shape[0], int | fx.Node) else None)
+            if shape and shape[-1] == n and n is not None:
+                return Feat(x.t, False, None)
         if isinstance(x, Heads) and (x.head, x.inner) == (x.rank - 2, x.rank - 1):
-            n = self.types.size.get(self.types.root(x.t))
             # the heads merge back when the last size is theirs (or computed at run time)
             if prefix_unknown and shape[-1] == n and len(shape) == 2:
                 return Feat(x.t, False, None)
@@ -900,8 +945,8 @@ def weight_space_from_module(
     the ranks of the tensors in ``forward``; without it qgen tries small inputs of the
     sizes the first layer reads and uses the lowest rank that runs."""
     graph, traced = _trace(model)
-    ranks = tensor_ranks(traced, graph, example_input)
-    walk = _Walk(traced, graph, ranks)
+    shapes = tensor_shapes(traced, graph, example_input)
+    walk = _Walk(traced, graph, shapes)
     walk.run(io)
     if not walk.outputs:
         raise UnsupportedModel("the model returns no feature tensor")

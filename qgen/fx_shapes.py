@@ -2,7 +2,7 @@
 
 Whether ``h.mean(1)`` or ``h[:, 0]`` touches the features of a features-last tensor
 depends on its rank: on ``[batch, tokens, features]`` they act on tokens, on
-``[batch, features]`` on features. :func:`tensor_ranks` propagates shapes through the
+``[batch, features]`` on features. :func:`tensor_shapes` propagates shapes through the
 graph (``torch.fx.passes.shape_prop``) for the user's example input, or else for
 inputs of the size the first layer reads, trying ranks from the lowest up and keeping
 the first that runs (a model that pools over tokens does not run on ``[batch,
@@ -15,13 +15,15 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-__all__ = ["tensor_ranks"]
+__all__ = ["tensor_shapes"]
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
 
-def tensor_ranks(model: nn.Module, graph: fx.Graph, example=None) -> dict[fx.Node, int]:
-    """``{node: rank}`` for every node that makes one tensor; empty when no input ran."""
+def tensor_shapes(
+    model: nn.Module, graph: fx.Graph, example=None
+) -> dict[fx.Node, tuple[int, ...]]:
+    """``{node: shape}`` for every node that makes one tensor; empty when no input ran."""
     module = fx.GraphModule(model, graph)
     for x in [example] if example is not None else _candidates(model, graph):
         for node in graph.nodes:
@@ -32,7 +34,7 @@ def tensor_ranks(model: nn.Module, graph: fx.Graph, example=None) -> dict[fx.Nod
         except Exception:  # the wrong rank for this model: try the next
             continue
         return {
-            n: len(n.meta["tensor_meta"].shape)
+            n: tuple(n.meta["tensor_meta"].shape)
             for n in graph.nodes
             if isinstance(n.meta.get("tensor_meta"), TensorMetadata)
         }
