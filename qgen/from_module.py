@@ -257,6 +257,10 @@ def _trace(model: nn.Module) -> tuple[fx.Graph, nn.Module]:
         ) from exc
 
 
+def _is_hf_graph(model: nn.Module) -> bool:
+    return type(model).__name__ == "GraphModule" and hasattr(model, "config")
+
+
 def _is_hf(model: nn.Module) -> bool:
     return any(c.__module__.startswith("transformers.") for c in type(model).__mro__)
 
@@ -269,6 +273,7 @@ class _Walk:
 
     def __init__(self, model: nn.Module, graph: fx.Graph, shapes: dict[fx.Node, tuple]) -> None:
         self.shapes = shapes
+        self.hf = hasattr(model, "config") and _is_hf_graph(model)
         self.model = model
         self.graph = graph
         self.modules = dict(model.named_modules())
@@ -323,7 +328,11 @@ class _Walk:
         for node in self.graph.nodes:
             self.node = node
             if node.op == "placeholder":
-                if not self.inputs:
+                meta = node.meta.get("tensor_meta")
+                ids = meta is not None and not getattr(meta, "dtype", torch.float).is_floating_point
+                if ids or self.hf:
+                    self.value[node] = Meta()  # token ids: no feature type
+                elif not self.inputs:
                     t = self.types.new("_x")
                     self.inputs.append(t)
                     self.value[node] = Feat(t, None)
@@ -334,13 +343,25 @@ class _Walk:
             elif node.op == "call_module":
                 self.value[node] = self.call_module(node)
             elif node.op in ("call_function", "call_method"):
-                self.value[node] = self.call(node)
+                try:
+                    self.value[node] = self.call(node)
+                except UnsupportedModel:
+                    if not (io == "fixed" and self.reads_only_the_input(node)):
+                        raise
+                    self.value[node] = Meta()  # a function of the fixed input: invariant
             elif node.op == "output":
                 self.output(node.args[0])
             v = self.value.get(node)
             if isinstance(v, Feat) and node in self.shapes:
                 rank = len(self.shapes[node])
                 self.value[node] = Feat(v.t, v.channels and rank > 2, rank)
+
+    def reads_only_the_input(self, node: fx.Node) -> bool:
+        """Whether every feature ``node`` reads has the input's (fixed) type."""
+        vals = [self.value[a] for a in node.all_input_nodes]
+        inputs = {self.types.root(t) for t in self.inputs}
+        features = [v for v in vals if _has_feature(v)]
+        return all(isinstance(v, Feat) and self.types.root(v.t) in inputs for v in features)
 
     def output(self, out) -> None:
         items = list(out.values()) if isinstance(out, dict) else [out]
@@ -618,6 +639,14 @@ class _Walk:
                 return Meta(tuple(x for x in args[1] if isinstance(x, int)), scalar)
             return Meta(scalar=scalar)
         x = vals[0] if vals else None
+        if target in ("expand_as", "type_as", "new_zeros", "new_ones", "new_full"):
+            if isinstance(x, Meta):  # a constant shaped like a feature tensor
+                return Meta()
+            if target == "type_as":
+                return x
+        if target in (torch.pow, operator.pow, "pow") and isinstance(x, Feat | Heads):
+            if isinstance(self.val(args[1]), Meta) and self.val(args[1]).scalar:
+                return self.pointwise(x, "perm")  # z -> z**p, pointwise
         if target is getattr:
             if args[1] in ("shape", "device", "dtype", "ndim", "is_cuda"):
                 return Meta(scalar=True)
@@ -807,14 +836,17 @@ class _Walk:
 
     def reduce(self, x, dims, target):
         """A mean or sum over dimensions other than the features keeps the type; a max
-        over them keeps positive scalings only."""
+        over them keeps positive scalings only. Over the features it is invariant under
+        permutations of them: the type keeps permutations only and the result carries
+        no features (a per-token statistic, as in an RMSNorm written out)."""
         if not isinstance(x, Feat):
             raise self.refuse()
         if dims is None:
             raise self.refuse("over all dimensions (including the features) is not supported")
         dims = (dims,) if isinstance(dims, int) else tuple(dims)
         if any(self.is_feature_dim(x, d) for d in dims):
-            raise self.refuse("reduces over the features, which is not supported")
+            self.types.restrict(x.t, "perm")
+            return Meta()
         if x.channels and any(d == 0 for d in dims):
             raise self.refuse("reduces over the batch, which is not supported")
         if target in (torch.amax, "amax"):
@@ -827,6 +859,9 @@ class _Walk:
         return Feat(x.t, bool(x.channels and keep), None)
 
     def flatten(self, x, start: int):
+        if isinstance(x, Heads) and (x.head, x.inner) == (x.rank - 2, x.rank - 1):
+            if start % x.rank == x.rank - 2:  # the heads merge back
+                return Feat(x.t, False, x.rank - 1)
         if not isinstance(x, Feat):
             raise self.refuse()
         if x.channels is None:  # the input: fixed anyway
@@ -918,8 +953,15 @@ def _kind_of(v) -> str:
     }[type(v)]
 
 
-def _identifier(text: str) -> str:
-    name = re.sub(r"\W", "_", text)
+def _identifier(text: str, limit: int = 60) -> str:
+    """A tensor name from a state_dict key; long module paths keep their last parts whole
+    and shorten the others to initials (``encoder.layer_groups.0.x`` -> ``e_l_0_x``)."""
+    parts = [re.sub(r"\W", "_", p) for p in text.split(".")]
+    for i in range(len(parts) - 2):
+        if len("_".join(parts)) <= limit:
+            break
+        parts[i] = "".join(w[:1] for w in parts[i].split("_") if w) or parts[i]
+    name = "_".join(parts)
     return name if name and not name[0].isdigit() else f"p{name}"
 
 

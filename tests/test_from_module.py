@@ -37,10 +37,10 @@ def relative_change(model, moved, x) -> float:
     return max(((u - v).abs().max() / u.abs().max()).item() for u, v in pairs)
 
 
-def check_identity(model, x, seed=0, io="fixed"):
+def check_identity(model, x, seed=0, io="fixed", example_input=None):
     """Act with a random group element: the function must stay the same."""
     model = model.double().eval()
-    ws = weight_space_from_module(model, io=io)
+    ws = weight_space_from_module(model, io=io, example_input=example_input)
     module = qgen.compile(ws.spec)
     theta = ws.to_weights([model.state_dict()])
     g = module.sample_group_element(module.sizes_of(theta), torch.Generator().manual_seed(seed))
@@ -200,21 +200,23 @@ def test_pointwise_table_states_true_symmetries(name, f):
 
 
 def test_users_extend_the_pointwise_table():
-    class Cube(nn.Module):
+    class OddClamp(nn.Module):
         def forward(self, z):
-            return z**3
+            return torch.erfinv(z.clamp(-0.9, 0.9))  # odd
 
-    model = nn.Sequential(nn.Linear(3, 4), Cube(), nn.Linear(4, 2))
-    with pytest.raises(UnsupportedModel, match=r"return z\*\*3: '\*\*' \(operator.pow\)"):
+    model = nn.Sequential(nn.Linear(3, 4), OddClamp(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedModel, match=r"return torch.erfinv\(z.clamp\(-0.9, 0.9\)\)"):
         spec_from_module(model)
-    register_pointwise(Cube, "signed")  # odd
+    register_pointwise(OddClamp, "signed")
     try:
-        ws, *_ = check_identity(model, rand(5, 3))
+        x = rand(5, 3)
+        ws, *rest = check_identity(model, x)
         assert ws.spec.types["h1"].kind == "signed"
+        check_outside(model.double(), x, ws, *rest, "h1", lambda s: 3 * s)
     finally:
-        del POINTWISE[Cube]
+        del POINTWISE[OddClamp]
     with pytest.raises(ValueError, match="kind must be one of"):
-        register_pointwise(Cube, "odd")
+        register_pointwise(OddClamp, "odd")
 
 
 class Siren(nn.Module):
@@ -424,7 +426,7 @@ class Squares(nn.Module):
         self.a = nn.Linear(3, 4)
 
     def forward(self, x):
-        return self.a(x) * self.a(x).sum(-1, keepdim=True)
+        return torch.cumsum(self.a(x), -1)
 
 
 @pytest.mark.parametrize(
@@ -432,7 +434,7 @@ class Squares(nn.Module):
     [
         (Indexes, "return h[..., 0]", "x[..., 0] (indexing)"),
         (Transposes, "return self.a(x).T", "attribute access .T"),
-        (Squares, "return self.a(x) * self.a(x).sum", "x.sum(...)"),
+        (Squares, "return torch.cumsum(self.a(x), -1)", "torch.cumsum"),
     ],
 )
 def test_refusals_name_the_users_line_and_operation(cls, code, op):
@@ -474,7 +476,149 @@ def test_cli_errors_are_one_line(tmp_path):
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+# -- soundness: what must be refused, and what must not --------------------------------------
+
+
+class PerTokenMask(nn.Module):
+    """A per-token factor and a learned positional embedding (same for all features /
+    moving with them), centring by a mean over the features, and an RMSNorm."""
+
+    def __init__(self, affine=True):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.pos = nn.Parameter(torch.randn(1, 5, 4))
+        self.norm = nn.RMSNorm(4, elementwise_affine=affine)
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x):
+        mask = (x[..., :1] > 0).double()  # [batch, tokens, 1]
+        h = self.a(x) * mask + self.pos
+        h = h - h.mean(-1, keepdim=True)
+        return self.b(self.norm(h))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_constants_that_broadcast_over_features_are_kept(affine):
+    model = PerTokenMask(affine).double()
+    x = rand(2, 5, 3)
+    with pytest.raises(UnsupportedModel, match="is not supported"):  # no probe input runs
+        spec_from_module(model)  # (5 tokens for the positional embedding)
+    ws, *_ = check_identity(model, x, 5, example_input=x)
+    assert ws.spec.types["h1"].kind == "perm"  # centring and RMSNorm
+    assert [a.type for a in ws.spec.tensor("pos").axes] == ["k1", "k5", "h1"]
+
+
+class PerFeatureConstant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.register_buffer("c", torch.arange(4.0))
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)) * self.c)
+
+
+class MergesFeatures(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(20, 2)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)).reshape(x.shape[0], -1))
+
+
+class SlicesHidden(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x))[:, :2])
+
+
+class ConvThenLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.c(x)))  # reads the width of a 4x4 image
+
+
+@pytest.mark.parametrize(
+    ("cls", "example", "reason"),
+    [
+        (PerFeatureConstant, None, "differs between features|is not supported"),
+        (MergesFeatures, rand(2, 5, 3).float(), "mixes the features with other dimensions"),
+        (SlicesHidden, None, "selects features"),
+        (ConvThenLinear, rand(2, 2, 4, 4).float(), "reads the last spatial dim of a conv output"),
+    ],
+)
+def test_operations_that_break_the_symmetry_are_refused(cls, example, reason):
+    """Each of these models has no per-neuron symmetry on its hidden layer (the
+    permutation would have to fix the features that are singled out)."""
+    with pytest.raises(UnsupportedModel, match=reason):
+        spec_from_module(cls(), example_input=example)
+
+
 # -- Hugging Face transformers --------------------------------------------------------------
+
+
+def _tiny(transformers, name):
+    common = {"num_attention_heads": 2, "intermediate_size": 24, "vocab_size": 50}
+    configs = {
+        "Bert": lambda: transformers.BertConfig(
+            hidden_size=16, num_hidden_layers=2, max_position_embeddings=32, **common
+        ),
+        "Roberta": lambda: transformers.RobertaConfig(
+            hidden_size=16, num_hidden_layers=2, max_position_embeddings=40, **common
+        ),
+        "DistilBert": lambda: transformers.DistilBertConfig(
+            dim=16, n_layers=2, n_heads=2, hidden_dim=24, vocab_size=50
+        ),
+        "Albert": lambda: transformers.AlbertConfig(
+            hidden_size=16, embedding_size=8, num_hidden_layers=2, **common
+        ),
+        "Electra": lambda: transformers.ElectraConfig(
+            hidden_size=16, embedding_size=8, num_hidden_layers=2, **common
+        ),
+    }
+    return configs[name]()
+
+
+@pytest.mark.parametrize(
+    ("arch", "attention"),
+    [("Roberta", "sdpa"), ("DistilBert", "eager"), ("Albert", "eager"), ("Electra", "eager")],
+)
+def test_tiny_transformers_keep_their_function(monkeypatch, arch, attention):
+    """Random tiny configs built locally (no download): Albert shares one layer between
+    its two layers, Electra and Albert project embeddings of size 8 to 16."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers.utils.fx")
+    config = _tiny(transformers, arch)
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{arch}Model")(config).double().eval()
+    ids = torch.randint(1, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+    ws, *_ = check_identity(model, ids, 6)
+    heads = [d for d in ws.spec.types.values() if d.kind == "perm" and d.size == 2]
+    assert heads and all(
+        d.within in {h.name for h in heads} for d in ws.spec.types.values() if d.within
+    )
+
+
+def test_transformers_models_the_hf_tracer_cannot_trace_are_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers.utils.fx")
+    config = transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50)
+    with pytest.raises(UnsupportedModel, match="transformers.utils.fx cannot trace GPT2Model"):
+        spec_from_module(transformers.GPT2Model(config).eval())
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
