@@ -247,6 +247,6 @@ class TypeGraph:
                 return [(Axis(f"k{n}", False), n)]
             return [(Axis(names[r], dual), self.size[r])]
         outer, blocks = splits[r]
-        o = (Axis(names[self.root(outer)], False), blocks)
+        o = (Axis(names[self.root(outer)], dual), blocks)  # perm: dual acts the same
         i = (Axis(names[r], dual), self.size[r] // blocks)
         return {"full": [o, i], "outer": [o], "inner": [i]}[a.part]

@@ -455,6 +455,11 @@ def test_cli_errors_are_one_line(tmp_path):
         "    def __init__(self):\n        super().__init__()\n        self.a = nn.Linear(3, 4)\n"
         "    def forward(self, x):\n        return self.a(x)[:, :2] * 3\n"
         "def sliced():\n    return M()\n"
+        "class T(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.a = nn.Linear(3, 4)\n"
+        "        self.b = nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n        return self.b(torch.relu(self.a(x)).mean(1))\n"
+        "def tokens():\n    return T()\n"
     )
 
     def run(factory):
@@ -474,6 +479,9 @@ def test_cli_errors_are_one_line(tmp_path):
         assert out.returncode == 2, out.stderr
         assert expected in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = run("tokens")  # .mean(1) over the tokens of [batch, tokens, features]
+    assert out.returncode == 0, out.stderr
+    assert qgen.parse_spec(out.stdout).types["h1"].kind == "scaled"
 
 
 # -- soundness: what must be refused, and what must not --------------------------------------
