@@ -561,7 +561,7 @@ class _Walk:
             self.types.tie(first_in, f.t, f"{self.where()} (a layer called twice)")
             return result
         out = self.mha(module, key, f.t)
-        result = Tup((Feat(out, False, f.rank), Scores("")))
+        result = Tup((Feat(out, False, f.rank), Meta()))  # weights averaged over heads
         self.calls[key] = (f.t, result)
         return result
 
@@ -676,9 +676,12 @@ class _Walk:
             if any(_has_feature(v) for v in vals[3:]):
                 raise self.refuse("with a feature tensor as mask is not supported")
             return self.sdpa(*vals[:3])
-        if target in (F.dropout, "dropout") and not node.kwargs.get("training", False):
-            if len(args) < 3 or not args[2]:
-                return x
+        if target is F.dropout:
+            p = node.kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+            training = node.kwargs.get("training", args[2] if len(args) > 2 else True)
+            if training and p > 0:
+                raise self.refuse("is in training mode (training=True) and not the identity")
+            return x
         kind = pointwise_kind(target)
         if kind is not None and kind != "unsupported" and target not in (F.dropout,):
             if any(_has_feature(v) for v in vals[1:]):

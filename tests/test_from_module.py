@@ -366,9 +366,22 @@ def test_transformer_encoder_matches_the_transformer_preset():
     assert from_model["total"] == from_preset["total"]
 
 
+class FunctionalDropout(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.b(F.dropout(torch.relu(self.a(x)), **self.kwargs))
+
+
 def test_dropout_in_training_mode_is_refused():
     with pytest.raises(UnsupportedModel, match="call model.eval"):
         spec_from_module(Encoder().train())
+    with pytest.raises(UnsupportedModel, match="training=True"):
+        spec_from_module(FunctionalDropout(p=0.3))  # F.dropout trains by default
+    assert spec_from_module(FunctionalDropout(p=0.3, training=False)).types["h1"].kind == "scaled"
 
 
 # -- layers used twice, refusals in the user's words ----------------------------------------
