@@ -172,6 +172,7 @@ def _instances():
             yield getattr(target, "__name__", str(target)), target
 
 
+@pytest.mark.filterwarnings("ignore:dropout[23]d")  # eval-mode Dropout2d/3d on a 2-D input
 @pytest.mark.parametrize(("name", "f"), list(_instances()), ids=[n for n, _ in _instances()])
 def test_pointwise_table_states_true_symmetries(name, f):
     """Each entry's claim holds, and the next larger claim fails (the table is tight)."""
