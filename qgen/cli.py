@@ -167,7 +167,7 @@ def _cmd_expand(args: argparse.Namespace) -> int:
 def _cmd_spec(args: argparse.Namespace) -> int:
     import importlib
 
-    from qgen.from_module import spec_from_module
+    from qgen.from_module import model_from_factory, spec_from_module
     from qgen.spec import dump_spec
 
     module_name, sep, factory = args.from_model.partition(":")
@@ -182,8 +182,7 @@ def _cmd_spec(args: argparse.Namespace) -> int:
     make = getattr(module, factory, None)
     if not callable(make):
         raise UsageError(f"--from-model: {module_name} has no callable {factory!r}")
-    model = make()
-    model.eval()
+    model = model_from_factory(make, args.from_model)
     print(dump_spec(spec_from_module(model, args.name or factory, io=args.io)), end="")
     return 0
 
