@@ -86,15 +86,19 @@ PLAIN_FIXED: dict[str, int] = {
 INDICES_PER_AXIS = 2
 
 
-def index_choices():
-    """Per ``(tensor, axis position)`` of a plain fixed axis: ``min(2, size)`` distinct
-    indices (two, so that maps between different indices stay under test)."""
-    slots = {
+def restricted_slots():
+    """``(tensor, axis position) -> size`` of every plain fixed axis."""
+    return {
         (name, i): PLAIN_FIXED[a.rstrip("*")]
         for name, axes in space.TENSORS.items()
         for i, a in enumerate(axes)
         if a.rstrip("*") in PLAIN_FIXED
     }
+
+
+def index_choices():
+    """Per plain fixed axis, ``min(2, size)`` distinct indices, sorted (two, so that maps
+    between different indices stay under test)."""
     return st.fixed_dictionaries(
         {
             slot: st.lists(
@@ -103,7 +107,7 @@ def index_choices():
                 max_size=min(INDICES_PER_AXIS, n),
                 unique=True,
             ).map(sorted)
-            for slot, n in slots.items()
+            for slot, n in restricted_slots().items()
         }
     )
 
