@@ -516,9 +516,10 @@ class _BatchMix(torch.autograd.Function):
     The point is the backward: the weight's gradient ``sum_b grad_b r_b^T`` is one ``mm``
     with the batch folded into the contraction, where autograd through the broadcast
     weight forms a ``[batch, out, in]`` gradient and sums it (for a wide fixed axis,
-    many times the size of ``r``). Forward, backward and jvp are plain differentiable torch
-    ops, so torch.func (``grad``, ``vmap``, ``jacrev``, ``jvp``) composes with it: its vmap
-    rule runs them on the batched tensors (``generate_vmap_rule``)."""
+    many times the size of ``r``). Forward and backward are plain differentiable torch
+    ops, so torch.func (``grad``, ``vmap``, ``jacrev``) composes with it: its vmap rule
+    runs them on the batched tensors (``generate_vmap_rule``). It has no ``jvp`` rule:
+    dynamo cannot trace a Function that defines one (``torch.compile`` would break)."""
 
     generate_vmap_rule = True
 
@@ -533,7 +534,6 @@ class _BatchMix(torch.autograd.Function):
     ) -> None:
         weight, r, acc = inputs
         ctx.save_for_backward(weight, r)
-        ctx.save_for_forward(weight, r)
         ctx.has_acc = acc is not None
 
     @staticmethod
@@ -547,22 +547,6 @@ class _BatchMix(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_r = torch.bmm(weight.t().expand(grad.shape[0], -1, -1), grad)
         return grad_weight, grad_r, grad if ctx.has_acc else None
-
-    @staticmethod
-    def jvp(
-        ctx: torch.autograd.function.FunctionCtx,
-        d_weight: torch.Tensor | None,
-        d_r: torch.Tensor | None,
-        d_acc: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Forward mode: ``d_acc + d_weight @ r + weight @ d_r`` (tangents may be absent)."""
-        weight, r = ctx.saved_tensors
-        terms = [] if d_acc is None else [d_acc]
-        if d_weight is not None:
-            terms.append(torch.bmm(d_weight.expand(r.shape[0], -1, -1), r))
-        if d_r is not None:
-            terms.append(torch.bmm(weight.expand(d_r.shape[0], -1, -1), d_r))
-        return sum(terms[1:], terms[0])
 
 
 def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> bool:
