@@ -47,6 +47,16 @@ def assert_close(actual, expected, dtype):
         assert err <= TOLERANCE[dtype], f"{name}: relative error {err:.2e}"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one intra-op thread: its tensors are tiny, and on a busy machine
+    a second thread spinning for a core made these tests up to 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 sizes_strategy = st.fixed_dictionaries({t: st.integers(1, 4) for t in GROUP_TYPES})
 dtypes = st.sampled_from([torch.float32, torch.float64])
 

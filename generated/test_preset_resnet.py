@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,16 @@ def assert_close(actual, expected, dtype):
         scale = expected[name].abs().max().clamp_min(1e-30)
         err = (actual[name] - expected[name]).abs().max() / scale
         assert err <= TOLERANCE[dtype], f"{name}: relative error {err:.2e}"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one intra-op thread: its tensors are tiny, and on a busy machine
+    a second thread spinning for a core made these tests up to 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 sizes_strategy = st.fixed_dictionaries({t: st.integers(1, 4) for t in GROUP_TYPES})
