@@ -472,19 +472,25 @@ class _BatchMix(torch.autograd.Function):
     The point is the backward: the weight's gradient ``sum_b grad_b r_b^T`` is one ``mm``
     with the batch folded into the contraction, where autograd through the broadcast
     weight forms a ``[batch, out, in]`` gradient and sums it (for a wide fixed axis,
-    many times the size of ``r``)."""
+    many times the size of ``r``). Forward and backward are plain differentiable torch
+    ops, so torch.func (``grad``, ``vmap``, ``jacrev``) composes with it: its vmap rule
+    runs them on the batched tensors (``generate_vmap_rule``). It has no ``jvp`` rule:
+    dynamo cannot trace a Function that defines one (``torch.compile`` would break)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        weight: torch.Tensor,
-        r: torch.Tensor,
-        acc: torch.Tensor | None,
-    ) -> torch.Tensor:
-        ctx.save_for_backward(weight, r)
-        ctx.has_acc = acc is not None
+    def forward(weight: torch.Tensor, r: torch.Tensor, acc: torch.Tensor | None) -> torch.Tensor:
         shared = weight.expand(r.shape[0], -1, -1)
         return torch.bmm(shared, r) if acc is None else torch.baddbmm(acc, shared, r)
+
+    @staticmethod
+    def setup_context(
+        ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor
+    ) -> None:
+        weight, r, acc = inputs
+        ctx.save_for_backward(weight, r)
+        ctx.has_acc = acc is not None
 
     @staticmethod
     def backward(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,6 +47,16 @@ def assert_close(actual, expected, dtype):
         assert err <= TOLERANCE[dtype], f"{name}: relative error {err:.2e}"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one intra-op thread: its tensors are tiny, and on a busy machine
+    a second thread spinning for a core made these tests up to 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 sizes_strategy = st.fixed_dictionaries({t: st.integers(1, 4) for t in GROUP_TYPES})
 dtypes = st.sampled_from([torch.float32, torch.float64])
 
@@ -76,40 +87,112 @@ def test_head_is_invariant(sizes, seed, dtype):
         assert_close({"out": head(space.act(g, x))}, {"out": head(x)}, dtype)
 
 
-def block_maps(layer, sizes):
-    """The layer's map per (out, in) block as ``[out_channels, *out axes, *in axes]``."""
+#: fixed types the group leaves alone (no escnn representation, not on a grid) and their
+#: sizes: a block's maps are (group part) (x) (every map between the indices of these axes)
+PLAIN_FIXED: dict[str, int] = {
+    "x": 2,
+    "y": 2,
+}
+#: indices of each plain fixed axis that the span test probes (inputs) and reads (outputs)
+INDICES_PER_AXIS = 2
+
+
+def restricted_slots():
+    """``(tensor, axis position) -> size`` of every plain fixed axis."""
+    return {
+        (name, i): PLAIN_FIXED[a.rstrip("*")]
+        for name, axes in space.TENSORS.items()
+        for i, a in enumerate(axes)
+        if a.rstrip("*") in PLAIN_FIXED
+    }
+
+
+def index_choices():
+    """Per plain fixed axis, ``min(2, size)`` distinct indices, sorted (two, so that maps
+    between different indices stay under test)."""
+    return st.fixed_dictionaries(
+        {
+            slot: st.lists(
+                st.integers(0, n - 1),
+                min_size=min(INDICES_PER_AXIS, n),
+                max_size=min(INDICES_PER_AXIS, n),
+                unique=True,
+            ).map(sorted)
+            for slot, n in restricted_slots().items()
+        }
+    )
+
+
+def kept_positions(name, sizes, chosen):
+    """The multi-indices of tensor ``name`` that are kept, one index tensor per axis: every
+    index of a group or escnn axis, the ``chosen`` ones of a plain fixed axis."""
+    kept = [
+        torch.tensor(chosen[name, i]) if (name, i) in chosen else torch.arange(sizes[a.rstrip("*")])
+        for i, a in enumerate(space.TENSORS[name])
+    ]
+    return [g.reshape(-1) for g in torch.meshgrid(*kept, indexing="ij")]
+
+
+def restricted_count(key, probe, read):
+    """``BLOCK_COUNTS[s, t]`` on the kept positions: the factor of all maps between plain
+    fixed indices, ``F_s F_t``-dimensional, shrinks to ``f_s f_t`` (positions kept)."""
+    s, t = key
+    full = kept = 1
+    for name, chosen in ((s, read), (t, probe)):
+        for i, a in enumerate(space.TENSORS[name]):
+            if (name, i) in chosen:
+                full *= PLAIN_FIXED[a.rstrip("*")]
+                kept *= len(chosen[name, i])
+    count = space.BLOCK_COUNTS[key] * kept
+    assert count % full == 0, f"block {key}: {space.BLOCK_COUNTS[key]} maps do not factor"
+    return count // full
+
+
+def block_maps(layer, sizes, probe, read):
+    """The layer's map per (out, in) block as ``[out_channels, out positions, in positions]``
+    on the positions of each input that ``probe`` keeps and of each output that ``read``
+    keeps: one forward per input tensor, one unit input per kept position."""
     names = list(space.TENSORS)
     shapes = {n: [sizes[a.rstrip("*")] for a in space.TENSORS[n]] for n in names}
-    numel = {n: int(torch.tensor(shapes[n]).prod()) for n in names}
     maps = {}
     for t in names:
-        x = {n: torch.zeros(numel[t], 1, numel[n], dtype=torch.float64) for n in names}
-        x[t] = torch.eye(numel[t], dtype=torch.float64).reshape(numel[t], 1, numel[t])
-        y = layer({n: v.reshape(numel[t], 1, *shapes[n]) for n, v in x.items()})
+        at = kept_positions(t, sizes, probe)
+        count = len(at[0])
+        x = {n: torch.zeros(count, 1, *shapes[n], dtype=torch.float64) for n in names}
+        x[t][(torch.arange(count), 0, *at)] = 1.0
+        y = layer(x)
         for s in names:
-            maps[s, t] = y[s].reshape(numel[t], layer.out_channels, numel[s]).permute(1, 2, 0)
+            out = y[s][(slice(None), slice(None), *kept_positions(s, sizes, read))]
+            maps[s, t] = out.permute(1, 2, 0)
     return maps
 
 
 @settings(max_examples=3, deadline=None)
 @given(
     extra=st.fixed_dictionaries({t: st.integers(0, 1) for t in GROUP_TYPES}),
+    probe=index_choices(),
+    read=index_choices(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_layer_spans_every_equivariant_map(extra, seed):
+def test_layer_spans_every_equivariant_map(extra, probe, read, seed):
     """With one input channel and no bias, the maps the layer represents span, per block,
     a space of exactly BLOCK_COUNTS dimensions (at sizes where those counts hold).
 
-    Each output channel has its own random weights, so one forward with K output
-    channels gives K independent random maps of the span.
+    Read on two indices of each plain fixed axis: a block's maps are ``S (x) Hom(R^F_t,
+    R^F_s)`` over the plain fixed positions of its input ``t`` and output ``s``, so on
+    ``f_t`` and ``f_s`` of them the layer must span ``BLOCK_COUNTS * f_s f_t / (F_s F_t)``
+    maps (group and escnn axes stay whole: their maps do not factor so). Each output
+    channel has its own random weights, so one forward with K output channels gives K
+    independent random maps of the span.
     """
     sizes = all_sizes({t: space.GENERIC_SIZES[t] + extra[t] for t in GROUP_TYPES})
-    samples = max([*space.BLOCK_COUNTS.values(), 1]) + 8
+    expected = {key: restricted_count(key, probe, read) for key in space.BLOCK_COUNTS}
+    samples = max([*expected.values(), 1]) + 8
     layer = space.EquivariantLayer(1, samples, bias=False).double()
     randomize(layer, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        maps = block_maps(layer, sizes)
-    for key, count in space.BLOCK_COUNTS.items():
+        maps = block_maps(layer, sizes, probe, read)
+    for key, count in expected.items():
         rank = int(torch.linalg.matrix_rank(maps[key].reshape(samples, -1)))
         assert rank == count, f"block {key}: layer spans {rank} maps, expected {count}"
 
@@ -147,6 +230,46 @@ def test_gradients_flow_and_shapes_are_kept():
     }
     sum(t.square().sum() for t in y.values()).backward()
     assert all(p.grad is not None for p in layer.parameters())
+
+
+class _Net(torch.nn.Module):
+    """A layer and an invariant head, for the torch.func test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = space.EquivariantLayer(2, 3)
+        self.head = space.InvariantHead(3, 2)
+
+    def forward(self, x):
+        y = self.layer(x)
+        return self.head(y).square().sum() + sum(t.square().sum() for t in y.values())
+
+
+def test_torch_func_per_sample_gradients_match_backward_passes():
+    """``vmap(grad(loss))`` over ``functional_call`` and ``jacrev`` of the per-sample
+    losses give each sample's gradient as one ordinary backward pass does (float64)."""
+    from torch.func import functional_call, grad, jacrev, vmap
+
+    gen = torch.Generator().manual_seed(2)
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 3, 2, torch.float64, gen)
+    net = _Net().double()
+    randomize(net, gen)
+    params = {k: p.detach() for k, p in net.named_parameters()}
+
+    def loss(p, sample):
+        return functional_call(net, (p,), ({k: v.unsqueeze(0) for k, v in sample.items()},))
+
+    expected = []
+    for b in range(3):
+        net.zero_grad(set_to_none=True)
+        net({k: v[b : b + 1] for k, v in x.items()}).backward()
+        expected.append({k: p.grad.clone() for k, p in net.named_parameters() if p.numel()})
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, x)
+    jacobian = jacrev(lambda p: vmap(loss, in_dims=(None, 0))(p, x))(params)
+    for got in (per_sample, jacobian):
+        for b, want in enumerate(expected):
+            assert_close({k: got[k][b] for k in want}, want, torch.float64)
 
 
 # ---------------------------------------------------------------- quasi-equivariance

@@ -599,6 +599,19 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "full": full,
         "total": plan.total,
         "n_blocks": len(spec.tensors) ** 2,
+        "plain_fixed": _plain_fixed_types(spec),
+    }
+
+
+def _plain_fixed_types(spec: Spec) -> dict[str, int]:
+    """Types the group leaves alone (a trivially acting kind, not tied into an escnn grid),
+    with their sizes: on their axes every linear map between indices is equivariant, so a
+    block's maps are ``(group part) (x) Hom(R^F_in, R^F_out)`` over those indices."""
+    tied = {name for t in spec.types.values() if t.tie for name in t.tie}
+    return {
+        t.name: t.size
+        for t in spec.types.values()
+        if get_kind(t.kind).trivial_action and t.name not in tied
     }
 
 

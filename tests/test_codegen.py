@@ -315,7 +315,8 @@ def test_batch_mix_gradients_match_autograd_through_the_broadcast_weight(monkeyp
     w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     r = torch.randn(4, 3, 7, dtype=torch.float64, requires_grad=True)
     acc = torch.randn(4, 5, 7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(apply, (w, r, acc))
+    for args in ((w, r, acc), (w, r, None)):  # vmapped gradients (torch.func) too
+        assert torch.autograd.gradcheck(apply, args, check_batched_grad=True)
     assert torch.autograd.gradgradcheck(apply, (w, r, acc))  # double backward too
 
 
