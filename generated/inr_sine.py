@@ -400,7 +400,7 @@ class _BatchMix(torch.autograd.Function):
     ) -> None:
         weight, r, acc = inputs
         ctx.save_for_backward(weight, r)
-        ctx.has_acc = acc is not None
+        ctx.acc_dtype = None if acc is None else acc.dtype
 
     @staticmethod
     def backward(
@@ -408,11 +408,15 @@ class _BatchMix(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         weight, r = ctx.saved_tensors
         grad_weight = grad_r = None
+        # under autocast the product (and so ``grad``) has the lower precision: each
+        # gradient is formed in, and returned with, its input's dtype
         if ctx.needs_input_grad[0]:
-            grad_weight = torch.tensordot(grad, r, dims=([0, 2], [0, 2]))
+            grad_weight = torch.tensordot(grad.to(r.dtype), r, dims=([0, 2], [0, 2]))
         if ctx.needs_input_grad[1]:
-            grad_r = torch.bmm(weight.t().expand(grad.shape[0], -1, -1), grad)
-        return grad_weight, grad_r, grad if ctx.has_acc else None
+            w = weight.t().expand(grad.shape[0], -1, -1)
+            grad_r = torch.bmm(w, grad.to(weight.dtype))
+        grad_acc = None if ctx.acc_dtype is None else grad.to(ctx.acc_dtype)
+        return grad_weight, grad_r, grad_acc
 
 
 def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -465,6 +469,9 @@ def _mix_into(
     order = order or tuple(range(len(shape)))
     if acc is None:
         return _mix(weight, r).view(shape).permute(order)
+    if acc.dtype != r.dtype or weight.dtype != r.dtype:
+        # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
+        return (acc + _mix(weight, r).view(shape)).permute(order)
     if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)

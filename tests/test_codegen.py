@@ -374,6 +374,35 @@ def test_bfloat16_and_widths_are_read_at_run_time():
         assert relative_error({k: v.float() for k, v in out.items()}, ref) < 5e-2
 
 
+@pytest.mark.parametrize(
+    ("example", "sizes"),
+    [
+        ("mlp_relu", {"x": 2, "y": 2, "h1": 5, "h2": 6, "h3": 4}),
+        ("cnn_small", {"cin": 1, "kx": 3, "ky": 3, "y": 10, "c1": 6, "c2": 5}),
+    ],
+)
+def test_layers_run_under_autocast_forward_and_backward(example, sizes):
+    """CPU autocast (bfloat16 matmuls): the in-place accumulating mix falls back to an
+    out-of-place add, and _BatchMix forms each gradient in its input's dtype; outputs and
+    parameter gradients stay within bfloat16 accuracy of float32."""
+    module = qgen.compile(ROOT / "examples" / f"{example}.yaml")
+    layer = module.EquivariantLayer(4, 4)
+    x = weights(module, sizes, 8, 4, torch.float32)
+    ref = layer(x)
+    sum(v.square().mean() for v in ref.values()).backward()
+    ref_grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        loss = sum(v.float().square().mean() for v in out.values())
+    loss.backward()
+    assert any(v.dtype == torch.bfloat16 for v in out.values())
+    assert relative_error({k: v.float() for k, v in out.items()}, ref) < 3e-2
+    grads = {n: p.grad for n, p in layer.named_parameters()}
+    assert all(g.dtype == torch.float32 for g in grads.values())
+    assert relative_error(grads, ref_grads) < 5e-2
+
+
 def test_torch_compile_matches_eager():
     module = qgen.compile(ROOT / "examples" / "mlp_gelu.yaml")
     layer = module.EquivariantLayer(2, 3)
