@@ -14,6 +14,11 @@ class Fixed(GroupKind):
     name = "fixed"
     summary = "no symmetry (input/output neurons, kernel positions); needs a size"
     needs_size = True
+    # no group: any function, centring per index and any contraction are allowed
+    pointwise = "any"
+    norm_invariant = True
+    may_centre = True
+    pool_invariant = True
 
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
         # One dense factor over all the axes: represented by the all-singletons partition.
