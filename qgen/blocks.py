@@ -307,3 +307,39 @@ def block_tables(spec: Spec) -> dict:
     tables["canon"] = canon
     tables["canon_problem"] = problem
     return tables
+
+
+#: what each activation rule means, for the generated docstrings
+RULE_TEXT = {
+    "any": "pointwise (the chosen activation)",
+    "homogeneous": "ReLU (positive factors: positively homogeneous)",
+    "odd": "tanh (sign factors: odd)",
+    "gate": "gated, ScaleEq",
+}
+#: the runtime definitions every generated module carries (with what they use)
+RUNTIME = "qgen.runtime.blocks"
+RUNTIME_NAMES = ("Activation", "ChannelNorm", "InputNorm", "MetaNet", "canonicalize_with")
+
+
+def template_context(spec: Spec, linear_invariants: int) -> dict:
+    """What templates/blocks.py.j2 needs: the tables as ruff-formatted literal text, the
+    copied runtime source, and per-tensor summaries for docstrings; ``linear_invariants``
+    is the number of invariant linear functionals (what ``InvariantHead`` pools)."""
+    from qgen.pytext import literal_lines
+    from qgen.runtime.source import extract
+
+    tables = block_tables(spec)
+    prefix = "BLOCK_TABLES: dict = "
+    return {
+        "tables_text": prefix + literal_lines(tables, len(prefix)),
+        "source": extract(RUNTIME, RUNTIME_NAMES, skip=("Weights",)),
+        "rules": {t: RULE_TEXT[r] for t, r in tables["activation"].items()},
+        "n_products": sum(bool(p[3]) for p in tables["products"]),
+        "n_invariant_products": sum(not p[3] for p in tables["products"]),
+        "has_invariant": linear_invariants > 0
+        or any(r is not None for r in tables["pool"].values()),
+        "canon": tables["canon"],
+        "canon_problem": tables["canon_problem"],
+        "norms": [t for t, d in tables["norm"].items() if d is not None],
+        "centres": [t for t, d in tables["centre"].items() if d is not None],
+    }

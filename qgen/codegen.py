@@ -17,6 +17,7 @@ import jinja2
 
 from qgen import __version__
 from qgen.basis import solve
+from qgen.blocks import template_context as blocks_context
 from qgen.codegen_escnn import (
     Bases,
     EscnnMap,
@@ -599,6 +600,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "full": full,
         "total": plan.total,
         "n_blocks": len(spec.tensors) ** 2,
+        "blocks": blocks_context(spec, sum(plan.invariant_counts.values())),
     }
 
 
