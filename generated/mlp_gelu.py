@@ -936,8 +936,14 @@ class ChannelNorm(nn.Module):
         out = dict(x)
         for name, dims in self.dims.items():
             v = x[name]
-            rms = (v.square().mean(dims, keepdim=True) + self.eps).rsqrt()
-            out[name] = v * rms * self.gain[name].reshape(1, -1, *[1] * (v.dim() - 2))
+            count = 1
+            for d in dims:
+                count *= v.shape[d]
+            # the norm is a fused reduction; the per-sample scale is formed before the one
+            # pass over v
+            square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
+            gain = self.gain[name].reshape(1, -1, *[1] * (v.dim() - 2))
+            out[name] = v * ((square + self.eps).rsqrt() * gain)
         return out
 
 
@@ -972,9 +978,11 @@ class InputNorm(nn.Module):
     def forward(self, x: Weights) -> Weights:
         out = {}
         for name, v in x.items():
-            if self.centre[name] is not None:
-                v = v - getattr(self, f"mean_{name}")
-            out[name] = v / getattr(self, f"scale_{name}")
+            inverse = 1 / getattr(self, f"scale_{name}")
+            if self.centre[name] is not None:  # (v - mean) / scale in one pass over v
+                out[name] = torch.addcmul(-getattr(self, f"mean_{name}") * inverse, v, inverse)
+            else:
+                out[name] = v * inverse
         return out
 
 
@@ -1050,38 +1058,58 @@ class Products(nn.Module):
 
 class InvariantPool(nn.Module):
     """Invariant features: per tensor with a rule in ``tables["pool"]``, the entry
-    invariant ``u`` (:func:`entry_invariant`), embedded per entry by
-    ``relu(E u + e)`` (plus ``relu(-E u + e)`` where signs act, so even), averaged over
-    the axes whose kinds only move entries, fixed axes kept: ``[batch, features]``."""
+    invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
+    entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
+    so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
+    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``[batch, features]``."""
 
-    def __init__(self, in_channels: int, hidden: int, tables: dict) -> None:
+    def __init__(self, in_channels: int, tables: dict, hidden: int | None = None) -> None:
         super().__init__()
         self.entry = tables["entry"]
         self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
-        self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
-        self.features = hidden * sum(width for _, width in self.pool.values())
+        self.hidden = hidden
+        if hidden is not None:
+            self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
+        width = hidden if hidden is not None else 2 * in_channels
+        self.features = width * sum(w for _, w in self.pool.values())
 
     def forward(self, x: Weights) -> torch.Tensor:
         feats = []
         for name, (pool_dims, _) in self.pool.items():
             norm_dims, divide, absolute, _ = self.entry[name]
-            u = entry_invariant(x[name], norm_dims, divide).movedim(1, -1)
-            h = torch.relu(self.embed[name](u))
-            if absolute:
-                h = h + torch.relu(self.embed[name](-u))
-            if pool_dims:
-                h = h.mean(tuple(d - 1 for d in pool_dims))
+            u = entry_invariant(x[name], norm_dims, divide)
+            if self.hidden is not None:
+                u = u.movedim(1, -1)
+                h = torch.relu(self.embed[name](u))
+                if absolute:
+                    h = h + torch.relu(self.embed[name](-u))
+                dims = tuple(d - 1 for d in pool_dims)
+                h = h.mean(dims) if dims else h
+            elif pool_dims:  # fused reductions, no |u| or u^2 materialized
+                count = 1
+                for d in pool_dims:
+                    count *= u.shape[d]
+                first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
+                if absolute:
+                    second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
+                else:
+                    second = u.mean(pool_dims)
+                h = torch.cat([first, second], dim=1)
+            else:
+                h = torch.cat([u.abs(), u.square() if absolute else u], dim=1)
             feats.append(h.flatten(1))
         return torch.cat(feats, dim=1)
 
 
 class MetaNet(nn.Module):
-    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation -> channel norm``
-    after a fitted input normalizer (and optional canonicalization), then either an
-    invariant head (:class:`InvariantPool`, the linear invariant head, the invariant
-    degree-2 products, an MLP) or a last equivariant layer to ``out_features`` channels.
+    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
+    between consecutive layers, after a fitted input normalizer (and optional
+    canonicalization), then either an invariant head (:class:`InvariantPool`, the linear
+    invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
+    to ``out_features`` channels.
 
-    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
+    ``pool_hidden``: see :class:`InvariantPool`. ``layer(in, out, quasi=...)`` and
+    ``linear_head(in, out)`` are the generated
     ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
     linear functional).
     """
@@ -1104,6 +1132,7 @@ class MetaNet(nn.Module):
         canonicalize: bool = False,
         quasi: bool = False,
         head_hidden: int = 64,
+        pool_hidden: int | None = None,
     ) -> None:
         super().__init__()
         if output not in ("invariant", "equivariant"):
@@ -1130,11 +1159,15 @@ class MetaNet(nn.Module):
         self.activations = nn.ModuleList(
             Activation(hidden, tables, activation, gated) for _ in pairs
         )
-        self.norms = nn.ModuleList(ChannelNorm(hidden, tables) for _ in pairs) if norm else None
+        # channel norms between layers: after every block a layer follows (the last block
+        # feeds the head directly when the output is invariant)
+        between = len(pairs) if output == "equivariant" else len(pairs) - 1
+        self.norms = nn.ModuleList(ChannelNorm(hidden, tables) for _ in range(between))
+        self.norms = self.norms if norm else None
         if output == "equivariant":
             self.out = layer(hidden, out_features, quasi=quasi)
             return
-        self.pool = InvariantPool(hidden, head_hidden, tables)
+        self.pool = InvariantPool(hidden, tables, pool_hidden)
         features = self.pool.features
         self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
         features += head_hidden if self.linear_head is not None else 0
@@ -1167,7 +1200,7 @@ class MetaNet(nn.Module):
                 for name, p in self.products[i](x)[0].items():
                     y[name] = y[name] + p
             y = self.activations[i](y)
-            x = self.norms[i](y) if self.norms is not None else y
+            x = self.norms[i](y) if self.norms is not None and i < len(self.norms) else y
         return x
 
     def forward(self, x: Weights):
@@ -1245,7 +1278,8 @@ class MetaNetwork(MetaNet):
     then an invariant head (``output="invariant"``: ``[batch, out_features]``) or a last
     ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
     ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
-    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``.
+    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
+    (embed entries before pooling, DeepSets-style; default: pooled statistics).
     """
 
     def __init__(

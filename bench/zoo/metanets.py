@@ -7,6 +7,9 @@ Every model maps a weight-space dict ``{tensor: [batch, 1, *axes]}`` to ``[batch
   and positive scalings, since it is positively homogeneous; tanh, an odd function, for
   sign flips), then an invariant head: the generated ``NonlinearInvariantHead`` for
   scaled or signed groups, ``InvariantHead`` + MLP for permutations.
+* :class:`BlocksMetaNet`: the generated ``MetaNetwork`` (layers, the group's own
+  nonlinearity, normalization, optional degree-2 products and canonicalization, invariant
+  head), its input normalizer fitted on the training zoo.
 * :class:`FlatMLP`: the flattened weights, standardized per coordinate, into an MLP; with
   ``augment`` the training batches are moved by random group elements from the
   generated ``sample_group_element`` and ``act``.
@@ -59,6 +62,21 @@ class EquivariantMetaNet(nn.Module):
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
         return self.head(x)
+
+
+class BlocksMetaNet(nn.Module):
+    """``space.MetaNetwork(1, channels, depth, out, **options)`` with its input normalizer
+    fitted on ``train`` (one scale per tensor; a mean only where the kinds allow it)."""
+
+    def __init__(
+        self, space, train: Weights, out: int, channels: int = 8, depth: int = 2, **options
+    ) -> None:
+        super().__init__()
+        self.net = space.MetaNetwork(1, channels, depth, out, **options)
+        self.net.fit_normalizer(train)
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.net(x)
 
 
 def flatten(x: Weights) -> torch.Tensor:
