@@ -134,37 +134,11 @@ class StatNN(_Standardized):
 
 
 def canonicalize_scales(space, x: Weights) -> Weights:
-    """Each scaled hidden neuron's incoming weights and bias divided by their norm, its
-    outgoing weights multiplied by it, type by type in declaration order (ScaleGMN-style
-    canonicalization for chains such as MLPs).
-
-    The result is exactly invariant under positive scalings (up to rounding) and
-    equivariant under permutations, so permutation-equivariant layers on it give a
-    scale-invariant model. Needs every tensor in which a scaled type is a plain axis to
-    involve only types declared before it (true for MLPs; not checked beyond that).
-    """
-    x = dict(x)
-    order = [t for t, (kind, _) in space.TYPES.items() if kind == "scaled"]
-    for i, t in enumerate(order):
-        incoming = [n for n, axes in space.TENSORS.items() if t in axes]
-        for n in incoming:
-            later = [a.rstrip("*") for a in space.TENSORS[n] if a.rstrip("*") in order[i + 1 :]]
-            if later:
-                raise ValueError(f"{n}: canonicalizing {t} needs {later} canonicalized first")
-        sq = 0
-        for n in incoming:
-            dim = 2 + space.TENSORS[n].index(t)
-            other = [d for d in range(1, x[n].dim()) if d != dim]
-            sq = sq + x[n].square().sum(other)  # [batch, n_t]
-        norm = sq.sqrt().clamp_min(1e-12)
-        for n, axes in space.TENSORS.items():
-            for j, a in enumerate(axes):
-                if a.rstrip("*") == t:
-                    shape = [norm.shape[0]] + [1] * (x[n].dim() - 1)
-                    shape[2 + j] = norm.shape[1]
-                    f = norm.reshape(shape)
-                    x[n] = x[n] / f if a == t else x[n] * f
-    return x
+    """ScaleGMN-style canonicalization, now generated: ``space.canonicalize`` (each scaled
+    hidden neuron's incoming weights and bias divided by their norm, its outgoing weights
+    multiplied by it, type by type). Exactly invariant under positive scalings (up to
+    rounding) and equivariant under permutations."""
+    return space.canonicalize(x)
 
 
 class Canonicalized(nn.Module):
