@@ -1343,11 +1343,17 @@ class InvariantPool(nn.Module):
     invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
     entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
     so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
-    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``[batch, features]``."""
+    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``canonical``: the input is
+    canonicalized (:func:`canonicalize_with`), its entries invariant as they are, so ``u``
+    is the entry itself (its norm over orthogonal axes): magnitudes are kept, where
+    ``x / |x|`` keeps only directions. ``[batch, features]``."""
 
-    def __init__(self, in_channels: int, tables: dict, hidden: int | None = None) -> None:
+    def __init__(
+        self, in_channels: int, tables: dict, hidden: int | None = None, canonical: bool = False
+    ) -> None:
         super().__init__()
         self.entry = tables["entry"]
+        self.canonical = canonical
         self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
         self.hidden = hidden
         if hidden is not None:
@@ -1359,6 +1365,8 @@ class InvariantPool(nn.Module):
         feats = []
         for name, (pool_dims, _) in self.pool.items():
             norm_dims, divide, absolute, _ = self.entry[name]
+            if self.canonical:  # factors already divided out: entries are invariant
+                divide = absolute = False
             u = entry_invariant(x[name], norm_dims, divide)
             if self.hidden is not None:
                 u = u.movedim(1, -1)
@@ -1390,8 +1398,10 @@ class MetaNet(nn.Module):
     invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
     to ``out_features`` channels.
 
-    ``pool_hidden``: see :class:`InvariantPool`. ``layer(in, out, quasi=...)`` and
-    ``linear_head(in, out)`` are the generated
+    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
+    space has factors and a canonicalization): the head pools the canonicalized features
+    (equivariant features transform as the weight space does, channel by channel).
+    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
     ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
     linear functional).
     """
@@ -1415,6 +1425,7 @@ class MetaNet(nn.Module):
         quasi: bool = False,
         head_hidden: int = 64,
         pool_hidden: int | None = None,
+        head_canonical: bool | None = None,
     ) -> None:
         super().__init__()
         if output not in ("invariant", "equivariant"):
@@ -1449,7 +1460,12 @@ class MetaNet(nn.Module):
         if output == "equivariant":
             self.out = layer(hidden, out_features, quasi=quasi)
             return
-        self.pool = InvariantPool(hidden, tables, pool_hidden)
+        if head_canonical is None:
+            head_canonical = bool(tables["canon"])
+        if head_canonical and not tables["canon"]:
+            raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
+        self.head_canonical = head_canonical
+        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
         features = self.pool.features
         self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
         features += head_hidden if self.linear_head is not None else 0
@@ -1489,7 +1505,8 @@ class MetaNet(nn.Module):
         x = self.features(x)
         if self.output == "equivariant":
             return self.out(x)
-        feats = [self.pool(x)] if self.pool.features else []
+        pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
+        feats = [self.pool(pooled)] if self.pool.features else []
         if self.linear_head is not None:
             feats.append(self.linear_head(x))
         if self.head_products is not None:
@@ -1561,7 +1578,8 @@ class MetaNetwork(MetaNet):
     ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
     ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
     ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
-    (embed entries before pooling, DeepSets-style; default: pooled statistics).
+    (embed entries before pooling, DeepSets-style; default: pooled statistics),
+    ``head_canonical`` (pool canonicalized features; default where there are factors).
     """
 
     def __init__(

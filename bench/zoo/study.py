@@ -225,6 +225,9 @@ def classifier_task(args, seeds):
         # the generated MetaNetwork (building blocks), same channels, depth and head width
         "MetaNetwork, perm": lambda: metanets.BlocksMetaNet(perm, x_tr, 1, c, head_hidden=h),
         "MetaNetwork, scaled": lambda: metanets.BlocksMetaNet(relu, x_tr, 1, c, head_hidden=h),
+        "MetaNetwork, scaled, direction head": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, head_canonical=False
+        ),
         "MetaNetwork, scaled + degree-2": lambda: metanets.BlocksMetaNet(
             relu, x_tr, 1, c, head_hidden=h, degree2=True
         ),
