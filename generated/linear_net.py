@@ -702,6 +702,7 @@ BLOCK_TABLES: dict = {
     "pool": {"A1": None, "A2": None, "A3": None},
     "shapes": {"A1": (1, 3), "A2": (1, 1), "A3": (2, 1)},
     "products": (),
+    "products_problem": "no pair of tensors balances",
     "canon": (),
     "canon_problem": "",
 }
@@ -1067,7 +1068,7 @@ class MetaNet(nn.Module):
                 "invariant under the factors, so the output would not be equivariant"
             )
         if degree2 and not tables["products"]:
-            raise ValueError("degree2=True: this weight space has no degree-2 products")
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize

@@ -1004,6 +1004,7 @@ BLOCK_TABLES: dict = {
         ("b4", "b4", "bci,bci->bci", ("b4",)),
         ("b4", "b4", "bci,bci->bc", ()),
     ),
+    "products_problem": "",
     "canon": (
         ("h1", "positive", (("W1", 2), ("b1", 2)), (("W2", 3),), (("W1", 2), ("b1", 2))),
         ("h2", "positive", (("W2", 2), ("b2", 2)), (("W3", 3),), (("W2", 2), ("b2", 2))),
@@ -1373,7 +1374,7 @@ class MetaNet(nn.Module):
                 "invariant under the factors, so the output would not be equivariant"
             )
         if degree2 and not tables["products"]:
-            raise ValueError("degree2=True: this weight space has no degree-2 products")
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize

@@ -1024,6 +1024,7 @@ BLOCK_TABLES: dict = {
         ("b", "b", "bci,bci->bci", ("b",)),
         ("b", "b", "bci,bci->bc", ()),
     ),
+    "products_problem": "",
     "canon": (
         ("c1", "positive", (("K1", 2), ("b1", 2)), (("K2", 3),), (("K1", 2), ("b1", 2))),
         ("c2", "positive", (("K2", 2), ("b2", 2)), (("K3", 3),), (("K2", 2), ("b2", 2))),
@@ -1393,7 +1394,7 @@ class MetaNet(nn.Module):
                 "invariant under the factors, so the output would not be equivariant"
             )
         if degree2 and not tables["products"]:
-            raise ValueError("degree2=True: this weight space has no degree-2 products")
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize

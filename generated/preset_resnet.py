@@ -2169,6 +2169,7 @@ BLOCK_TABLES: dict = {
         ("b", "b", "bci,bci->bci", ("b",)),
         ("b", "b", "bci,bci->bc", ()),
     ),
+    "products_problem": "",
     "canon": (
         ("m1", "positive", (("K1a", 2), ("b1a", 2)), (("K1b", 3),), (("K1a", 2), ("b1a", 2))),
         ("m2", "positive", (("K2a", 2), ("b2a", 2)), (("K2b", 3),), (("K2a", 2), ("b2a", 2))),
@@ -2537,7 +2538,7 @@ class MetaNet(nn.Module):
                 "invariant under the factors, so the output would not be equivariant"
             )
         if degree2 and not tables["products"]:
-            raise ValueError("degree2=True: this weight space has no degree-2 products")
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize

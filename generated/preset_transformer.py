@@ -2171,6 +2171,7 @@ BLOCK_TABLES: dict = {
         ("b_out", "b_out", "bci,bci->bci", ("b_out",)),
         ("b_out", "b_out", "bci,bci->bc", ()),
     ),
+    "products_problem": "",
     "canon": (),
     "canon_problem": "",
 }
@@ -2536,7 +2537,7 @@ class MetaNet(nn.Module):
                 "invariant under the factors, so the output would not be equivariant"
             )
         if degree2 and not tables["products"]:
-            raise ValueError("degree2=True: this weight space has no degree-2 products")
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize

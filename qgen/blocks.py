@@ -118,6 +118,10 @@ def _size(a: AxisKind, sizes: dict[str, int]) -> int:
 # --------------------------------------------------------------------------------------
 # Degree-2 products
 
+#: spaces with more tensors get no degree-2 table: the products of a residual stream
+#: shared by every tensor grow quadratically (a 12-block transformer has 20,234)
+DEGREE2_MAX_TENSORS = 32
+
 
 def _parts(kind: GroupKind, variances: tuple[int, ...]) -> tuple[Partition, ...]:
     """The kind's basis terms on these variances; every partition where no group acts."""
@@ -140,10 +144,20 @@ def products(spec: Spec) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
     a group axis is pooled (a singleton part) only in invariants."""
     kinds = axis_kinds(spec)
     names = [t.name for t in spec.tensors if _multiplicable(kinds[t.name])]
+    order = {n: i for i, n in enumerate(names)}
+    types = {n: {a.type for a in kinds[n]} for n in names}
+    holding: dict[str, list[str]] = {}  # type -> tensors with an axis of it
+    for n in names:
+        for t in sorted(types[n]):
+            holding.setdefault(t, []).append(n)
     found: dict[tuple[str, str, str], list[str]] = {}
-    for i, a in enumerate(names):
-        for b in names[i:]:
-            for target in [*names, None]:
+    for a in names:
+        # B shares a type with A (some part joins them); a target's types all come from A, B
+        partners = sorted({b for t in types[a] for b in holding[t] if order[b] >= order[a]})
+        for b in sorted(partners, key=order.get):
+            union = types[a] | types[b]
+            targets = [n for n in names if types[n] <= union]
+            for target in [*targets, None]:
                 for eq in _patterns(spec, kinds, a, b, target):
                     if a == b:  # A (x) A: the pattern and its mirror are one product
                         ins, out = eq.split("->")
@@ -303,7 +317,16 @@ def block_tables(spec: Spec) -> dict:
     canon, problem = canonicalization(spec)
     tables = {key: {n: r[key] for n, r in rules.items()} for key in next(iter(rules.values()))}
     tables["shapes"] = {name: tuple(_size(a, sizes) for a in axes) for name, axes in kinds.items()}
-    tables["products"] = products(spec)
+    if len(spec.tensors) <= DEGREE2_MAX_TENSORS:
+        tables["products"] = products(spec)
+        tables["products_problem"] = "" if tables["products"] else "no pair of tensors balances"
+    else:
+        tables["products"] = ()
+        tables["products_problem"] = (
+            f"{len(spec.tensors)} tensors; degree-2 products are enumerated for at most "
+            f"{DEGREE2_MAX_TENSORS} (their number grows with the square of the tensors that "
+            "share a type)"
+        )
     tables["canon"] = canon
     tables["canon_problem"] = problem
     return tables

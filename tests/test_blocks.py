@@ -211,8 +211,14 @@ def test_metanet_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="would not be equivariant"):
         relu.MetaNetwork(1, 4, 2, 1, canonicalize=True, output="equivariant")
     gl = compile_spec(ROOT / "examples" / "linear_net.yaml")
-    with pytest.raises(ValueError, match="no degree-2 products"):
+    with pytest.raises(ValueError, match="no pair of tensors balances"):
         gl.MetaNetwork(1, 4, 2, 1, degree2=True)
+    deep = parse_spec(
+        "name: deep\narch: mlp\nwidths: [2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1]\n",
+        "<deep>",
+    )
+    assert block_tables(deep)["products"] == ()
+    assert "at most 32" in block_tables(deep)["products_problem"]
     with pytest.raises(ValueError, match="activation 'elu'"):
         relu.EquivariantActivation(4, activation="elu")
 

@@ -237,6 +237,10 @@ def classifier_task(args, seeds):
         "MetaNetwork, scaled, canonicalized": lambda: metanets.BlocksMetaNet(
             relu, x_tr, 1, c, head_hidden=h, canonicalize=True
         ),
+        # relu.canonicalize (generated) makes the input scale-invariant; then the perm blocks
+        "MetaNetwork, canonicalized + perm": lambda: metanets.Canonicalized(
+            relu, metanets.BlocksMetaNet(perm, relu.canonicalize(x_tr), 1, c, head_hidden=h)
+        ),
     }
     models = _selected(models, args.models)
     cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3}
