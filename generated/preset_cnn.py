@@ -1162,10 +1162,15 @@ class ChannelNorm(nn.Module):
     sample); tensors with a positively scaled or GL axis have no such invariant and pass
     unchanged. ``gain`` is one learnable number per channel (a channel mix commutes)."""
 
-    def __init__(self, channels: int, tables: dict, eps: float = 1e-5) -> None:
+    def __init__(
+        self, channels: int, tables: dict, eps: float = 1e-5, reuse_input: bool = False
+    ) -> None:
         super().__init__()
         self.dims = {t: d for t, d in tables["norm"].items() if d is not None}
         self.eps = eps
+        #: scale the input tensors in place when no gradient is recorded (for callers that
+        #: own them, as MetaNet does with its activations' outputs)
+        self.reuse_input = reuse_input
         self.gain = nn.ParameterDict({t: nn.Parameter(torch.ones(channels)) for t in self.dims})
 
     def forward(self, x: Weights) -> Weights:
@@ -1178,8 +1183,13 @@ class ChannelNorm(nn.Module):
             # the norm is a fused reduction; the per-sample scale is formed before the one
             # pass over v
             square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
-            gain = self.gain[name].reshape(1, -1, *[1] * (v.dim() - 2))
-            out[name] = v * ((square + self.eps).rsqrt() * gain)
+            scale = (square + self.eps).rsqrt() * self.gain[name].reshape(
+                1, -1, *[1] * (v.dim() - 2)
+            )
+            if self.reuse_input and not torch.is_grad_enabled():
+                out[name] = v.mul_(scale)
+            else:
+                out[name] = v * scale
         return out
 
 
@@ -1409,7 +1419,9 @@ class MetaNet(nn.Module):
         # channel norms between layers: after every block a layer follows (the last block
         # feeds the head directly when the output is invariant)
         between = len(pairs) if output == "equivariant" else len(pairs) - 1
-        self.norms = nn.ModuleList(ChannelNorm(hidden, tables) for _ in range(between))
+        self.norms = nn.ModuleList(
+            ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
+        )
         self.norms = self.norms if norm else None
         if output == "equivariant":
             self.out = layer(hidden, out_features, quasi=quasi)

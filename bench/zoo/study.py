@@ -228,6 +228,12 @@ def classifier_task(args, seeds):
         "MetaNetwork, scaled, direction head": lambda: metanets.BlocksMetaNet(
             relu, x_tr, 1, c, head_hidden=h, head_canonical=False
         ),
+        "MetaNetwork, scaled, gated": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, gated=True
+        ),
+        "MetaNetwork, scaled, DeepSets head": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, pool_hidden=h
+        ),
         "MetaNetwork, scaled + degree-2": lambda: metanets.BlocksMetaNet(
             relu, x_tr, 1, c, head_hidden=h, degree2=True
         ),
