@@ -1419,14 +1419,16 @@ def canonicalize(x: Weights) -> Weights:
 
 
 class MetaNetwork(MetaNet):
-    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation ->
-    EquivariantNorm`` after an ``InputNormalizer`` (fit it with :meth:`fit_normalizer`),
-    then an invariant head (``output="invariant"``: ``[batch, out_features]``) or a last
-    ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
-    ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
-    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
-    (embed entries before pooling, DeepSets-style; default: pooled statistics),
-    ``head_canonical`` (pool canonicalized features; default where there are factors).
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
     """
 
     def __init__(

@@ -1372,7 +1372,7 @@ class MetaNet(nn.Module):
 class EquivariantActivation(Activation):
     """The equivariant nonlinearity of this weight space, tensor by tensor:
 
-    - ``W1``: gated, ScaleEq
+    - ``W1``: gated (ScaleEq) by the entry's norm over coord*, even in sign
     - ``b1``: tanh (sign factors: odd)
     - ``W2``: tanh (sign factors: odd)
     - ``b2``: tanh (sign factors: odd)
@@ -1427,14 +1427,16 @@ def canonicalize(x: Weights) -> Weights:
 
 
 class MetaNetwork(MetaNet):
-    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation ->
-    EquivariantNorm`` after an ``InputNormalizer`` (fit it with :meth:`fit_normalizer`),
-    then an invariant head (``output="invariant"``: ``[batch, out_features]``) or a last
-    ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
-    ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
-    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
-    (embed entries before pooling, DeepSets-style; default: pooled statistics),
-    ``head_canonical`` (pool canonicalized features; default where there are factors).
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
     """
 
     def __init__(

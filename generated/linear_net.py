@@ -1157,9 +1157,9 @@ class MetaNet(nn.Module):
 class EquivariantActivation(Activation):
     """The equivariant nonlinearity of this weight space, tensor by tensor:
 
-    - ``A1``: gated, ScaleEq
-    - ``A2``: gated, ScaleEq
-    - ``A3``: gated, ScaleEq
+    - ``A1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``A2``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``A3``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
 
     ``activation`` ("relu", "gelu", "silu", "tanh") is used where any pointwise function is
     allowed; ``gated=True`` gates every tensor. Gates are ``(W v) * sigmoid(s)`` per entry
@@ -1209,14 +1209,16 @@ def canonicalize(x: Weights) -> Weights:
 
 
 class MetaNetwork(MetaNet):
-    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation ->
-    EquivariantNorm`` after an ``InputNormalizer`` (fit it with :meth:`fit_normalizer`),
-    then an invariant head (``output="invariant"``: ``[batch, out_features]``) or a last
-    ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
-    ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
-    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
-    (embed entries before pooling, DeepSets-style; default: pooled statistics),
-    ``head_canonical`` (pool canonicalized features; default where there are factors).
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
     """
 
     def __init__(

@@ -2630,13 +2630,13 @@ class EquivariantActivation(Activation):
     - ``b_in``: pointwise (the chosen activation)
     - ``ln1a_w``: pointwise (the chosen activation)
     - ``ln1a_b``: pointwise (the chosen activation)
-    - ``Wq1``: gated, ScaleEq
-    - ``bq1``: gated, ScaleEq
-    - ``Wk1``: gated, ScaleEq
-    - ``bk1``: gated, ScaleEq
-    - ``Wv1``: gated, ScaleEq
-    - ``bv1``: gated, ScaleEq
-    - ``Wo1``: gated, ScaleEq
+    - ``Wq1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bq1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wk1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bk1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wv1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bv1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wo1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
     - ``bo1``: pointwise (the chosen activation)
     - ``ln1b_w``: pointwise (the chosen activation)
     - ``ln1b_b``: pointwise (the chosen activation)
@@ -2697,14 +2697,16 @@ def canonicalize(x: Weights) -> Weights:
 
 
 class MetaNetwork(MetaNet):
-    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation ->
-    EquivariantNorm`` after an ``InputNormalizer`` (fit it with :meth:`fit_normalizer`),
-    then an invariant head (``output="invariant"``: ``[batch, out_features]``) or a last
-    ``EquivariantLayer`` (``output="equivariant"``: a weight-space dict with
-    ``out_features`` channels). Options: ``degree2``, ``activation``, ``gated``, ``norm``,
-    ``canonicalize`` (invariant output only), ``quasi``, ``head_hidden``, ``pool_hidden``
-    (embed entries before pooling, DeepSets-style; default: pooled statistics),
-    ``head_canonical`` (pool canonicalized features; default where there are factors).
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
     """
 
     def __init__(

@@ -356,7 +356,10 @@ def template_context(spec: Spec, linear_invariants: int) -> dict:
     return {
         "tables_text": prefix + literal_lines(tables, len(prefix)),
         "source": extract(RUNTIME, RUNTIME_NAMES, skip=("Weights",)),
-        "rules": {t: RULE_TEXT[r] for t, r in tables["activation"].items()},
+        "rules": {
+            t: _gate_text(spec, t, tables["entry"][t]) if r == "gate" else RULE_TEXT[r]
+            for t, r in tables["activation"].items()
+        },
         "n_products": sum(bool(p[3]) for p in tables["products"]),
         "n_invariant_products": sum(not p[3] for p in tables["products"]),
         "has_invariant": linear_invariants > 0
@@ -366,3 +369,19 @@ def template_context(spec: Spec, linear_invariants: int) -> dict:
         "norms": [t for t, d in tables["norm"].items() if d is not None],
         "centres": [t for t, d in tables["centre"].items() if d is not None],
     }
+
+
+def _gate_text(spec: Spec, tensor: str, entry: tuple) -> str:
+    """How a gated tensor's gate reads an invariant, in words (for docstrings)."""
+    norm_dims, divide, absolute, invariant_only = entry
+    if invariant_only:
+        return "gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)"
+    axes = spec.tensor(tensor).axes
+    parts = []
+    if norm_dims:
+        parts.append("norm over " + ", ".join(str(axes[d - 2]) for d in norm_dims))
+    if divide:
+        parts.append("divided by its channel norm")
+    if absolute:
+        parts.append("even in sign")
+    return "gated (ScaleEq) by the entry's " + ", ".join(parts)
