@@ -72,11 +72,31 @@ class BlocksMetaNet(nn.Module):
         self, space, train: Weights, out: int, channels: int = 8, depth: int = 2, **options
     ) -> None:
         super().__init__()
-        self.net = space.MetaNetwork(1, channels, depth, out, **options)
+        inputs = next(iter(train.values())).shape[1]
+        self.net = space.MetaNetwork(inputs, channels, depth, out, **options)
         self.net.fit_normalizer(train)
 
     def forward(self, x: Weights) -> torch.Tensor:
         return self.net(x)
+
+
+class WithCanonical(nn.Module):
+    """``model`` on two input channels: the weights and ``space.canonicalize`` of them
+    (permutation-equivariant, so a perm model stays perm-invariant; the second channel is
+    invariant under ``space``'s scalings)."""
+
+    def __init__(self, space, model: nn.Module) -> None:
+        super().__init__()
+        self.space = space
+        self.model = model
+
+    @staticmethod
+    def stack(space, x: Weights) -> Weights:
+        c = space.canonicalize(x)
+        return {k: torch.cat([v, c[k]], dim=1) for k, v in x.items()}
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.model(self.stack(self.space, x))
 
 
 def flatten(x: Weights) -> torch.Tensor:

@@ -243,6 +243,12 @@ def classifier_task(args, seeds):
         "MetaNetwork, scaled, canonicalized": lambda: metanets.BlocksMetaNet(
             relu, x_tr, 1, c, head_hidden=h, canonicalize=True
         ),
+        "MetaNetwork, perm on weights + canonicalized": lambda: metanets.WithCanonical(
+            relu,
+            metanets.BlocksMetaNet(
+                perm, metanets.WithCanonical.stack(relu, x_tr), 1, c, head_hidden=h
+            ),
+        ),
         # relu.canonicalize (generated) makes the input scale-invariant; then the perm blocks
         "MetaNetwork, canonicalized + perm": lambda: metanets.Canonicalized(
             relu, metanets.BlocksMetaNet(perm, relu.canonicalize(x_tr), 1, c, head_hidden=h)
