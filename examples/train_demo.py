@@ -33,33 +33,27 @@ def target(w: dict[str, torch.Tensor]) -> torch.Tensor:
     return (h @ w["W3"][:, 0].mT + w["b3"][:, 0, None]).square().mean(dim=(1, 2))
 
 
-class MetaNet(nn.Module):
-    def __init__(self, channels: int = 16) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(
-            [space.EquivariantLayer(1, channels), space.EquivariantLayer(channels, channels)]
-        )
-        self.head = space.InvariantHead(channels, 1)
-
-    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        for layer in self.layers:
-            x = {k: torch.relu(v) for k, v in layer(x).items()}
-        return self.head(x).squeeze(-1)
+def metanetwork(channels: int = 16) -> nn.Module:
+    """The generated MetaNetwork: layers, the nonlinearity the group allows for each tensor,
+    channel norms and an invariant head; its input normalizer fitted on sample networks."""
+    model = space.MetaNetwork(1, channels, 2, 1)
+    model.fit_normalizer(random_networks(512))
+    return model
 
 
 def main(steps: int = 300) -> float:
     """Train for ``steps`` and return the test mean squared error."""
-    model = MetaNet()
+    model = metanetwork()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     test = random_networks(256)
 
     def test_mse() -> float:
         with torch.no_grad():
-            return (model(test) - target(test)).square().mean().item()
+            return (model(test)[:, 0] - target(test)).square().mean().item()
 
     for step in range(1, steps + 1):
         batch = random_networks(64)
-        loss = (model(batch) - target(batch)).square().mean()
+        loss = (model(batch)[:, 0] - target(batch)).square().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -736,3 +736,615 @@ class NonlinearInvariantHead(nn.Module):
 
     def forward(self, x: Weights) -> torch.Tensor:
         return self.mlp(self.entry_features(x))
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
+# normalization, canonicalization and degree-2 products that respect the group, and a
+# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
+# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {"W1": "odd", "b1": "odd", "W2": "odd", "b2": "odd", "W3": "odd", "b3": "any"},
+    "entry": {
+        "W1": ((), False, True, False),
+        "b1": ((), False, True, False),
+        "W2": ((), False, True, False),
+        "b2": ((), False, True, False),
+        "W3": ((), False, True, False),
+        "b3": ((), False, False, False),
+    },
+    "norm": {
+        "W1": (1, 2, 3),
+        "b1": (1, 2),
+        "W2": (1, 2, 3),
+        "b2": (1, 2),
+        "W3": (1, 2, 3),
+        "b3": (1, 2),
+    },
+    "centre": {"W1": None, "b1": None, "W2": None, "b2": None, "W3": None, "b3": ()},
+    "pool": {
+        "W1": ((2,), 2),
+        "b1": ((2,), 1),
+        "W2": ((2, 3), 1),
+        "b2": ((2,), 1),
+        "W3": ((3,), 1),
+        "b3": ((), 1),
+    },
+    "shapes": {"W1": (1, 2), "b1": (1,), "W2": (1, 1), "b2": (1,), "W3": (1, 1), "b3": (1,)},
+    "products": (
+        ("W1", "W1", "bcij,bcik->bc", ()),
+        ("W1", "W1", "bcij,bcij->bc", ()),
+        ("W1", "b1", "bcij,bci->bc", ()),
+        ("W1", "W2", "bcij,bcki->bck", ("b2",)),
+        ("b1", "b1", "bci,bci->bc", ()),
+        ("b1", "W2", "bci,bcji->bcj", ("b2",)),
+        ("W2", "W2", "bcij,bcij->bc", ()),
+        ("W2", "b2", "bcij,bci->bcj", ("b1",)),
+        ("W2", "W3", "bcij,bcki->bcj", ("b1",)),
+        ("b2", "b2", "bci,bci->bc", ()),
+        ("b2", "W3", "bci,bcji->bcj", ("b3",)),
+        ("b2", "W3", "bci,bcji->bc", ()),
+        ("W3", "W3", "bcik,bcjk->bcj", ("b3",)),
+        ("W3", "W3", "bcij,bcij->bci", ("b3",)),
+        ("W3", "W3", "bcik,bcjk->bci", ("b3",)),
+        ("W3", "W3", "bcik,bcjk->bc", ()),
+        ("W3", "W3", "bcij,bcij->bc", ()),
+        ("W3", "b3", "bcij,bci->bcj", ("b2",)),
+        ("W3", "b3", "bcij,bci->bcij", ("W3",)),
+        ("b3", "b3", "bci,bci->bci", ("b3",)),
+        ("b3", "b3", "bci,bci->bc", ()),
+    ),
+    "products_problem": "",
+    "canon": (
+        ("h1", "sign", (("W1", 2), ("b1", 2)), (("W2", 3),), (("W1", 2), ("b1", 2))),
+        ("h2", "sign", (("W2", 2), ("b2", 2)), (("W3", 3),), (("W2", 2), ("b2", 2))),
+    ),
+    "canon_problem": "",
+}
+
+
+def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
+    flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
+    return flat.reshape(v.shape[0], weight.shape[0], *v.shape[2:])
+
+
+def _safe_norm(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``sqrt(sum of squares over dims)``, kept dims; clamped at ``tiny(dtype)`` before the
+    root, so the gradient is finite (zero) at all-zero entries."""
+    return v.square().sum(dims, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny).sqrt()
+
+
+def entry_invariant(v: torch.Tensor, norm_dims: tuple[int, ...], divide: bool) -> torch.Tensor:
+    """Per entry: the norm over ``norm_dims`` (invariant under orthogonal actions there),
+    then with ``divide`` the entry divided by its norm over channels (invariant under a
+    positive factor per entry). Odd in each entry's sign unless ``norm_dims``: callers make
+    it even where signs act."""
+    if norm_dims:
+        v = _safe_norm(v, norm_dims)
+    if divide:
+        v = v / _safe_norm(v, (1,))
+    return v
+
+
+def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``einsum(equation, a, b)`` divided by the sizes of the indices it sums over."""
+    inputs, out = equation.split("->")
+    count = 1
+    seen = set()
+    for letters, t in zip(inputs.split(","), (a, b), strict=True):
+        for letter, size in zip(letters, t.shape, strict=True):
+            if letter not in out and letter not in seen:
+                seen.add(letter)
+                count *= size
+    return torch.einsum(equation, a, b) / count
+
+
+def _pointwise(name: str):
+    functions = {
+        "relu": torch.relu,
+        "gelu": nn.functional.gelu,
+        "silu": nn.functional.silu,
+        "tanh": torch.tanh,
+    }
+    if name not in functions:
+        raise ValueError(f"activation {name!r}: use one of {sorted(functions)}")
+    return functions[name]
+
+
+class Activation(nn.Module):
+    """The equivariant nonlinearity of every tensor (the rule its axes' kinds allow).
+
+    * "any" (permutations only): ``activation`` pointwise (default ReLU);
+    * "homogeneous" (positive factors): ReLU, since ``relu(q x) = q relu(x)`` for ``q > 0``;
+    * "odd" (sign factors): tanh, since ``tanh(-x) = -tanh(x)``;
+    * "gate" (any other combination, or ``gated=True`` for every tensor): ScaleEq
+      ``(W v) * sigmoid(s)`` per entry ``v``, ``W`` a bias-free channel mix (it commutes
+      with every factor), ``s = A u + c`` for the entry invariant ``u``
+      (:func:`entry_invariant`), ``|A u| + c`` where signs act; for tensors with no
+      per-entry invariant (GL), ``s = B z + c`` from the whole-space invariants ``z``
+      (the degree-2 invariant products, per channel).
+    """
+
+    def __init__(
+        self, channels: int, tables: dict, activation: str = "relu", gated: bool = False
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.rules = {t: "gate" if gated else rule for t, rule in tables["activation"].items()}
+        self.entry = tables["entry"]
+        self.function = _pointwise(activation)
+        gates = [t for t, rule in self.rules.items() if rule == "gate"]
+        self.invariants = tuple(p for p in tables["products"] if not p[3])
+        context = [t for t in gates if self.entry[t][3]]
+        self.mix = nn.ParameterDict({t: nn.Parameter(torch.eye(channels)) for t in gates})
+        self.bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(channels)) for t in gates})
+        self.gate = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, channels) / channels**0.5)
+                for t in gates
+                if not self.entry[t][3]
+            }
+        )
+        width = channels * len(self.invariants)
+        self.context = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, width) / max(width, 1) ** 0.5)
+                for t in (context if width else [])
+            }
+        )
+
+    def _context(self, x: Weights) -> torch.Tensor:
+        feats = [_mean_einsum(eq, x[a], x[b]) for a, b, eq, _ in self.invariants]
+        return torch.cat(feats, dim=1)
+
+    def forward(self, x: Weights) -> Weights:
+        z = self._context(x) if len(self.context) else None
+        out = {}
+        for name, v in x.items():
+            rule = self.rules[name]
+            if rule == "any":
+                out[name] = self.function(v)
+            elif rule == "homogeneous":
+                out[name] = torch.relu(v)
+            elif rule == "odd":
+                out[name] = torch.tanh(v)
+            else:
+                out[name] = self._gated(name, v, z)
+        return out
+
+    def _gated(self, name: str, v: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        norm_dims, divide, absolute, invariant_only = self.entry[name]
+        shape = (1, self.channels) + (1,) * (v.dim() - 2)
+        s = self.bias[name].reshape(shape)
+        if not invariant_only:
+            a = _channel_mix(self.gate[name], entry_invariant(v, norm_dims, divide))
+            s = s + (a.abs() if absolute else a)
+        elif z is not None and name in self.context:
+            s = s + (z @ self.context[name].T).reshape(z.shape[0], self.channels, *shape[2:])
+        return _channel_mix(self.mix[name], v) * torch.sigmoid(s)
+
+
+class ChannelNorm(nn.Module):
+    """``v / rms(v) * gain`` per tensor, the RMS over channels and the dims in
+    ``tables["norm"]`` (those where every kind keeps norms: an invariant scalar per
+    sample); tensors with a positively scaled or GL axis have no such invariant and pass
+    unchanged. ``gain`` is one learnable number per channel (a channel mix commutes)."""
+
+    def __init__(
+        self, channels: int, tables: dict, eps: float = 1e-5, reuse_input: bool = False
+    ) -> None:
+        super().__init__()
+        self.dims = {t: d for t, d in tables["norm"].items() if d is not None}
+        self.eps = eps
+        #: scale the input tensors in place when no gradient is recorded (for callers that
+        #: own them, as MetaNet does with its activations' outputs)
+        self.reuse_input = reuse_input
+        self.gain = nn.ParameterDict({t: nn.Parameter(torch.ones(channels)) for t in self.dims})
+
+    def forward(self, x: Weights) -> Weights:
+        out = dict(x)
+        for name, dims in self.dims.items():
+            v = x[name]
+            count = 1
+            for d in dims:
+                count *= v.shape[d]
+            # the norm is a fused reduction; the per-sample scale is formed before the one
+            # pass over v
+            square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
+            scale = (square + self.eps).rsqrt() * self.gain[name].reshape(
+                1, -1, *[1] * (v.dim() - 2)
+            )
+            if self.reuse_input and not torch.is_grad_enabled():
+                out[name] = v.mul_(scale)
+            else:
+                out[name] = v * scale
+        return out
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / scale`` per tensor, fitted on a dataset by :meth:`fit` (identity
+    before). ``scale`` is one number per tensor and channel (a constant commutes with every
+    linear action); ``mean`` is subtracted only for tensors in ``tables["centre"]`` (all
+    group axes pure permutations: a constant over them is invariant), one per channel and
+    index of the remaining fixed axes."""
+
+    def __init__(self, channels: int, tables: dict) -> None:
+        super().__init__()
+        self.centre = tables["centre"]
+        for name, shape in tables["shapes"].items():  # fixed sizes; 1 on group axes
+            self.register_buffer(f"scale_{name}", torch.ones(1, channels, *[1] * len(shape)))
+            self.register_buffer(f"mean_{name}", torch.zeros(1, channels, *shape))
+
+    @torch.no_grad()
+    def fit(self, x: Weights) -> InputNorm:
+        """Fit mean and scale to a dataset ``x`` (a weight-space dict, batch first)."""
+        for name, v in x.items():
+            dims = self.centre[name]
+            if dims is not None:
+                mean = v.mean((0, *dims), keepdim=True)
+                getattr(self, f"mean_{name}").copy_(mean)
+                v = v - mean
+            rest = tuple(d for d in range(v.dim()) if d != 1)
+            scale = v.square().mean(rest, keepdim=True).sqrt().clamp_min(1e-12)
+            getattr(self, f"scale_{name}").copy_(scale)
+        return self
+
+    def forward(self, x: Weights) -> Weights:
+        out = {}
+        for name, v in x.items():
+            inverse = 1 / getattr(self, f"scale_{name}")
+            if self.centre[name] is not None:  # (v - mean) / scale in one pass over v
+                out[name] = torch.addcmul(-getattr(self, f"mean_{name}") * inverse, v, inverse)
+            else:
+                out[name] = v * inverse
+        return out
+
+
+def canonicalize_with(x: Weights, steps: tuple) -> Weights:
+    """ScaleGMN-style canonicalization: for each type with a factor per index, in order,
+    divide out each index's factor from every tensor it acts on.
+
+    Positive factors: the norm ``f_i`` of index ``i``'s incoming entries (every tensor where
+    the type is a plain axis, over all other dims and channels) scales by ``q_i``; dividing
+    the incoming axes by ``f_i`` and multiplying the outgoing (dual) ones leaves a weight
+    space invariant under the scales. Signs: ``s_i = sign`` of the sum of incoming entries
+    of ``sign_sources`` (odd in the flip), multiplied onto both. Steps come in an order in
+    which every incoming tensor involves only types already canonical (or free of
+    factors), so the result is invariant under all factors and equivariant under the rest.
+    """
+    x = dict(x)
+    for _, factor, incoming, outgoing, sign_sources in steps:
+        if factor == "positive":
+            sq = 0
+            for name, dim in incoming:
+                v = x[name]
+                sq = sq + v.square().sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            f = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [batch, n]
+            down, up = 1 / f, f
+        else:
+            s = 0
+            for name, dim in sign_sources:
+                v = x[name]
+                s = s + v.sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            down = up = torch.where(s >= 0, 1.0, -1.0).to(next(iter(x.values())).dtype)
+        for factor_, axes in ((down, incoming), (up, outgoing)):
+            for name, dim in axes:
+                v = x[name]
+                shape = [v.shape[0]] + [1] * (v.dim() - 1)
+                shape[dim] = v.shape[dim]
+                x[name] = v * factor_.reshape(shape)
+    return x
+
+
+class Products(nn.Module):
+    """Degree-2 equivariant terms: per product ``(a, b, equation, targets)``, the channels
+    of ``A`` and ``B`` are mixed (``U A``, ``V B``, bias-free, ``out_channels`` each) and
+    multiplied channel by channel by ``equation`` (contractions, shared indices, pooling:
+    each allowed by the kinds, so the product transforms as every tensor in ``targets``),
+    averaged over the summed indices, and added to each target with a gain per channel.
+    ``forward`` returns the sums per target and the invariant products (empty ``targets``)
+    ``[batch, out_channels * invariants]`` (None if there are none)."""
+
+    def __init__(self, in_channels: int, out_channels: int, tables: dict) -> None:
+        super().__init__()
+        self.products = tuple(tables["products"])
+        k = len(self.products)
+        scale = in_channels**-0.5
+        self.u = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        self.v = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        rows = sum(len(p[3]) for p in self.products)
+        self.gain = nn.Parameter(torch.ones(rows, out_channels))
+
+    def forward(self, x: Weights) -> tuple[Weights, torch.Tensor | None]:
+        out: Weights = {}
+        invariants = []
+        row = 0
+        for i, (a, b, equation, targets) in enumerate(self.products):
+            p = _mean_einsum(equation, _channel_mix(self.u[i], x[a]), _channel_mix(self.v[i], x[b]))
+            if not targets:
+                invariants.append(p)
+            for target in targets:
+                g = self.gain[row].reshape(1, -1, *[1] * (p.dim() - 2))
+                out[target] = out[target] + g * p if target in out else g * p
+                row += 1
+        return out, torch.cat(invariants, dim=1) if invariants else None
+
+
+class InvariantPool(nn.Module):
+    """Invariant features: per tensor with a rule in ``tables["pool"]``, the entry
+    invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
+    entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
+    so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
+    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``canonical``: the input is
+    canonicalized (:func:`canonicalize_with`), its entries invariant as they are, so ``u``
+    is the entry itself (its norm over orthogonal axes): magnitudes are kept, where
+    ``x / |x|`` keeps only directions. ``[batch, features]``."""
+
+    def __init__(
+        self, in_channels: int, tables: dict, hidden: int | None = None, canonical: bool = False
+    ) -> None:
+        super().__init__()
+        self.entry = tables["entry"]
+        self.canonical = canonical
+        self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
+        self.hidden = hidden
+        if hidden is not None:
+            self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
+        width = hidden if hidden is not None else 2 * in_channels
+        self.features = width * sum(w for _, w in self.pool.values())
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        feats = []
+        for name, (pool_dims, _) in self.pool.items():
+            norm_dims, divide, absolute, _ = self.entry[name]
+            if self.canonical:  # factors already divided out: entries are invariant
+                divide = absolute = False
+            u = entry_invariant(x[name], norm_dims, divide)
+            if self.hidden is not None:
+                u = u.movedim(1, -1)
+                h = torch.relu(self.embed[name](u))
+                if absolute:
+                    h = h + torch.relu(self.embed[name](-u))
+                dims = tuple(d - 1 for d in pool_dims)
+                h = h.mean(dims) if dims else h
+            elif pool_dims:  # fused reductions, no |u| or u^2 materialized
+                count = 1
+                for d in pool_dims:
+                    count *= u.shape[d]
+                first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
+                if absolute:
+                    second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
+                else:
+                    second = u.mean(pool_dims)
+                h = torch.cat([first, second], dim=1)
+            else:
+                h = torch.cat([u.abs(), u.square() if absolute else u], dim=1)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=1)
+
+
+class MetaNet(nn.Module):
+    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
+    between consecutive layers, after a fitted input normalizer (and optional
+    canonicalization), then either an invariant head (:class:`InvariantPool`, the linear
+    invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
+    to ``out_features`` channels.
+
+    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
+    space has factors and a canonicalization): the head pools the canonicalized features
+    (equivariant features transform as the weight space does, channel by channel).
+    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
+    ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
+    linear functional).
+    """
+
+    def __init__(
+        self,
+        tables: dict,
+        layer,
+        linear_head,
+        in_channels: int,
+        hidden: int,
+        depth: int,
+        out_features: int,
+        *,
+        output: str = "invariant",
+        degree2: bool = False,
+        activation: str = "relu",
+        gated: bool = False,
+        norm: bool = True,
+        canonicalize: bool = False,
+        quasi: bool = False,
+        head_hidden: int = 64,
+        pool_hidden: int | None = None,
+        head_canonical: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if output not in ("invariant", "equivariant"):
+            raise ValueError(f"output={output!r}: use 'invariant' or 'equivariant'")
+        if depth < 1:
+            raise ValueError(f"depth={depth}: a MetaNetwork needs at least one layer")
+        if canonicalize and tables["canon"] is None:
+            raise ValueError(f"canonicalize=True: {tables['canon_problem']}")
+        if canonicalize and output == "equivariant":
+            raise ValueError(
+                "canonicalize=True with output='equivariant': a canonicalized weight space is "
+                "invariant under the factors, so the output would not be equivariant"
+            )
+        if degree2 and not tables["products"]:
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
+        self.tables = tables
+        self.output = output
+        self.canonicalize = canonicalize
+        self.normalizer = InputNorm(in_channels, tables)
+        widths = [in_channels] + [hidden] * depth
+        pairs = list(zip(widths, widths[1:], strict=False))
+        self.layers = nn.ModuleList(layer(a, b, quasi=quasi) for a, b in pairs)
+        self.products = nn.ModuleList(Products(a, b, tables) for a, b in pairs) if degree2 else None
+        self.activations = nn.ModuleList(
+            Activation(hidden, tables, activation, gated) for _ in pairs
+        )
+        # channel norms between layers: after every block a layer follows (the last block
+        # feeds the head directly when the output is invariant)
+        between = len(pairs) if output == "equivariant" else len(pairs) - 1
+        self.norms = nn.ModuleList(
+            ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
+        )
+        self.norms = self.norms if norm else None
+        if output == "equivariant":
+            self.out = layer(hidden, out_features, quasi=quasi)
+            return
+        if head_canonical is None:
+            head_canonical = bool(tables["canon"])
+        if head_canonical and not tables["canon"]:
+            raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
+        self.head_canonical = head_canonical
+        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
+        features = self.pool.features
+        self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
+        features += head_hidden if self.linear_head is not None else 0
+        invariant = sum(not p[3] for p in tables["products"])
+        self.head_products = Products(hidden, hidden, tables) if degree2 and invariant else None
+        features += hidden * invariant if self.head_products is not None else 0
+        if not features:
+            raise ValueError(
+                "output='invariant': these blocks compute no invariant of this weight space "
+                "(no linear invariant, no pooled entry invariant, no degree-2 invariant; "
+                "try degree2=True, or output='equivariant')"
+            )
+        self.mlp = nn.Sequential(
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out_features)
+        )
+
+    def fit_normalizer(self, x: Weights) -> MetaNet:
+        """Fit the input normalizer on a dataset (canonicalized first if that is on)."""
+        self.normalizer.fit(canonicalize_with(x, self.tables["canon"]) if self.canonicalize else x)
+        return self
+
+    def features(self, x: Weights) -> Weights:
+        """The weight-space features after the last block."""
+        if self.canonicalize:
+            x = canonicalize_with(x, self.tables["canon"])
+        x = self.normalizer(x)
+        for i, layer in enumerate(self.layers):
+            y = layer(x)
+            if self.products is not None:
+                for name, p in self.products[i](x)[0].items():
+                    y[name] = y[name] + p
+            y = self.activations[i](y)
+            x = self.norms[i](y) if self.norms is not None and i < len(self.norms) else y
+        return x
+
+    def forward(self, x: Weights):
+        x = self.features(x)
+        if self.output == "equivariant":
+            return self.out(x)
+        pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
+        feats = [self.pool(pooled)] if self.pool.features else []
+        if self.linear_head is not None:
+            feats.append(self.linear_head(x))
+        if self.head_products is not None:
+            feats.append(self.head_products(x)[1])
+        return self.mlp(torch.cat(feats, dim=1))
+
+
+class EquivariantActivation(Activation):
+    """The equivariant nonlinearity of this weight space, tensor by tensor:
+
+    - ``W1``: tanh (sign factors: odd)
+    - ``b1``: tanh (sign factors: odd)
+    - ``W2``: tanh (sign factors: odd)
+    - ``b2``: tanh (sign factors: odd)
+    - ``W3``: tanh (sign factors: odd)
+    - ``b3``: pointwise (the chosen activation)
+
+    ``activation`` ("relu", "gelu", "silu", "tanh") is used where any pointwise function is
+    allowed; ``gated=True`` gates every tensor. Gates are ``(W v) * sigmoid(s)`` per entry
+    ``v`` with ``s`` from an invariant of the entry, or, for tensors with a GL axis, from
+    the 10 degree-2 invariants of the whole space.
+    """
+
+    def __init__(self, channels: int, activation: str = "relu", gated: bool = False) -> None:
+        super().__init__(channels, BLOCK_TABLES, activation, gated)
+
+
+class EquivariantNorm(ChannelNorm):
+    """Each tensor divided by its RMS over channels and axes where that is invariant (no
+    positively scaled or GL axis); the others pass unchanged.
+
+    Normalized here: W1, b1, W2, b2, W3, b3.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(channels, BLOCK_TABLES, eps)
+
+
+class InputNormalizer(InputNorm):
+    """``(x - mean) / scale`` per tensor, fitted on a dataset with :meth:`fit`: one scale
+    per tensor and channel, a mean only where every group axis only permutes.
+
+    Centred here: b3.
+    """
+
+    def __init__(self, channels: int = 1) -> None:
+        super().__init__(channels, BLOCK_TABLES)
+
+
+class Degree2(Products):
+    """The 11 equivariant and 10 invariant
+    degree-2 products of this weight space (``BLOCK_TABLES["products"]``), with learned
+    channel mixes; ``forward(x)`` returns ``(sums per target tensor, invariants)``."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, BLOCK_TABLES)
+
+
+def canonicalize(x: Weights) -> Weights:
+    """Divide out every index's factor (ScaleGMN-style): the result is invariant under the
+    scalings and sign flips and equivariant under the rest of the group."""
+    return canonicalize_with(x, BLOCK_TABLES["canon"])
+
+
+class MetaNetwork(MetaNet):
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
+    """
+
+    def __init__(
+        self, in_channels: int, hidden: int, depth: int, out_features: int, **options
+    ) -> None:
+        linear_head = InvariantHead if sum(INVARIANT_COUNTS.values()) else None
+        super().__init__(
+            BLOCK_TABLES,
+            EquivariantLayer,
+            linear_head,
+            in_channels,
+            hidden,
+            depth,
+            out_features,
+            **options,
+        )

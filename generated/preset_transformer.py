@@ -1424,3 +1424,1315 @@ class InvariantHead(nn.Module):
         n = sizes_of(x, self.in_channels)
         r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
         return self.linear(r)
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
+# normalization, canonicalization and degree-2 products that respect the group, and a
+# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
+# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {
+        "W_in": "any",
+        "b_in": "any",
+        "ln1a_w": "any",
+        "ln1a_b": "any",
+        "Wq1": "gate",
+        "bq1": "gate",
+        "Wk1": "gate",
+        "bk1": "gate",
+        "Wv1": "gate",
+        "bv1": "gate",
+        "Wo1": "gate",
+        "bo1": "any",
+        "ln1b_w": "any",
+        "ln1b_b": "any",
+        "W1_1": "any",
+        "b1_1": "any",
+        "W2_1": "any",
+        "b2_1": "any",
+        "W_out": "any",
+        "b_out": "any",
+    },
+    "entry": {
+        "W_in": ((), False, False, False),
+        "b_in": ((), False, False, False),
+        "ln1a_w": ((), False, False, False),
+        "ln1a_b": ((), False, False, False),
+        "Wq1": ((3,), False, False, True),
+        "bq1": ((3,), False, False, True),
+        "Wk1": ((3,), False, False, True),
+        "bk1": ((3,), False, False, True),
+        "Wv1": ((3,), False, False, True),
+        "bv1": ((3,), False, False, True),
+        "Wo1": ((4,), False, False, True),
+        "bo1": ((), False, False, False),
+        "ln1b_w": ((), False, False, False),
+        "ln1b_b": ((), False, False, False),
+        "W1_1": ((), False, False, False),
+        "b1_1": ((), False, False, False),
+        "W2_1": ((), False, False, False),
+        "b2_1": ((), False, False, False),
+        "W_out": ((), False, False, False),
+        "b_out": ((), False, False, False),
+    },
+    "norm": {
+        "W_in": (1, 2, 3),
+        "b_in": (1, 2),
+        "ln1a_w": (1, 2),
+        "ln1a_b": (1, 2),
+        "Wq1": None,
+        "bq1": None,
+        "Wk1": None,
+        "bk1": None,
+        "Wv1": None,
+        "bv1": None,
+        "Wo1": None,
+        "bo1": (1, 2),
+        "ln1b_w": (1, 2),
+        "ln1b_b": (1, 2),
+        "W1_1": (1, 2, 3),
+        "b1_1": (1, 2),
+        "W2_1": (1, 2, 3),
+        "b2_1": (1, 2),
+        "W_out": (1, 2, 3),
+        "b_out": (1, 2),
+    },
+    "centre": {
+        "W_in": (2,),
+        "b_in": (2,),
+        "ln1a_w": (2,),
+        "ln1a_b": (2,),
+        "Wq1": None,
+        "bq1": None,
+        "Wk1": None,
+        "bk1": None,
+        "Wv1": None,
+        "bv1": None,
+        "Wo1": None,
+        "bo1": (2,),
+        "ln1b_w": (2,),
+        "ln1b_b": (2,),
+        "W1_1": (2, 3),
+        "b1_1": (2,),
+        "W2_1": (2, 3),
+        "b2_1": (2,),
+        "W_out": (3,),
+        "b_out": (),
+    },
+    "pool": {
+        "W_in": ((2,), 3),
+        "b_in": ((2,), 1),
+        "ln1a_w": ((2,), 1),
+        "ln1a_b": ((2,), 1),
+        "Wq1": None,
+        "bq1": None,
+        "Wk1": None,
+        "bk1": None,
+        "Wv1": None,
+        "bv1": None,
+        "Wo1": None,
+        "bo1": ((2,), 1),
+        "ln1b_w": ((2,), 1),
+        "ln1b_b": ((2,), 1),
+        "W1_1": ((2, 3), 1),
+        "b1_1": ((2,), 1),
+        "W2_1": ((2, 3), 1),
+        "b2_1": ((2,), 1),
+        "W_out": ((3,), 2),
+        "b_out": ((), 2),
+    },
+    "shapes": {
+        "W_in": (1, 3),
+        "b_in": (1,),
+        "ln1a_w": (1,),
+        "ln1a_b": (1,),
+        "Wq1": (1, 1, 1),
+        "bq1": (1, 1),
+        "Wk1": (1, 1, 1),
+        "bk1": (1, 1),
+        "Wv1": (1, 1, 1),
+        "bv1": (1, 1),
+        "Wo1": (1, 1, 1),
+        "bo1": (1,),
+        "ln1b_w": (1,),
+        "ln1b_b": (1,),
+        "W1_1": (1, 1),
+        "b1_1": (1,),
+        "W2_1": (1, 1),
+        "b2_1": (1,),
+        "W_out": (2, 1),
+        "b_out": (2,),
+    },
+    "products": (
+        ("W_in", "W_in", "bcij,bcik->bcik", ("W_in",)),
+        ("W_in", "W_in", "bcij,bcij->bcij", ("W_in",)),
+        ("W_in", "W_in", "bcij,bcik->bcij", ("W_in",)),
+        (
+            "W_in",
+            "W_in",
+            "bcij,bcik->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        (
+            "W_in",
+            "W_in",
+            "bcij,bcij->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "W_in", "bcik,bcjk->bc", ()),
+        ("W_in", "W_in", "bcij,bcik->bc", ()),
+        ("W_in", "W_in", "bcij,bcij->bc", ()),
+        ("W_in", "b_in", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "b_in",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "b_in", "bcij,bci->bc", ()),
+        ("W_in", "ln1a_w", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "ln1a_w",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "ln1a_w", "bcij,bci->bc", ()),
+        ("W_in", "ln1a_b", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "ln1a_b",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "ln1a_b", "bcij,bci->bc", ()),
+        ("W_in", "Wq1", "bcij,bckli->bckli", ("Wq1",)),
+        ("W_in", "Wq1", "bcij,bckli->bckl", ("bq1",)),
+        ("W_in", "Wk1", "bcij,bckli->bckli", ("Wk1",)),
+        ("W_in", "Wk1", "bcij,bckli->bckl", ("bk1",)),
+        ("W_in", "Wv1", "bcij,bckli->bckli", ("Wv1",)),
+        ("W_in", "Wv1", "bcij,bckli->bckl", ("bv1",)),
+        ("W_in", "Wo1", "bcij,bcikl->bcikl", ("Wo1",)),
+        ("W_in", "bo1", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "bo1",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "bo1", "bcij,bci->bc", ()),
+        ("W_in", "ln1b_w", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "ln1b_w",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "ln1b_w", "bcij,bci->bc", ()),
+        ("W_in", "ln1b_b", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "ln1b_b",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "ln1b_b", "bcij,bci->bc", ()),
+        ("W_in", "W1_1", "bcij,bcki->bcki", ("W1_1",)),
+        ("W_in", "W1_1", "bcij,bcki->bck", ("b1_1",)),
+        ("W_in", "W1_1", "bcij,bcki->bcik", ("W2_1",)),
+        ("W_in", "W1_1", "bcij,bcki->bc", ()),
+        ("W_in", "W2_1", "bcij,bcik->bcki", ("W1_1",)),
+        ("W_in", "W2_1", "bcij,bcik->bck", ("b1_1",)),
+        ("W_in", "W2_1", "bcij,bcik->bcik", ("W2_1",)),
+        ("W_in", "W2_1", "bcij,bcik->bc", ()),
+        ("W_in", "b2_1", "bcij,bci->bcij", ("W_in",)),
+        (
+            "W_in",
+            "b2_1",
+            "bcij,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "b2_1", "bcij,bci->bc", ()),
+        ("W_in", "W_out", "bcij,bcki->bcij", ("W_in",)),
+        (
+            "W_in",
+            "W_out",
+            "bcij,bcki->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_in", "W_out", "bcij,bcki->bcki", ("W_out",)),
+        ("W_in", "W_out", "bcij,bcki->bck", ("b_out",)),
+        ("W_in", "W_out", "bcij,bcki->bc", ()),
+        (
+            "b_in",
+            "b_in",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "b_in", "bci,bci->bc", ()),
+        (
+            "b_in",
+            "ln1a_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "ln1a_w", "bci,bci->bc", ()),
+        (
+            "b_in",
+            "ln1a_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "ln1a_b", "bci,bci->bc", ()),
+        ("b_in", "Wq1", "bci,bcjki->bcjki", ("Wq1",)),
+        ("b_in", "Wq1", "bci,bcjki->bcjk", ("bq1",)),
+        ("b_in", "Wk1", "bci,bcjki->bcjki", ("Wk1",)),
+        ("b_in", "Wk1", "bci,bcjki->bcjk", ("bk1",)),
+        ("b_in", "Wv1", "bci,bcjki->bcjki", ("Wv1",)),
+        ("b_in", "Wv1", "bci,bcjki->bcjk", ("bv1",)),
+        ("b_in", "Wo1", "bci,bcijk->bcijk", ("Wo1",)),
+        (
+            "b_in",
+            "bo1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "bo1", "bci,bci->bc", ()),
+        (
+            "b_in",
+            "ln1b_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "ln1b_w", "bci,bci->bc", ()),
+        (
+            "b_in",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "ln1b_b", "bci,bci->bc", ()),
+        ("b_in", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("b_in", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("b_in", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("b_in", "W1_1", "bci,bcji->bc", ()),
+        ("b_in", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("b_in", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("b_in", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("b_in", "W2_1", "bci,bcij->bc", ()),
+        (
+            "b_in",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "b2_1", "bci,bci->bc", ()),
+        (
+            "b_in",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b_in", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("b_in", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("b_in", "W_out", "bci,bcji->bc", ()),
+        (
+            "ln1a_w",
+            "ln1a_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "ln1a_w", "bci,bci->bc", ()),
+        (
+            "ln1a_w",
+            "ln1a_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "ln1a_b", "bci,bci->bc", ()),
+        ("ln1a_w", "Wq1", "bci,bcjki->bcjki", ("Wq1",)),
+        ("ln1a_w", "Wq1", "bci,bcjki->bcjk", ("bq1",)),
+        ("ln1a_w", "Wk1", "bci,bcjki->bcjki", ("Wk1",)),
+        ("ln1a_w", "Wk1", "bci,bcjki->bcjk", ("bk1",)),
+        ("ln1a_w", "Wv1", "bci,bcjki->bcjki", ("Wv1",)),
+        ("ln1a_w", "Wv1", "bci,bcjki->bcjk", ("bv1",)),
+        ("ln1a_w", "Wo1", "bci,bcijk->bcijk", ("Wo1",)),
+        (
+            "ln1a_w",
+            "bo1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "bo1", "bci,bci->bc", ()),
+        (
+            "ln1a_w",
+            "ln1b_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "ln1b_w", "bci,bci->bc", ()),
+        (
+            "ln1a_w",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "ln1b_b", "bci,bci->bc", ()),
+        ("ln1a_w", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("ln1a_w", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("ln1a_w", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("ln1a_w", "W1_1", "bci,bcji->bc", ()),
+        ("ln1a_w", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("ln1a_w", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("ln1a_w", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("ln1a_w", "W2_1", "bci,bcij->bc", ()),
+        (
+            "ln1a_w",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "b2_1", "bci,bci->bc", ()),
+        (
+            "ln1a_w",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_w", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("ln1a_w", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("ln1a_w", "W_out", "bci,bcji->bc", ()),
+        (
+            "ln1a_b",
+            "ln1a_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "ln1a_b", "bci,bci->bc", ()),
+        ("ln1a_b", "Wq1", "bci,bcjki->bcjki", ("Wq1",)),
+        ("ln1a_b", "Wq1", "bci,bcjki->bcjk", ("bq1",)),
+        ("ln1a_b", "Wk1", "bci,bcjki->bcjki", ("Wk1",)),
+        ("ln1a_b", "Wk1", "bci,bcjki->bcjk", ("bk1",)),
+        ("ln1a_b", "Wv1", "bci,bcjki->bcjki", ("Wv1",)),
+        ("ln1a_b", "Wv1", "bci,bcjki->bcjk", ("bv1",)),
+        ("ln1a_b", "Wo1", "bci,bcijk->bcijk", ("Wo1",)),
+        (
+            "ln1a_b",
+            "bo1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "bo1", "bci,bci->bc", ()),
+        (
+            "ln1a_b",
+            "ln1b_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "ln1b_w", "bci,bci->bc", ()),
+        (
+            "ln1a_b",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "ln1b_b", "bci,bci->bc", ()),
+        ("ln1a_b", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("ln1a_b", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("ln1a_b", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("ln1a_b", "W1_1", "bci,bcji->bc", ()),
+        ("ln1a_b", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("ln1a_b", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("ln1a_b", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("ln1a_b", "W2_1", "bci,bcij->bc", ()),
+        (
+            "ln1a_b",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "b2_1", "bci,bci->bc", ()),
+        (
+            "ln1a_b",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1a_b", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("ln1a_b", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("ln1a_b", "W_out", "bci,bcji->bc", ()),
+        (
+            "Wq1",
+            "Wk1",
+            "bcijk,bcijk->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("Wq1", "Wk1", "bcijk,bcijl->bc", ()),
+        ("Wq1", "Wk1", "bcijk,bcijk->bc", ()),
+        (
+            "Wq1",
+            "bk1",
+            "bcijk,bcij->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("Wq1", "bk1", "bcijk,bcij->bc", ()),
+        ("Wq1", "bo1", "bcijk,bck->bcijk", ("Wq1",)),
+        ("Wq1", "bo1", "bcijk,bck->bcij", ("bq1",)),
+        ("Wq1", "ln1b_w", "bcijk,bck->bcijk", ("Wq1",)),
+        ("Wq1", "ln1b_w", "bcijk,bck->bcij", ("bq1",)),
+        ("Wq1", "ln1b_b", "bcijk,bck->bcijk", ("Wq1",)),
+        ("Wq1", "ln1b_b", "bcijk,bck->bcij", ("bq1",)),
+        ("Wq1", "b2_1", "bcijk,bck->bcijk", ("Wq1",)),
+        ("Wq1", "b2_1", "bcijk,bck->bcij", ("bq1",)),
+        ("Wq1", "W_out", "bcijk,bclk->bcijk", ("Wq1",)),
+        ("Wq1", "W_out", "bcijk,bclk->bcij", ("bq1",)),
+        (
+            "bq1",
+            "Wk1",
+            "bcij,bcijk->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bq1", "Wk1", "bcij,bcijk->bc", ()),
+        ("bq1", "bk1", "bcij,bcij->bc", ()),
+        ("Wk1", "bo1", "bcijk,bck->bcijk", ("Wk1",)),
+        ("Wk1", "bo1", "bcijk,bck->bcij", ("bk1",)),
+        ("Wk1", "ln1b_w", "bcijk,bck->bcijk", ("Wk1",)),
+        ("Wk1", "ln1b_w", "bcijk,bck->bcij", ("bk1",)),
+        ("Wk1", "ln1b_b", "bcijk,bck->bcijk", ("Wk1",)),
+        ("Wk1", "ln1b_b", "bcijk,bck->bcij", ("bk1",)),
+        ("Wk1", "b2_1", "bcijk,bck->bcijk", ("Wk1",)),
+        ("Wk1", "b2_1", "bcijk,bck->bcij", ("bk1",)),
+        ("Wk1", "W_out", "bcijk,bclk->bcijk", ("Wk1",)),
+        ("Wk1", "W_out", "bcijk,bclk->bcij", ("bk1",)),
+        (
+            "Wv1",
+            "Wo1",
+            "bcijk,bckij->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("Wv1", "Wo1", "bcijk,bclij->bc", ()),
+        ("Wv1", "Wo1", "bcijk,bckij->bc", ()),
+        ("Wv1", "bo1", "bcijk,bck->bcijk", ("Wv1",)),
+        ("Wv1", "bo1", "bcijk,bck->bcij", ("bv1",)),
+        ("Wv1", "ln1b_w", "bcijk,bck->bcijk", ("Wv1",)),
+        ("Wv1", "ln1b_w", "bcijk,bck->bcij", ("bv1",)),
+        ("Wv1", "ln1b_b", "bcijk,bck->bcijk", ("Wv1",)),
+        ("Wv1", "ln1b_b", "bcijk,bck->bcij", ("bv1",)),
+        ("Wv1", "b2_1", "bcijk,bck->bcijk", ("Wv1",)),
+        ("Wv1", "b2_1", "bcijk,bck->bcij", ("bv1",)),
+        ("Wv1", "W_out", "bcijk,bclk->bcijk", ("Wv1",)),
+        ("Wv1", "W_out", "bcijk,bclk->bcij", ("bv1",)),
+        (
+            "bv1",
+            "Wo1",
+            "bcij,bckij->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bv1", "Wo1", "bcij,bckij->bc", ()),
+        ("Wo1", "bo1", "bcijk,bci->bcijk", ("Wo1",)),
+        ("Wo1", "ln1b_w", "bcijk,bci->bcijk", ("Wo1",)),
+        ("Wo1", "ln1b_b", "bcijk,bci->bcijk", ("Wo1",)),
+        ("Wo1", "b2_1", "bcijk,bci->bcijk", ("Wo1",)),
+        ("Wo1", "W_out", "bcijk,bcli->bcijk", ("Wo1",)),
+        (
+            "bo1",
+            "bo1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bo1", "bo1", "bci,bci->bc", ()),
+        (
+            "bo1",
+            "ln1b_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bo1", "ln1b_w", "bci,bci->bc", ()),
+        (
+            "bo1",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bo1", "ln1b_b", "bci,bci->bc", ()),
+        ("bo1", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("bo1", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("bo1", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("bo1", "W1_1", "bci,bcji->bc", ()),
+        ("bo1", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("bo1", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("bo1", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("bo1", "W2_1", "bci,bcij->bc", ()),
+        (
+            "bo1",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bo1", "b2_1", "bci,bci->bc", ()),
+        (
+            "bo1",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("bo1", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("bo1", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("bo1", "W_out", "bci,bcji->bc", ()),
+        (
+            "ln1b_w",
+            "ln1b_w",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_w", "ln1b_w", "bci,bci->bc", ()),
+        (
+            "ln1b_w",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_w", "ln1b_b", "bci,bci->bc", ()),
+        ("ln1b_w", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("ln1b_w", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("ln1b_w", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("ln1b_w", "W1_1", "bci,bcji->bc", ()),
+        ("ln1b_w", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("ln1b_w", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("ln1b_w", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("ln1b_w", "W2_1", "bci,bcij->bc", ()),
+        (
+            "ln1b_w",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_w", "b2_1", "bci,bci->bc", ()),
+        (
+            "ln1b_w",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_w", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("ln1b_w", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("ln1b_w", "W_out", "bci,bcji->bc", ()),
+        (
+            "ln1b_b",
+            "ln1b_b",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_b", "ln1b_b", "bci,bci->bc", ()),
+        ("ln1b_b", "W1_1", "bci,bcji->bcji", ("W1_1",)),
+        ("ln1b_b", "W1_1", "bci,bcji->bcj", ("b1_1",)),
+        ("ln1b_b", "W1_1", "bci,bcji->bcij", ("W2_1",)),
+        ("ln1b_b", "W1_1", "bci,bcji->bc", ()),
+        ("ln1b_b", "W2_1", "bci,bcij->bcji", ("W1_1",)),
+        ("ln1b_b", "W2_1", "bci,bcij->bcj", ("b1_1",)),
+        ("ln1b_b", "W2_1", "bci,bcij->bcij", ("W2_1",)),
+        ("ln1b_b", "W2_1", "bci,bcij->bc", ()),
+        (
+            "ln1b_b",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_b", "b2_1", "bci,bci->bc", ()),
+        (
+            "ln1b_b",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("ln1b_b", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("ln1b_b", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("ln1b_b", "W_out", "bci,bcji->bc", ()),
+        (
+            "W1_1",
+            "W1_1",
+            "bcij,bcij->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W1_1", "W1_1", "bcij,bcij->bcij", ("W1_1",)),
+        ("W1_1", "W1_1", "bcij,bcij->bci", ("b1_1",)),
+        ("W1_1", "W1_1", "bcij,bcij->bcji", ("W2_1",)),
+        ("W1_1", "W1_1", "bcik,bcjk->bc", ()),
+        ("W1_1", "W1_1", "bcij,bcik->bc", ()),
+        ("W1_1", "W1_1", "bcij,bcij->bc", ()),
+        (
+            "W1_1",
+            "b1_1",
+            "bcij,bci->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W1_1", "b1_1", "bcij,bci->bcij", ("W1_1",)),
+        ("W1_1", "b1_1", "bcij,bci->bcji", ("W2_1",)),
+        ("W1_1", "b1_1", "bcij,bci->bc", ()),
+        (
+            "W1_1",
+            "W2_1",
+            "bcij,bcji->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W1_1", "W2_1", "bcij,bcji->bcij", ("W1_1",)),
+        ("W1_1", "W2_1", "bcij,bcji->bci", ("b1_1",)),
+        ("W1_1", "W2_1", "bcij,bcji->bcji", ("W2_1",)),
+        ("W1_1", "W2_1", "bcik,bckj->bc", ()),
+        ("W1_1", "W2_1", "bcij,bcki->bc", ()),
+        ("W1_1", "W2_1", "bcij,bcji->bc", ()),
+        ("W1_1", "b2_1", "bcij,bcj->bcij", ("W1_1",)),
+        ("W1_1", "b2_1", "bcij,bcj->bci", ("b1_1",)),
+        ("W1_1", "b2_1", "bcij,bcj->bcji", ("W2_1",)),
+        ("W1_1", "b2_1", "bcij,bcj->bc", ()),
+        ("W1_1", "W_out", "bcij,bckj->bcij", ("W1_1",)),
+        ("W1_1", "W_out", "bcij,bckj->bci", ("b1_1",)),
+        ("W1_1", "W_out", "bcij,bckj->bcji", ("W2_1",)),
+        ("W1_1", "W_out", "bcij,bckj->bc", ()),
+        ("b1_1", "b1_1", "bci,bci->bci", ("b1_1",)),
+        ("b1_1", "b1_1", "bci,bci->bc", ()),
+        (
+            "b1_1",
+            "W2_1",
+            "bci,bcji->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b1_1", "W2_1", "bci,bcji->bcij", ("W1_1",)),
+        ("b1_1", "W2_1", "bci,bcji->bcji", ("W2_1",)),
+        ("b1_1", "W2_1", "bci,bcji->bc", ()),
+        (
+            "W2_1",
+            "W2_1",
+            "bcij,bcij->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W2_1", "W2_1", "bcij,bcij->bcji", ("W1_1",)),
+        ("W2_1", "W2_1", "bcij,bcij->bcj", ("b1_1",)),
+        ("W2_1", "W2_1", "bcij,bcij->bcij", ("W2_1",)),
+        ("W2_1", "W2_1", "bcik,bcjk->bc", ()),
+        ("W2_1", "W2_1", "bcij,bcik->bc", ()),
+        ("W2_1", "W2_1", "bcij,bcij->bc", ()),
+        ("W2_1", "b2_1", "bcij,bci->bcji", ("W1_1",)),
+        ("W2_1", "b2_1", "bcij,bci->bcj", ("b1_1",)),
+        ("W2_1", "b2_1", "bcij,bci->bcij", ("W2_1",)),
+        ("W2_1", "b2_1", "bcij,bci->bc", ()),
+        ("W2_1", "W_out", "bcij,bcki->bcji", ("W1_1",)),
+        ("W2_1", "W_out", "bcij,bcki->bcj", ("b1_1",)),
+        ("W2_1", "W_out", "bcij,bcki->bcij", ("W2_1",)),
+        ("W2_1", "W_out", "bcij,bcki->bc", ()),
+        (
+            "b2_1",
+            "b2_1",
+            "bci,bci->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b2_1", "b2_1", "bci,bci->bc", ()),
+        (
+            "b2_1",
+            "W_out",
+            "bci,bcji->bci",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("b2_1", "W_out", "bci,bcji->bcji", ("W_out",)),
+        ("b2_1", "W_out", "bci,bcji->bcj", ("b_out",)),
+        ("b2_1", "W_out", "bci,bcji->bc", ()),
+        (
+            "W_out",
+            "W_out",
+            "bcik,bcjk->bck",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        (
+            "W_out",
+            "W_out",
+            "bcij,bcij->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_out", "W_out", "bcik,bcjk->bcjk", ("W_out",)),
+        ("W_out", "W_out", "bcij,bcij->bcij", ("W_out",)),
+        ("W_out", "W_out", "bcik,bcjk->bcik", ("W_out",)),
+        ("W_out", "W_out", "bcik,bcjk->bcj", ("b_out",)),
+        ("W_out", "W_out", "bcij,bcij->bci", ("b_out",)),
+        ("W_out", "W_out", "bcik,bcjk->bci", ("b_out",)),
+        ("W_out", "W_out", "bcik,bcjk->bc", ()),
+        ("W_out", "W_out", "bcij,bcik->bc", ()),
+        ("W_out", "W_out", "bcij,bcij->bc", ()),
+        (
+            "W_out",
+            "b_out",
+            "bcij,bci->bcj",
+            ("b_in", "ln1a_w", "ln1a_b", "bo1", "ln1b_w", "ln1b_b", "b2_1"),
+        ),
+        ("W_out", "b_out", "bcij,bci->bcij", ("W_out",)),
+        ("W_out", "b_out", "bcij,bci->bc", ()),
+        ("b_out", "b_out", "bci,bci->bci", ("b_out",)),
+        ("b_out", "b_out", "bci,bci->bc", ()),
+    ),
+    "products_problem": "",
+    "canon": (),
+    "canon_problem": "",
+}
+
+
+def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
+    flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
+    return flat.reshape(v.shape[0], weight.shape[0], *v.shape[2:])
+
+
+def _safe_norm(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``sqrt(sum of squares over dims)``, kept dims; clamped at ``tiny(dtype)`` before the
+    root, so the gradient is finite (zero) at all-zero entries."""
+    return v.square().sum(dims, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny).sqrt()
+
+
+def entry_invariant(v: torch.Tensor, norm_dims: tuple[int, ...], divide: bool) -> torch.Tensor:
+    """Per entry: the norm over ``norm_dims`` (invariant under orthogonal actions there),
+    then with ``divide`` the entry divided by its norm over channels (invariant under a
+    positive factor per entry). Odd in each entry's sign unless ``norm_dims``: callers make
+    it even where signs act."""
+    if norm_dims:
+        v = _safe_norm(v, norm_dims)
+    if divide:
+        v = v / _safe_norm(v, (1,))
+    return v
+
+
+def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``einsum(equation, a, b)`` divided by the sizes of the indices it sums over."""
+    inputs, out = equation.split("->")
+    count = 1
+    seen = set()
+    for letters, t in zip(inputs.split(","), (a, b), strict=True):
+        for letter, size in zip(letters, t.shape, strict=True):
+            if letter not in out and letter not in seen:
+                seen.add(letter)
+                count *= size
+    return torch.einsum(equation, a, b) / count
+
+
+def _pointwise(name: str):
+    functions = {
+        "relu": torch.relu,
+        "gelu": nn.functional.gelu,
+        "silu": nn.functional.silu,
+        "tanh": torch.tanh,
+    }
+    if name not in functions:
+        raise ValueError(f"activation {name!r}: use one of {sorted(functions)}")
+    return functions[name]
+
+
+class Activation(nn.Module):
+    """The equivariant nonlinearity of every tensor (the rule its axes' kinds allow).
+
+    * "any" (permutations only): ``activation`` pointwise (default ReLU);
+    * "homogeneous" (positive factors): ReLU, since ``relu(q x) = q relu(x)`` for ``q > 0``;
+    * "odd" (sign factors): tanh, since ``tanh(-x) = -tanh(x)``;
+    * "gate" (any other combination, or ``gated=True`` for every tensor): ScaleEq
+      ``(W v) * sigmoid(s)`` per entry ``v``, ``W`` a bias-free channel mix (it commutes
+      with every factor), ``s = A u + c`` for the entry invariant ``u``
+      (:func:`entry_invariant`), ``|A u| + c`` where signs act; for tensors with no
+      per-entry invariant (GL), ``s = B z + c`` from the whole-space invariants ``z``
+      (the degree-2 invariant products, per channel).
+    """
+
+    def __init__(
+        self, channels: int, tables: dict, activation: str = "relu", gated: bool = False
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.rules = {t: "gate" if gated else rule for t, rule in tables["activation"].items()}
+        self.entry = tables["entry"]
+        self.function = _pointwise(activation)
+        gates = [t for t, rule in self.rules.items() if rule == "gate"]
+        self.invariants = tuple(p for p in tables["products"] if not p[3])
+        context = [t for t in gates if self.entry[t][3]]
+        self.mix = nn.ParameterDict({t: nn.Parameter(torch.eye(channels)) for t in gates})
+        self.bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(channels)) for t in gates})
+        self.gate = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, channels) / channels**0.5)
+                for t in gates
+                if not self.entry[t][3]
+            }
+        )
+        width = channels * len(self.invariants)
+        self.context = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, width) / max(width, 1) ** 0.5)
+                for t in (context if width else [])
+            }
+        )
+
+    def _context(self, x: Weights) -> torch.Tensor:
+        feats = [_mean_einsum(eq, x[a], x[b]) for a, b, eq, _ in self.invariants]
+        return torch.cat(feats, dim=1)
+
+    def forward(self, x: Weights) -> Weights:
+        z = self._context(x) if len(self.context) else None
+        out = {}
+        for name, v in x.items():
+            rule = self.rules[name]
+            if rule == "any":
+                out[name] = self.function(v)
+            elif rule == "homogeneous":
+                out[name] = torch.relu(v)
+            elif rule == "odd":
+                out[name] = torch.tanh(v)
+            else:
+                out[name] = self._gated(name, v, z)
+        return out
+
+    def _gated(self, name: str, v: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        norm_dims, divide, absolute, invariant_only = self.entry[name]
+        shape = (1, self.channels) + (1,) * (v.dim() - 2)
+        s = self.bias[name].reshape(shape)
+        if not invariant_only:
+            a = _channel_mix(self.gate[name], entry_invariant(v, norm_dims, divide))
+            s = s + (a.abs() if absolute else a)
+        elif z is not None and name in self.context:
+            s = s + (z @ self.context[name].T).reshape(z.shape[0], self.channels, *shape[2:])
+        return _channel_mix(self.mix[name], v) * torch.sigmoid(s)
+
+
+class ChannelNorm(nn.Module):
+    """``v / rms(v) * gain`` per tensor, the RMS over channels and the dims in
+    ``tables["norm"]`` (those where every kind keeps norms: an invariant scalar per
+    sample); tensors with a positively scaled or GL axis have no such invariant and pass
+    unchanged. ``gain`` is one learnable number per channel (a channel mix commutes)."""
+
+    def __init__(
+        self, channels: int, tables: dict, eps: float = 1e-5, reuse_input: bool = False
+    ) -> None:
+        super().__init__()
+        self.dims = {t: d for t, d in tables["norm"].items() if d is not None}
+        self.eps = eps
+        #: scale the input tensors in place when no gradient is recorded (for callers that
+        #: own them, as MetaNet does with its activations' outputs)
+        self.reuse_input = reuse_input
+        self.gain = nn.ParameterDict({t: nn.Parameter(torch.ones(channels)) for t in self.dims})
+
+    def forward(self, x: Weights) -> Weights:
+        out = dict(x)
+        for name, dims in self.dims.items():
+            v = x[name]
+            count = 1
+            for d in dims:
+                count *= v.shape[d]
+            # the norm is a fused reduction; the per-sample scale is formed before the one
+            # pass over v
+            square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
+            scale = (square + self.eps).rsqrt() * self.gain[name].reshape(
+                1, -1, *[1] * (v.dim() - 2)
+            )
+            if self.reuse_input and not torch.is_grad_enabled():
+                out[name] = v.mul_(scale)
+            else:
+                out[name] = v * scale
+        return out
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / scale`` per tensor, fitted on a dataset by :meth:`fit` (identity
+    before). ``scale`` is one number per tensor and channel (a constant commutes with every
+    linear action); ``mean`` is subtracted only for tensors in ``tables["centre"]`` (all
+    group axes pure permutations: a constant over them is invariant), one per channel and
+    index of the remaining fixed axes."""
+
+    def __init__(self, channels: int, tables: dict) -> None:
+        super().__init__()
+        self.centre = tables["centre"]
+        for name, shape in tables["shapes"].items():  # fixed sizes; 1 on group axes
+            self.register_buffer(f"scale_{name}", torch.ones(1, channels, *[1] * len(shape)))
+            self.register_buffer(f"mean_{name}", torch.zeros(1, channels, *shape))
+
+    @torch.no_grad()
+    def fit(self, x: Weights) -> InputNorm:
+        """Fit mean and scale to a dataset ``x`` (a weight-space dict, batch first)."""
+        for name, v in x.items():
+            dims = self.centre[name]
+            if dims is not None:
+                mean = v.mean((0, *dims), keepdim=True)
+                getattr(self, f"mean_{name}").copy_(mean)
+                v = v - mean
+            rest = tuple(d for d in range(v.dim()) if d != 1)
+            scale = v.square().mean(rest, keepdim=True).sqrt().clamp_min(1e-12)
+            getattr(self, f"scale_{name}").copy_(scale)
+        return self
+
+    def forward(self, x: Weights) -> Weights:
+        out = {}
+        for name, v in x.items():
+            inverse = 1 / getattr(self, f"scale_{name}")
+            if self.centre[name] is not None:  # (v - mean) / scale in one pass over v
+                out[name] = torch.addcmul(-getattr(self, f"mean_{name}") * inverse, v, inverse)
+            else:
+                out[name] = v * inverse
+        return out
+
+
+def canonicalize_with(x: Weights, steps: tuple) -> Weights:
+    """ScaleGMN-style canonicalization: for each type with a factor per index, in order,
+    divide out each index's factor from every tensor it acts on.
+
+    Positive factors: the norm ``f_i`` of index ``i``'s incoming entries (every tensor where
+    the type is a plain axis, over all other dims and channels) scales by ``q_i``; dividing
+    the incoming axes by ``f_i`` and multiplying the outgoing (dual) ones leaves a weight
+    space invariant under the scales. Signs: ``s_i = sign`` of the sum of incoming entries
+    of ``sign_sources`` (odd in the flip), multiplied onto both. Steps come in an order in
+    which every incoming tensor involves only types already canonical (or free of
+    factors), so the result is invariant under all factors and equivariant under the rest.
+    """
+    x = dict(x)
+    for _, factor, incoming, outgoing, sign_sources in steps:
+        if factor == "positive":
+            sq = 0
+            for name, dim in incoming:
+                v = x[name]
+                sq = sq + v.square().sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            f = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [batch, n]
+            down, up = 1 / f, f
+        else:
+            s = 0
+            for name, dim in sign_sources:
+                v = x[name]
+                s = s + v.sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            down = up = torch.where(s >= 0, 1.0, -1.0).to(next(iter(x.values())).dtype)
+        for factor_, axes in ((down, incoming), (up, outgoing)):
+            for name, dim in axes:
+                v = x[name]
+                shape = [v.shape[0]] + [1] * (v.dim() - 1)
+                shape[dim] = v.shape[dim]
+                x[name] = v * factor_.reshape(shape)
+    return x
+
+
+class Products(nn.Module):
+    """Degree-2 equivariant terms: per product ``(a, b, equation, targets)``, the channels
+    of ``A`` and ``B`` are mixed (``U A``, ``V B``, bias-free, ``out_channels`` each) and
+    multiplied channel by channel by ``equation`` (contractions, shared indices, pooling:
+    each allowed by the kinds, so the product transforms as every tensor in ``targets``),
+    averaged over the summed indices, and added to each target with a gain per channel.
+    ``forward`` returns the sums per target and the invariant products (empty ``targets``)
+    ``[batch, out_channels * invariants]`` (None if there are none)."""
+
+    def __init__(self, in_channels: int, out_channels: int, tables: dict) -> None:
+        super().__init__()
+        self.products = tuple(tables["products"])
+        k = len(self.products)
+        scale = in_channels**-0.5
+        self.u = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        self.v = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        rows = sum(len(p[3]) for p in self.products)
+        self.gain = nn.Parameter(torch.ones(rows, out_channels))
+
+    def forward(self, x: Weights) -> tuple[Weights, torch.Tensor | None]:
+        out: Weights = {}
+        invariants = []
+        row = 0
+        for i, (a, b, equation, targets) in enumerate(self.products):
+            p = _mean_einsum(equation, _channel_mix(self.u[i], x[a]), _channel_mix(self.v[i], x[b]))
+            if not targets:
+                invariants.append(p)
+            for target in targets:
+                g = self.gain[row].reshape(1, -1, *[1] * (p.dim() - 2))
+                out[target] = out[target] + g * p if target in out else g * p
+                row += 1
+        return out, torch.cat(invariants, dim=1) if invariants else None
+
+
+class InvariantPool(nn.Module):
+    """Invariant features: per tensor with a rule in ``tables["pool"]``, the entry
+    invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
+    entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
+    so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
+    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``canonical``: the input is
+    canonicalized (:func:`canonicalize_with`), its entries invariant as they are, so ``u``
+    is the entry itself (its norm over orthogonal axes): magnitudes are kept, where
+    ``x / |x|`` keeps only directions. ``[batch, features]``."""
+
+    def __init__(
+        self, in_channels: int, tables: dict, hidden: int | None = None, canonical: bool = False
+    ) -> None:
+        super().__init__()
+        self.entry = tables["entry"]
+        self.canonical = canonical
+        self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
+        self.hidden = hidden
+        if hidden is not None:
+            self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
+        width = hidden if hidden is not None else 2 * in_channels
+        self.features = width * sum(w for _, w in self.pool.values())
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        feats = []
+        for name, (pool_dims, _) in self.pool.items():
+            norm_dims, divide, absolute, _ = self.entry[name]
+            if self.canonical:  # factors already divided out: entries are invariant
+                divide = absolute = False
+            u = entry_invariant(x[name], norm_dims, divide)
+            if self.hidden is not None:
+                u = u.movedim(1, -1)
+                h = torch.relu(self.embed[name](u))
+                if absolute:
+                    h = h + torch.relu(self.embed[name](-u))
+                dims = tuple(d - 1 for d in pool_dims)
+                h = h.mean(dims) if dims else h
+            elif pool_dims:  # fused reductions, no |u| or u^2 materialized
+                count = 1
+                for d in pool_dims:
+                    count *= u.shape[d]
+                first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
+                if absolute:
+                    second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
+                else:
+                    second = u.mean(pool_dims)
+                h = torch.cat([first, second], dim=1)
+            else:
+                h = torch.cat([u.abs(), u.square() if absolute else u], dim=1)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=1)
+
+
+class MetaNet(nn.Module):
+    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
+    between consecutive layers, after a fitted input normalizer (and optional
+    canonicalization), then either an invariant head (:class:`InvariantPool`, the linear
+    invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
+    to ``out_features`` channels.
+
+    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
+    space has factors and a canonicalization): the head pools the canonicalized features
+    (equivariant features transform as the weight space does, channel by channel).
+    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
+    ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
+    linear functional).
+    """
+
+    def __init__(
+        self,
+        tables: dict,
+        layer,
+        linear_head,
+        in_channels: int,
+        hidden: int,
+        depth: int,
+        out_features: int,
+        *,
+        output: str = "invariant",
+        degree2: bool = False,
+        activation: str = "relu",
+        gated: bool = False,
+        norm: bool = True,
+        canonicalize: bool = False,
+        quasi: bool = False,
+        head_hidden: int = 64,
+        pool_hidden: int | None = None,
+        head_canonical: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if output not in ("invariant", "equivariant"):
+            raise ValueError(f"output={output!r}: use 'invariant' or 'equivariant'")
+        if depth < 1:
+            raise ValueError(f"depth={depth}: a MetaNetwork needs at least one layer")
+        if canonicalize and tables["canon"] is None:
+            raise ValueError(f"canonicalize=True: {tables['canon_problem']}")
+        if canonicalize and output == "equivariant":
+            raise ValueError(
+                "canonicalize=True with output='equivariant': a canonicalized weight space is "
+                "invariant under the factors, so the output would not be equivariant"
+            )
+        if degree2 and not tables["products"]:
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
+        self.tables = tables
+        self.output = output
+        self.canonicalize = canonicalize
+        self.normalizer = InputNorm(in_channels, tables)
+        widths = [in_channels] + [hidden] * depth
+        pairs = list(zip(widths, widths[1:], strict=False))
+        self.layers = nn.ModuleList(layer(a, b, quasi=quasi) for a, b in pairs)
+        self.products = nn.ModuleList(Products(a, b, tables) for a, b in pairs) if degree2 else None
+        self.activations = nn.ModuleList(
+            Activation(hidden, tables, activation, gated) for _ in pairs
+        )
+        # channel norms between layers: after every block a layer follows (the last block
+        # feeds the head directly when the output is invariant)
+        between = len(pairs) if output == "equivariant" else len(pairs) - 1
+        self.norms = nn.ModuleList(
+            ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
+        )
+        self.norms = self.norms if norm else None
+        if output == "equivariant":
+            self.out = layer(hidden, out_features, quasi=quasi)
+            return
+        if head_canonical is None:
+            head_canonical = bool(tables["canon"])
+        if head_canonical and not tables["canon"]:
+            raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
+        self.head_canonical = head_canonical
+        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
+        features = self.pool.features
+        self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
+        features += head_hidden if self.linear_head is not None else 0
+        invariant = sum(not p[3] for p in tables["products"])
+        self.head_products = Products(hidden, hidden, tables) if degree2 and invariant else None
+        features += hidden * invariant if self.head_products is not None else 0
+        if not features:
+            raise ValueError(
+                "output='invariant': these blocks compute no invariant of this weight space "
+                "(no linear invariant, no pooled entry invariant, no degree-2 invariant; "
+                "try degree2=True, or output='equivariant')"
+            )
+        self.mlp = nn.Sequential(
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out_features)
+        )
+
+    def fit_normalizer(self, x: Weights) -> MetaNet:
+        """Fit the input normalizer on a dataset (canonicalized first if that is on)."""
+        self.normalizer.fit(canonicalize_with(x, self.tables["canon"]) if self.canonicalize else x)
+        return self
+
+    def features(self, x: Weights) -> Weights:
+        """The weight-space features after the last block."""
+        if self.canonicalize:
+            x = canonicalize_with(x, self.tables["canon"])
+        x = self.normalizer(x)
+        for i, layer in enumerate(self.layers):
+            y = layer(x)
+            if self.products is not None:
+                for name, p in self.products[i](x)[0].items():
+                    y[name] = y[name] + p
+            y = self.activations[i](y)
+            x = self.norms[i](y) if self.norms is not None and i < len(self.norms) else y
+        return x
+
+    def forward(self, x: Weights):
+        x = self.features(x)
+        if self.output == "equivariant":
+            return self.out(x)
+        pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
+        feats = [self.pool(pooled)] if self.pool.features else []
+        if self.linear_head is not None:
+            feats.append(self.linear_head(x))
+        if self.head_products is not None:
+            feats.append(self.head_products(x)[1])
+        return self.mlp(torch.cat(feats, dim=1))
+
+
+class EquivariantActivation(Activation):
+    """The equivariant nonlinearity of this weight space, tensor by tensor:
+
+    - ``W_in``: pointwise (the chosen activation)
+    - ``b_in``: pointwise (the chosen activation)
+    - ``ln1a_w``: pointwise (the chosen activation)
+    - ``ln1a_b``: pointwise (the chosen activation)
+    - ``Wq1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bq1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wk1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bk1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wv1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bv1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``Wo1``: gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)
+    - ``bo1``: pointwise (the chosen activation)
+    - ``ln1b_w``: pointwise (the chosen activation)
+    - ``ln1b_b``: pointwise (the chosen activation)
+    - ``W1_1``: pointwise (the chosen activation)
+    - ``b1_1``: pointwise (the chosen activation)
+    - ``W2_1``: pointwise (the chosen activation)
+    - ``b2_1``: pointwise (the chosen activation)
+    - ``W_out``: pointwise (the chosen activation)
+    - ``b_out``: pointwise (the chosen activation)
+
+    ``activation`` ("relu", "gelu", "silu", "tanh") is used where any pointwise function is
+    allowed; ``gated=True`` gates every tensor. Gates are ``(W v) * sigmoid(s)`` per entry
+    ``v`` with ``s`` from an invariant of the entry, or, for tensors with a GL axis, from
+    the 89 degree-2 invariants of the whole space.
+    """
+
+    def __init__(self, channels: int, activation: str = "relu", gated: bool = False) -> None:
+        super().__init__(channels, BLOCK_TABLES, activation, gated)
+
+
+class EquivariantNorm(ChannelNorm):
+    """Each tensor divided by its RMS over channels and axes where that is invariant (no
+    positively scaled or GL axis); the others pass unchanged.
+
+    Normalized here: W_in, b_in, ln1a_w, ln1a_b, bo1, ln1b_w, ln1b_b, W1_1, b1_1, W2_1,
+    b2_1, W_out, b_out.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(channels, BLOCK_TABLES, eps)
+
+
+class InputNormalizer(InputNorm):
+    """``(x - mean) / scale`` per tensor, fitted on a dataset with :meth:`fit`: one scale
+    per tensor and channel, a mean only where every group axis only permutes.
+
+    Centred here: W_in, b_in, ln1a_w, ln1a_b, bo1, ln1b_w, ln1b_b, W1_1, b1_1, W2_1,
+    b2_1, W_out, b_out.
+    """
+
+    def __init__(self, channels: int = 1) -> None:
+        super().__init__(channels, BLOCK_TABLES)
+
+
+class Degree2(Products):
+    """The 224 equivariant and 89 invariant
+    degree-2 products of this weight space (``BLOCK_TABLES["products"]``), with learned
+    channel mixes; ``forward(x)`` returns ``(sums per target tensor, invariants)``."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, BLOCK_TABLES)
+
+
+def canonicalize(x: Weights) -> Weights:
+    """Divide out every index's factor (ScaleGMN-style): the result is invariant under the
+    scalings and sign flips and equivariant under the rest of the group."""
+    return canonicalize_with(x, BLOCK_TABLES["canon"])
+
+
+class MetaNetwork(MetaNet):
+    """``depth`` blocks ``EquivariantLayer -> (+ Degree2) -> EquivariantActivation``, an
+    ``EquivariantNorm`` between layers, after an ``InputNormalizer`` (fit it with
+    :meth:`fit_normalizer`), then an invariant head (``output="invariant"``:
+    ``[batch, out_features]``) or a last ``EquivariantLayer`` (``output="equivariant"``:
+    a weight-space dict with ``out_features`` channels).
+
+    Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
+    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
+    canonicalized features; default where there are factors).
+    """
+
+    def __init__(
+        self, in_channels: int, hidden: int, depth: int, out_features: int, **options
+    ) -> None:
+        linear_head = InvariantHead if sum(INVARIANT_COUNTS.values()) else None
+        super().__init__(
+            BLOCK_TABLES,
+            EquivariantLayer,
+            linear_head,
+            in_channels,
+            hidden,
+            depth,
+            out_features,
+            **options,
+        )

@@ -366,3 +366,155 @@ def test_alpha_stays_in_the_group_for_extreme_weights(log10, seed, dtype):
             e = e.double()
             assert torch.isfinite(e).all(), t
             assert (torch.linalg.svdvals(e).min(-1).values > 0.05).all(), t
+
+
+# ---------------------------------------------------------------- building blocks
+
+block_sizes = st.fixed_dictionaries({t: st.integers(1, 3) for t in GROUP_TYPES})
+DEGREE2 = [False, True] if space.BLOCK_TABLES["products"] else [False]
+#: whether these blocks see an invariant without degree-2 products (else only with them)
+LINEAR_INVARIANTS = True
+
+
+def moved(sizes, seed, channels=3, batch=2):
+    gen = torch.Generator().manual_seed(seed)
+    x = random_weights(sizes, batch, channels, torch.float64, gen)
+    g = space.sample_group_element(sizes, gen)
+    return gen, x, g
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=block_sizes, seed=st.integers(0, 2**31 - 1), gated=st.booleans())
+def test_activation_is_equivariant(sizes, seed, gated):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    act = space.EquivariantActivation(3, gated=gated).double()
+    randomize(act, gen)
+    with torch.no_grad():
+        assert_close(act(space.act(g, x)), space.act(g, act(x)), torch.float64)
+
+
+def test_a_pointwise_function_the_kinds_forbid_breaks_equivariance():
+    """The check above can fail: softplus (neither odd nor homogeneous) on every tensor is
+    not equivariant wherever a rule other than "any" was chosen."""
+    forbidden = [t for t, r in space.BLOCK_TABLES["activation"].items() if r != "any"]
+    if not forbidden:
+        assert set(space.BLOCK_TABLES["activation"].values()) == {"any"}
+        return
+    worst = 0.0
+    for seed in range(10):
+        _, x, g = moved(all_sizes({t: 3 for t in GROUP_TYPES}), seed)
+        soft = {k: torch.nn.functional.softplus(v) for k, v in x.items()}
+        moved_soft = space.act(g, soft)
+        for t in forbidden:
+            y = torch.nn.functional.softplus(space.act(g, x)[t])
+            worst = max(worst, float((y - moved_soft[t]).abs().max()))
+    assert worst > 1e-3
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=block_sizes, seed=st.integers(0, 2**31 - 1))
+def test_norms_are_equivariant(sizes, seed):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    norm = space.EquivariantNorm(3).double()
+    randomize(norm, gen)
+    data = random_weights(all_sizes(sizes), 5, 3, torch.float64, gen)
+    data = {k: v + 1.0 for k, v in data.items()}  # a mean for the normalizer to remove
+    normalizer = space.InputNormalizer(3).double().fit(data)
+    with torch.no_grad():
+        assert_close(norm(space.act(g, x)), space.act(g, norm(x)), torch.float64)
+        assert_close(normalizer(space.act(g, x)), space.act(g, normalizer(x)), torch.float64)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=block_sizes, seed=st.integers(0, 2**31 - 1))
+def test_degree2_products_are_equivariant(sizes, seed):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    products = space.Degree2(3, 2).double()
+    randomize(products, gen)
+    with torch.no_grad():
+        out, invariants = products(x)
+        out_g, invariants_g = products(space.act(g, x))
+        if out:
+            expected = space.act(g, {**{k: v[:, :2] for k, v in x.items()}, **out})
+            assert_close(out_g, {k: expected[k] for k in out}, torch.float64)
+        if invariants is not None:
+            assert_close({"inv": invariants_g}, {"inv": invariants}, torch.float64)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=block_sizes, seed=st.integers(0, 2**31 - 1), log10=st.floats(-4, 4))
+def test_canonicalization_divides_out_the_factors(sizes, seed, log10):
+    """canonicalize(g.x) = p.canonicalize(x), p = g without its scales and signs; the scales
+    also far outside the sampler's range."""
+    _, x, g = moved(all_sizes(sizes), seed)
+    factored = {step[0] for step in space.BLOCK_TABLES["canon"]}
+    big = {t for t in factored if space.TYPES[t][0] == "scaled"}
+    g = {t: (e[0], e[1] * 10.0**log10) if t in big else e for t, e in g.items()}
+    p = {t: (e[0], torch.ones_like(e[1])) if t in factored else e for t, e in g.items()}
+    expected = space.act(p, space.canonicalize(x))
+    assert_close(space.canonicalize(space.act(g, x)), expected, torch.float64)
+
+
+@settings(max_examples=10, deadline=None)
+@given(sizes=block_sizes, seed=st.integers(0, 2**31 - 1), degree2=st.sampled_from(DEGREE2))
+def test_metanetwork_with_equivariant_output_is_equivariant(sizes, seed, degree2):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    net = space.MetaNetwork(3, 4, 2, 2, output="equivariant", degree2=degree2).double()
+    randomize(net, gen)
+    net.fit_normalizer(random_weights(all_sizes(sizes), 4, 3, torch.float64, gen))
+    with torch.no_grad():
+        assert_close(net(space.act(g, x)), space.act(g, net(x)), torch.float64)
+
+
+INVARIANT_DEGREE2 = DEGREE2 if LINEAR_INVARIANTS else [True]
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    sizes=block_sizes,
+    seed=st.integers(0, 2**31 - 1),
+    degree2=st.sampled_from(INVARIANT_DEGREE2),
+    gated=st.booleans(),
+    canonical=st.booleans(),
+)
+def test_metanetwork_output_is_invariant(sizes, seed, degree2, gated, canonical):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    net = space.MetaNetwork(
+        3, 4, 2, 2, degree2=degree2, gated=gated, canonicalize=canonical, head_hidden=8
+    ).double()
+    randomize(net, gen)
+    with torch.no_grad():
+        assert_close({"out": net(space.act(g, x))}, {"out": net(x)}, torch.float64)
+
+
+def test_metanetwork_output_depends_on_every_tensor():
+    gen = torch.Generator().manual_seed(2)
+    x = random_weights(all_sizes({t: 3 for t in GROUP_TYPES}), 1, 3, torch.float64, gen)
+    net = space.MetaNetwork(3, 4, 2, 2, degree2=INVARIANT_DEGREE2[-1], head_hidden=8).double()
+    randomize(net, gen)
+    for name in space.TENSORS:
+        y = dict(x)
+        y[name] = x[name] + torch.randn(x[name].shape, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            assert (net(x) - net(y)).abs().max() > 1e-6, name
+
+
+def test_blocks_have_finite_gradients_at_zero_entries():
+    sizes = all_sizes({t: 3 for t in GROUP_TYPES})
+    x = random_weights(sizes, 2, 3, torch.float64, torch.Generator().manual_seed(3))
+    # every other tensor all zero, the rest with many zero entries
+    x = {k: torch.relu(v) * (i % 2) for i, (k, v) in enumerate(x.items())}
+    x = {k: v.requires_grad_() for k, v in x.items()}
+    output = "invariant" if LINEAR_INVARIANTS else "equivariant"
+    options = {"canonicalize": True} if output == "invariant" else {}
+    net = space.MetaNetwork(
+        3, 4, 2, 2, output=output, degree2=DEGREE2[-1], gated=True, **options
+    ).double()
+    y = net(x)
+    if output == "invariant":
+        loss = y.square().sum()
+    else:
+        loss = sum(v.square().sum() for v in y.values())
+    loss.backward()
+    assert all(torch.isfinite(v.grad).all() for v in x.values())
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -17,6 +17,7 @@ import jinja2
 
 from qgen import __version__
 from qgen.basis import solve
+from qgen.blocks import template_context as blocks_context
 from qgen.codegen_escnn import (
     Bases,
     EscnnMap,
@@ -600,6 +601,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "total": plan.total,
         "n_blocks": len(spec.tensors) ** 2,
         "plain_fixed": _plain_fixed_types(spec),
+        "blocks": blocks_context(spec, sum(plan.invariant_counts.values())),
     }
 
 

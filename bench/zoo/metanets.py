@@ -7,6 +7,9 @@ Every model maps a weight-space dict ``{tensor: [batch, 1, *axes]}`` to ``[batch
   and positive scalings, since it is positively homogeneous; tanh, an odd function, for
   sign flips), then an invariant head: the generated ``NonlinearInvariantHead`` for
   scaled or signed groups, ``InvariantHead`` + MLP for permutations.
+* :class:`BlocksMetaNet`: the generated ``MetaNetwork`` (layers, the group's own
+  nonlinearity, normalization, optional degree-2 products and canonicalization, invariant
+  head), its input normalizer fitted on the training zoo.
 * :class:`FlatMLP`: the flattened weights, standardized per coordinate, into an MLP; with
   ``augment`` the training batches are moved by random group elements from the
   generated ``sample_group_element`` and ``act``.
@@ -59,6 +62,41 @@ class EquivariantMetaNet(nn.Module):
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
         return self.head(x)
+
+
+class BlocksMetaNet(nn.Module):
+    """``space.MetaNetwork(1, channels, depth, out, **options)`` with its input normalizer
+    fitted on ``train`` (one scale per tensor; a mean only where the kinds allow it)."""
+
+    def __init__(
+        self, space, train: Weights, out: int, channels: int = 8, depth: int = 2, **options
+    ) -> None:
+        super().__init__()
+        inputs = next(iter(train.values())).shape[1]
+        self.net = space.MetaNetwork(inputs, channels, depth, out, **options)
+        self.net.fit_normalizer(train)
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.net(x)
+
+
+class WithCanonical(nn.Module):
+    """``model`` on two input channels: the weights and ``space.canonicalize`` of them
+    (permutation-equivariant, so a perm model stays perm-invariant; the second channel is
+    invariant under ``space``'s scalings)."""
+
+    def __init__(self, space, model: nn.Module) -> None:
+        super().__init__()
+        self.space = space
+        self.model = model
+
+    @staticmethod
+    def stack(space, x: Weights) -> Weights:
+        c = space.canonicalize(x)
+        return {k: torch.cat([v, c[k]], dim=1) for k, v in x.items()}
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.model(self.stack(self.space, x))
 
 
 def flatten(x: Weights) -> torch.Tensor:
@@ -116,37 +154,11 @@ class StatNN(_Standardized):
 
 
 def canonicalize_scales(space, x: Weights) -> Weights:
-    """Each scaled hidden neuron's incoming weights and bias divided by their norm, its
-    outgoing weights multiplied by it, type by type in declaration order (ScaleGMN-style
-    canonicalization for chains such as MLPs).
-
-    The result is exactly invariant under positive scalings (up to rounding) and
-    equivariant under permutations, so permutation-equivariant layers on it give a
-    scale-invariant model. Needs every tensor in which a scaled type is a plain axis to
-    involve only types declared before it (true for MLPs; not checked beyond that).
-    """
-    x = dict(x)
-    order = [t for t, (kind, _) in space.TYPES.items() if kind == "scaled"]
-    for i, t in enumerate(order):
-        incoming = [n for n, axes in space.TENSORS.items() if t in axes]
-        for n in incoming:
-            later = [a.rstrip("*") for a in space.TENSORS[n] if a.rstrip("*") in order[i + 1 :]]
-            if later:
-                raise ValueError(f"{n}: canonicalizing {t} needs {later} canonicalized first")
-        sq = 0
-        for n in incoming:
-            dim = 2 + space.TENSORS[n].index(t)
-            other = [d for d in range(1, x[n].dim()) if d != dim]
-            sq = sq + x[n].square().sum(other)  # [batch, n_t]
-        norm = sq.sqrt().clamp_min(1e-12)
-        for n, axes in space.TENSORS.items():
-            for j, a in enumerate(axes):
-                if a.rstrip("*") == t:
-                    shape = [norm.shape[0]] + [1] * (x[n].dim() - 1)
-                    shape[2 + j] = norm.shape[1]
-                    f = norm.reshape(shape)
-                    x[n] = x[n] / f if a == t else x[n] * f
-    return x
+    """ScaleGMN-style canonicalization, now generated: ``space.canonicalize`` (each scaled
+    hidden neuron's incoming weights and bias divided by their norm, its outgoing weights
+    multiplied by it, type by type). Exactly invariant under positive scalings (up to
+    rounding) and equivariant under permutations."""
+    return space.canonicalize(x)
 
 
 class Canonicalized(nn.Module):

@@ -185,6 +185,17 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
     return results
 
 
+def _selected(models: dict, names: str | None) -> dict:
+    """The models named in ``--models`` (separated by ";"), all without it."""
+    if not names:
+        return models
+    wanted = [n.strip() for n in names.split(";")]
+    unknown = [n for n in wanted if n not in models]
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}; known: {list(models)}")
+    return {n: models[n] for n in wanted}
+
+
 def classifier_task(args, seeds):
     zoo = zoos.classifier_zoo(zoos.TINY_CLASSIFIER if args.tiny else None)
     x = to_layout(zoo["weights"])
@@ -216,7 +227,39 @@ def classifier_task(args, seeds):
         "Canonicalized + perm (HNP)": lambda: metanets.Canonicalized(
             relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
+        # the generated MetaNetwork (building blocks), same channels, depth and head width
+        "MetaNetwork, perm": lambda: metanets.BlocksMetaNet(perm, x_tr, 1, c, head_hidden=h),
+        "MetaNetwork, scaled": lambda: metanets.BlocksMetaNet(relu, x_tr, 1, c, head_hidden=h),
+        "MetaNetwork, scaled, direction head": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, head_canonical=False
+        ),
+        "MetaNetwork, scaled, gated": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, gated=True
+        ),
+        "MetaNetwork, scaled, DeepSets head": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, pool_hidden=h
+        ),
+        "MetaNetwork, scaled + degree-2": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, degree2=True
+        ),
+        "MetaNetwork, quasi (scaled)": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, quasi=True
+        ),
+        "MetaNetwork, scaled, canonicalized": lambda: metanets.BlocksMetaNet(
+            relu, x_tr, 1, c, head_hidden=h, canonicalize=True
+        ),
+        "MetaNetwork, perm on weights + canonicalized": lambda: metanets.WithCanonical(
+            relu,
+            metanets.BlocksMetaNet(
+                perm, metanets.WithCanonical.stack(relu, x_tr), 1, c, head_hidden=h
+            ),
+        ),
+        # relu.canonicalize (generated) makes the input scale-invariant; then the perm blocks
+        "MetaNetwork, canonicalized + perm": lambda: metanets.Canonicalized(
+            relu, metanets.BlocksMetaNet(perm, relu.canonicalize(x_tr), 1, c, head_hidden=h)
+        ),
     }
+    models = _selected(models, args.models)
     cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3}
     data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 0}
     out = run_task("classifier", models, data, cfg, seeds, args.tiny)
@@ -259,6 +302,7 @@ def inr_task(args, seeds):
             sine, 10, c, nonlinearity="tanh", head="nonlinear", hidden=h, scales=scales
         ),
     }
+    models = _selected(models, args.models)
     cfg = {"epochs": 2 if args.tiny else args.inr_epochs, "batch": 32, "lr": 1e-3}
     data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 10}
     out = run_task("inr", models, data, cfg, seeds, args.tiny)
@@ -360,6 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default=None, help="model names, separated by ';' (all)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -332,6 +332,16 @@ class EscnnKind(GroupKind):
     def __hash__(self) -> int:
         return hash(("escnn", self.rep))
 
+    # Every escnn representation here is orthogonal, so norms over its axes are invariant.
+    # A grid permutes cells (pointwise functions commute with that); other representations
+    # mix the coordinates of an axis. The kind acts on a fixed axis (or a pair of grid
+    # axes) jointly, so it allows neither centring nor pooling one axis on its own.
+    norm_invariant = True
+
+    @property
+    def pointwise(self) -> str | None:  # type: ignore[override]
+        return "any" if self.rep is not None and self.rep.grid is not None else None
+
     def __repr__(self) -> str:
         return f"<group kind escnn: {self.rep.describe() if self.rep else '-'}>"
 

@@ -15,6 +15,11 @@ class Fixed(GroupKind):
     summary = "no symmetry (input/output neurons, kernel positions); needs a size"
     needs_size = True
     trivial_action = True
+    # no group: any function, centring per index and any contraction are allowed
+    pointwise = "any"
+    norm_invariant = True
+    may_centre = True
+    pool_invariant = True
 
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
         # One dense factor over all the axes: represented by the all-singletons partition.

@@ -18,6 +18,9 @@ class GL(PairingKind):
     sampler = "groups/gl.py.j2"
     relaxation = "groups/gl_relax.py.j2"
     relax_class = "_RelaxGL"
+    # GL mixes coordinates and rescales freely: no pointwise function, no invariant norm,
+    # no centring (the defaults); gates read GL invariants (contractions of plain with dual)
+    pointwise = None
 
     def allows_pair(self, a: int, b: int) -> bool:
         return a + b == 0

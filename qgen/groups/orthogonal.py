@@ -17,6 +17,7 @@ class Orthogonal(PairingKind):
     sampler = "groups/orthogonal.py.j2"
     relaxation = "groups/orthogonal_relax.py.j2"
     relax_class = "_RelaxOrthogonal"
+    norm_invariant = True
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

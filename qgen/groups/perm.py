@@ -16,6 +16,10 @@ class Perm(PartitionKind):
     summary = "S_n permutes the indices"
     action = "monomial"
     sampler = "groups/perm.py.j2"
+    pointwise = "any"
+    norm_invariant = True
+    may_centre = True
+    pool_invariant = True
 
     def allows(self, part_variances: Variances) -> bool:
         return True

@@ -19,6 +19,8 @@ class Scaled(PartitionKind):
     relaxation = "groups/scaled_relax.py.j2"
     relax_class = "_RelaxScaled"
     continuous = True
+    pointwise = "homogeneous"
+    entry_factor = "positive"
 
     def allows(self, part_variances: Variances) -> bool:
         return sum(part_variances) == 0

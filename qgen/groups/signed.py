@@ -15,6 +15,9 @@ class Signed(PartitionKind):
     summary = "signed permutations: S_n with a sign flip per index (tanh, sin)"
     action = "monomial"
     sampler = "groups/signed.py.j2"
+    pointwise = "odd"
+    entry_factor = "sign"
+    norm_invariant = True
 
     def allows(self, part_variances: Variances) -> bool:
         return len(part_variances) % 2 == 0

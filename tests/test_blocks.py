@@ -1,0 +1,256 @@
+"""The metanetwork building blocks: build-time tables from the kinds (qgen.blocks) and the
+torch-only runtime (qgen.runtime.blocks), tested directly; float64 at 1e-10."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qgen.blocks import block_tables, canonicalization, products
+from qgen.builder import compile_spec
+from qgen.pytext import WIDTH, literal_lines
+from qgen.runtime import blocks as B
+from qgen.runtime.source import definitions, extract
+from qgen.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+TOL = 1e-10
+
+MIXED = """
+name: mixed
+types:
+  x: {size: 2}
+  h: {group: scaled}
+  s: {group: signed}
+  o: {group: orthogonal}
+tensors:
+  A: [h, x*]
+  B: [s, h*]
+  C: [o, s*]
+  c: [s]
+"""
+RECURRENT = """
+name: recurrent
+types:
+  x: {size: 2}
+  h: {group: scaled}
+tensors:
+  U: [h, x*]
+  W: [h, h*]
+"""
+
+
+def _spec(text: str):
+    return parse_spec(text, "<test>")
+
+
+def _relative(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-30)) for k in b)
+
+
+def _weights(space, sizes, seed, channels=3, batch=2):
+    gen = torch.Generator().manual_seed(seed)
+    full = {t: (s if s is not None else sizes) for t, (_, s) in space.TYPES.items()}
+    x = {
+        n: torch.randn(batch, channels, *(full[a.rstrip("*")] for a in axes), generator=gen)
+        for n, axes in space.TENSORS.items()
+    }
+    x = {k: v.double() for k, v in x.items()}
+    return x, space.sample_group_element(space.sizes_of(x), gen)
+
+
+# ------------------------------------------------------------------ tables from the kinds
+
+
+def test_rules_follow_the_kinds():
+    relu = block_tables(load_spec(ROOT / "examples" / "mlp_relu.yaml"))
+    assert relu["activation"]["W2"] == "homogeneous" and relu["activation"]["b4"] == "any"
+    assert relu["centre"]["W2"] is None and relu["norm"]["W2"] is None
+    assert relu["centre"]["b4"] == () and relu["norm"]["b4"] == (1, 2)
+    sine = block_tables(load_spec(ROOT / "examples" / "inr_sine.yaml"))
+    assert sine["activation"]["W2"] == "odd" and sine["norm"]["W2"] == (1, 2, 3)
+    d4 = block_tables(load_spec(ROOT / "examples" / "inr_sine_d4.yaml"))
+    assert d4["activation"]["W1"] == "gate" and d4["entry"]["W1"] == ((3,), False, True, False)
+    gl = block_tables(load_spec(ROOT / "examples" / "linear_net.yaml"))
+    assert set(gl["activation"].values()) == {"gate"}
+    assert all(e[3] for e in gl["entry"].values())  # GL: invariants only
+    mixed = block_tables(_spec(MIXED))
+    # scaled x signed: a real factor, neither homogeneous nor odd functions commute
+    assert mixed["activation"]["B"] == "gate" and mixed["entry"]["B"] == ((), True, True, False)
+    assert mixed["activation"]["C"] == "gate" and mixed["entry"]["C"] == ((2,), False, True, False)
+    assert mixed["activation"]["c"] == "odd"
+
+
+def test_scaled_products_balance_and_gl_gives_the_attention_invariants():
+    relu = products(load_spec(ROOT / "examples" / "mlp_relu.yaml"))
+    assert ("b1", "W2", "bci,bcji->bcj", ("b2",)) in relu  # (q_i / q_j) * q_j = q_i
+    assert not any(p[0] == p[1] == "W2" for p in relu)  # W2 * W2 never balances
+    tf = parse_spec(
+        "name: tf\narch: transformer\nd_model: 4\nheads: 2\nd_head: 2\nmlp: 4\n"
+        "depth: 1\ninputs: 2\noutputs: 2\n",
+        "<tf>",
+    )
+    pairs = {(a, b, eq) for a, b, eq, targets in products(tf) if not targets}
+    # sum_h sum_{r, r'} (Wq_h Wk_h^T)[r, r']: heads and dk contracted, r and r' pooled
+    assert ("Wq1", "Wk1", "bcijk,bcijl->bc") in pairs
+    assert not any(a == "Wq1" and b == "Wv1" for a, b, _ in pairs)  # dk and dv never pair
+
+
+def test_canonicalization_order_and_refusals():
+    steps, _ = canonicalization(load_spec(ROOT / "examples" / "mlp_relu.yaml"))
+    assert [s[0] for s in steps] == ["h1", "h2", "h3"]
+    assert canonicalization(_spec(RECURRENT)) == (
+        None,
+        "no canonicalization for this weight space (h: W has 2 axes of h)",
+    )
+    steps, _ = canonicalization(load_spec(ROOT / "examples" / "inr_sine_d4.yaml"))
+    assert steps[0][4] == (("b1", 2),)  # W1's coord axis is rotated: only b1 fixes signs
+
+
+# ------------------------------------------------------------------ runtime, directly
+
+
+def _mlp_net(widths, activation):
+    layers = []
+    for a, b in zip(widths, widths[1:], strict=False):
+        layers += [torch.nn.Linear(a, b).double(), activation()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def _as_weights(net):
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    x = {}
+    for i, lin in enumerate(linears, start=1):
+        x[f"W{i}"] = lin.weight.detach().clone()[None, None]
+        x[f"b{i}"] = lin.bias.detach().clone()[None, None]
+    return x
+
+
+def _load(net, x):
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for i, lin in enumerate(linears, start=1):
+            lin.weight.copy_(x[f"W{i}"][0, 0])
+            lin.bias.copy_(x[f"b{i}"][0, 0])
+
+
+@pytest.mark.parametrize(
+    ("spec", "activation"), [("mlp_relu", torch.nn.ReLU), ("inr_sine", torch.nn.Tanh)]
+)
+def test_canonicalization_keeps_a_real_network_s_function(spec, activation):
+    """Rescaling (ReLU) or sign-flipping (tanh) neurons keeps the function, so the
+    canonical weights are the same network; and they are a fixed point."""
+    s = load_spec(ROOT / "examples" / f"{spec}.yaml")
+    sizes = {t: d.size for t, d in s.types.items() if d.fixed}
+    depth = sum(t.name.startswith("W") for t in s.tensors)
+    out = sizes[s.tensor(f"W{depth}").axes[0].type]
+    widths = [sizes[s.tensor("W1").axes[1].type], *[5, 4, 3][: depth - 1], out]
+    torch.manual_seed(0)
+    net = _mlp_net(widths, activation)
+    steps = block_tables(s)["canon"]
+    x = _as_weights(net)
+    canon = B.canonicalize_with(x, steps)
+    inputs = torch.randn(16, widths[0], dtype=torch.float64)
+    before = net(inputs)
+    _load(net, canon)
+    assert (net(inputs) - before).abs().max() <= TOL * before.abs().max()
+    assert _relative(B.canonicalize_with(canon, steps), canon) <= TOL
+    assert _relative(canon, x) > 1e-3  # it did change the weights
+
+
+def test_entry_invariant_removes_a_positive_factor_and_the_orthogonal_norm():
+    v = torch.randn(2, 4, 3, 5, dtype=torch.float64)
+    q = torch.rand(1, 1, 3, 1, dtype=torch.float64) + 0.1
+    assert torch.allclose(B.entry_invariant(v * q, (), True), B.entry_invariant(v, (), True))
+    rot, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64))
+    assert torch.allclose(
+        B.entry_invariant(v @ rot, (3,), False), B.entry_invariant(v, (3,), False)
+    )
+    zero = torch.zeros(1, 2, 3, requires_grad=True)
+    B.entry_invariant(zero, (), True).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(size=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), gated=st.booleans())
+def test_runtime_blocks_on_a_tensor_with_several_kinds(size, seed, gated):
+    """A scaled x signed tensor, an orthogonal x signed one: every block equivariant, the
+    pooled features and invariant products invariant."""
+    space = compile_spec(_spec(MIXED))
+    tables = block_tables(_spec(MIXED))
+    x, g = _weights(space, size, seed)
+    gx = space.act(g, x)
+    torch.manual_seed(seed % 1000)
+    act = B.Activation(3, tables, gated=gated).double()
+    norm = B.ChannelNorm(3, tables).double()
+    normalizer = B.InputNorm(3, tables).double().fit({k: v + 1 for k, v in x.items()})
+    with torch.no_grad():
+        for block in (act, norm, normalizer):
+            assert _relative(block(gx), space.act(g, block(x))) <= TOL
+        for hidden in (None, 4):
+            pool = B.InvariantPool(3, tables, hidden).double()
+            assert _relative({"p": pool(gx)}, {"p": pool(x)}) <= TOL
+        prods = B.Products(3, 3, tables).double()
+        (out, inv), (out_g, inv_g) = prods(x), prods(gx)
+        expected = space.act(g, {**x, **out})
+        assert _relative(out_g, {k: expected[k] for k in out}) <= TOL
+        assert inv is None or _relative({"i": inv_g}, {"i": inv}) <= TOL
+
+
+def test_metanet_refuses_what_it_cannot_do():
+    tables = block_tables(_spec(RECURRENT))
+    space = compile_spec(_spec(RECURRENT))
+    with pytest.raises(ValueError, match="W has 2 axes of h"):
+        B.MetaNet(tables, space.EquivariantLayer, None, 1, 4, 2, 1, canonicalize=True)
+    relu = compile_spec(ROOT / "examples" / "mlp_relu.yaml")
+    with pytest.raises(ValueError, match="would not be equivariant"):
+        relu.MetaNetwork(1, 4, 2, 1, canonicalize=True, output="equivariant")
+    gl = compile_spec(ROOT / "examples" / "linear_net.yaml")
+    with pytest.raises(ValueError, match="no pair of tensors balances"):
+        gl.MetaNetwork(1, 4, 2, 1, degree2=True)
+    deep = parse_spec(
+        "name: deep\narch: mlp\nwidths: [2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1]\n",
+        "<deep>",
+    )
+    assert block_tables(deep)["products"] == ()
+    assert "at most 32" in block_tables(deep)["products_problem"]
+    with pytest.raises(ValueError, match="activation 'elu'"):
+        relu.EquivariantActivation(4, activation="elu")
+
+
+# ------------------------------------------------------------------ copying and literals
+
+
+def test_extract_copies_definitions_with_their_dependencies_in_order():
+    assert extract("qgen.runtime.blocks", ["ChannelNorm"]).startswith("Weights = ")
+    text = extract("qgen.runtime.blocks", ["ChannelNorm"], skip=("Weights",))
+    assert text.startswith("class ChannelNorm")
+    text = extract("qgen.runtime.blocks", ["entry_invariant"])
+    names = [n.name for n in ast.parse(text).body]
+    assert names == ["_safe_norm", "entry_invariant"]  # the module's order
+    assert "MetaNet" in definitions("qgen.runtime.blocks")
+    with pytest.raises(KeyError, match="defines no"):
+        extract("qgen.runtime.blocks", ["Nope"])
+
+
+def test_runtime_imports_torch_alone():
+    tree = ast.parse((ROOT / "qgen" / "runtime" / "blocks.py").read_text())
+    imported = {
+        (n.module or "") if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    assert imported == {"__future__", "torch"}
+
+
+def test_literal_lines_round_trip_and_fit():
+    value = block_tables(load_spec(ROOT / "examples" / "cnn_c4.yaml"))
+    text = literal_lines(value, len("T = "))
+    assert ast.literal_eval(text) == value
+    assert all(len(line) <= WIDTH for line in ("T = " + text).splitlines())
