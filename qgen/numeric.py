@@ -10,7 +10,8 @@ is equivariant iff ``g . L = L`` for every finite generator and
 Two stages keep this cheap:
 
 1. Generators that are signed permutation matrices act on the entries of
-   ``L`` by moving them with a sign, so ``g . L = L`` ties entries together.
+   ``L`` by moving them with a sign, so ``g . L = L`` ties entries together (a
+   nested generator moves only the entries whose owning outer index is its own).
    A union-find with signs over the flat entries gives the orbits; an orbit
    whose ties contradict themselves (an entry forced equal to minus itself)
    is zero. The indicator vectors of the others span the fixed space.
@@ -148,9 +149,15 @@ def _orbit_basis(
             # entry with index j on this axis moves to perm[j] with factor sign[j]
             inv = torch.empty(len(perm), dtype=torch.int64)
             inv[torch.tensor(perm)] = torch.arange(len(perm))
-            moved = moved.index_select(i, inv)
             s = torch.tensor(sign, dtype=torch.float64)[inv]
-            sign_t = sign_t * s.reshape([-1 if k == i else 1 for k in range(len(axes))])
+            s = s.reshape([-1 if k == i else 1 for k in range(len(axes))])
+            if gen.outer is None:
+                moved, sign_t = moved.index_select(i, inv), sign_t * s
+            else:  # a nested generator moves only entries whose owner index is ``outer``
+                mine = torch.arange(axes[a.owner].size) == gen.outer
+                mine = mine.reshape([-1 if k == a.owner else 1 for k in range(len(axes))])
+                moved = torch.where(mine, moved.index_select(i, inv), moved)
+                sign_t = sign_t * torch.where(mine, s, torch.ones_like(s))
         # invariance: L[k] = sign * L[source(k)] where moved[k] = source(k)
         sources = moved.reshape(-1).tolist()
         signs = sign_t.reshape(-1).tolist()
@@ -188,9 +195,7 @@ def solve_numeric(
         if type_ not in present:
             continue
         for g in gens:
-            is_monomial = (
-                not g.infinitesimal and g.outer is None and _monomial(g.matrix) is not None
-            )
+            is_monomial = not g.infinitesimal and _monomial(g.matrix) is not None
             (monomials if is_monomial else others).append((type_, g))
 
     basis = _orbit_basis(axes, monomials)
