@@ -185,14 +185,51 @@ class GroupSafeNormalizer(nn.Module):
         for k, v in train.items():
             c = v.mean() if centre and centrable(space, k) else torch.zeros(())
             s = (v - c).square().mean().sqrt().clamp_min(1e-8)
-            self.register_buffer(f"centre_{k}", c.detach().clone().float())
-            self.register_buffer(f"scale_{k}", s.detach().clone().float())
+            self.register_buffer(f"centre_{k}", c.detach().clone().to(v.dtype))
+            self.register_buffer(f"scale_{k}", s.detach().clone())
 
     def forward(self, x: Weights) -> Weights:
         return {
             k: (v - getattr(self, f"centre_{k}")) / getattr(self, f"scale_{k}")
             for k, v in x.items()
         }
+
+
+class EntryPoolHead(nn.Module):
+    """Invariant head for permutation (and fixed) axes, on the study side: every entry of
+    every tensor (its vector over channels) goes through ``phi(v) = relu(A_T v + b_T)``
+    (``hidden`` features, one ``A_T, b_T`` per tensor), then the mean over the tensor's
+    group axes (fixed axes kept): a DeepSets pooling of the entries, which reads their
+    distribution rather than only their mean, as the linear ``InvariantHead`` does.
+    For tensors with a signed axis ``phi(v) + phi(-v)`` (even, so sign-invariant).
+    Scaled axes are refused (use the generated ``NonlinearInvariantHead``)."""
+
+    def __init__(self, space, in_channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.space = space
+        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in space.TENSORS})
+        self.in_features = 0
+        for n, axes in space.TENSORS.items():
+            kinds = {space.TYPES[a.rstrip("*")][0] for a in axes}
+            if not kinds <= {"perm", "fixed", "signed"}:
+                raise ValueError(f"EntryPoolHead: tensor {n} has axis kinds {sorted(kinds)}")
+            width = hidden
+            for a in axes:
+                width *= space.TYPES[a.rstrip("*")][1] or 1
+            self.in_features += width
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        feats = []
+        for n, axes in self.space.TENSORS.items():
+            v = x[n].movedim(1, -1)  # [batch, *axes, channels]
+            h = torch.relu(self.embed[n](v))
+            if any(self.space.TYPES[a.rstrip("*")][0] == "signed" for a in axes):
+                h = h + torch.relu(self.embed[n](-v))
+            pooled = [
+                1 + i for i, a in enumerate(axes) if self.space.TYPES[a.rstrip("*")][1] is None
+            ]
+            feats.append((h.mean(dim=pooled) if pooled else h).flatten(1))
+        return torch.cat(feats, dim=-1)
 
 
 class MetaNet(nn.Module):
@@ -228,6 +265,10 @@ class MetaNet(nn.Module):
         if head == "nonlinear":
             self.head = space.NonlinearInvariantHead(channels, out, hidden=hidden)
             feats = self.head.in_features
+        elif head == "entrypool":
+            self.head = EntryPoolHead(space, channels, hidden)
+            feats = self.head.in_features
+            self.out = nn.Sequential(nn.Linear(feats, hidden), nn.ReLU(), nn.Linear(hidden, out))
         else:
             self.head = space.InvariantHead(channels, hidden)
             self.out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, out))
@@ -240,6 +281,8 @@ class MetaNet(nn.Module):
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
         if self.head_kind == "nonlinear":
             return self.head.mlp(self.norm(self.head.entry_features(x)))
+        if self.head_kind == "entrypool":
+            return self.out(self.norm(self.head(x)))
         return self.out(self.norm(self.head(x)))
 
 

@@ -293,8 +293,14 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
         "StatNN (GBT)": None,
         "NFN NP": lambda x: metanets.NFNClassifier(declared, x, 10, mode="NP", **common),
         "NFN HNP": lambda x: metanets.NFNClassifier(declared, x, 10, mode="HNP", **common),
-        "qgen perm": lambda x: metanets.MetaNet(perm, x, 10, **common),
-        "qgen signed": lambda x: metanets.MetaNet(
+        "qgen perm (linear head)": lambda x: metanets.MetaNet(perm, x, 10, **common),
+        "qgen perm (entry-pool head)": lambda x: metanets.MetaNet(
+            perm, x, 10, head="entrypool", **common
+        ),
+        "qgen signed (entry-pool head)": lambda x: metanets.MetaNet(
+            sine, x, 10, nonlinearity="tanh", head="entrypool", **common
+        ),
+        "qgen signed (nonlinear head)": lambda x: metanets.MetaNet(
             sine, x, 10, nonlinearity="tanh", head="nonlinear", **common
         ),
     }
