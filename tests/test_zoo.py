@@ -31,17 +31,25 @@ def test_tiny_study_runs_end_to_end(cache, tmp_path):
     out = study.main(["--tiny", "--out", str(tmp_path)])
     cls, inr = out["results"]["classifier"], out["results"]["inr"]
     assert "Equivariant, scaled" in cls and "Quasi-equivariant, scaled" in cls
-    assert "Equivariant, signed" in inr and "Equivariant, perm (HNP)" in inr
+    assert list(inr) == list(study.INR_ZOOS)
+    for kind, models in inr.items():
+        assert {"NFN NP", "NFN HNP", "qgen perm (entry-pool head)", "StatNN (GBT)"} <= set(models)
+        assert ("Canonicalized + MLP" in models) == kind.startswith("shared"), kind
+        for name, rec in models.items():
+            assert all(0 <= a <= 1 for a in rec["scores"]["test"]), (kind, name)
     for name, rec in cls.items():
         assert set(rec["scores"]) == {"test", *(f"r={r}" for r in study.RANGES[1:])}, name
     # the scale-invariant models score the same on every rescaled copy of the test zoo
     for name in ("Equivariant, scaled", "Quasi-equivariant, scaled", "Canonicalized + perm (HNP)"):
         scores = [s[0] for s in cls[name]["scores"].values()]
         assert max(scores) - min(scores) < 1e-9, (name, scores)
-    for name in ("classifier.json", "inr.json", "results.md"):
+    inr_files = [f"inr-{kind}.json" for kind in study.INR_ZOOS]
+    for name in ("classifier.json", *inr_files, "results.md"):
         assert (tmp_path / name).is_file()
-    assert json.loads((tmp_path / "inr.json").read_text())["meta"]["zoo"]["inrs"] == 40
-    for png in ("scatter_accuracy.png", "robustness_rescaling.png"):
+    metas = [json.loads((tmp_path / f).read_text())["meta"]["zoo"] for f in inr_files]
+    assert [m["inrs"] for m in metas] == [40, 80, 80]  # shared zoos: 2 elements per fit
+    assert "shared-signed: accuracy" in (tmp_path / "results.md").read_text()
+    for png in ("scatter_accuracy.png", "robustness_rescaling.png", "inr_accuracy.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -244,8 +244,14 @@ def load_inr_zoo(kind: str, tiny: bool) -> dict:
     """``independent``: every INR from its own random init (the negative result);
     ``shared-perm`` / ``shared-signed``: one shared init, each INR moved by a random
     permutation (and sign flip) of its hidden neurons."""
-    if kind == "independent":
-        return zoos.inr_zoo(zoos.TINY_INR if tiny else None)
+    if kind == "independent":  # the first fit of each image: as many INRs as the shared zoos
+        zoo = dict(zoos.inr_zoo(zoos.TINY_INR if tiny else None))
+        first = torch.ones(len(zoo["image"]), dtype=torch.bool)
+        first[1:] = zoo["image"][1:] != zoo["image"][:-1]
+        for k in ("label", "image", "mse"):
+            zoo[k] = zoo[k][first]
+        zoo["weights"] = {k: v[first] for k, v in zoo["weights"].items()}
+        return zoo
     group = {"shared-perm": "perm", "shared-signed": "signed"}.get(kind)
     if group is None:
         raise ValueError(f"INR zoo {kind!r}: expected one of {INR_ZOOS}")
@@ -308,10 +314,26 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
         models["Canonicalized + MLP"] = Prepared(
             lambda x: canonical(x, template, signed), lambda x: metanets.FlatMLP(x, 10)
         )
+    # the normalization ablation (run on its own: --inr-models with these names)
+    models["qgen perm (linear head; RMS scaling; no BatchNorm)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, batchnorm=False, centre=False, **common
+    )
+    models["qgen perm (linear head; no BatchNorm)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, batchnorm=False, **common
+    )
     if args.inr_models:
         keep = args.inr_models.split(",")
-        models = {k: v for k, v in models.items() if k in keep}
-    return models
+        unknown = sorted(set(keep) - set(models))
+        if unknown:
+            raise ValueError(f"--inr-models: unknown {unknown}; known: {sorted(models)}")
+        return {k: v for k, v in models.items() if k in keep}
+    return {k: v for k, v in models.items() if k not in ABLATION}
+
+
+ABLATION = (
+    "qgen perm (linear head; RMS scaling; no BatchNorm)",
+    "qgen perm (linear head; no BatchNorm)",
+)
 
 
 def canonical(x: dict, template: dict, signed: bool) -> dict:
@@ -343,9 +365,14 @@ def inr_task(args, seeds):
             "psnr_median": float(psnr.median()),
             "config": zoo["config"],
         }
-    meta = {"epochs": cfg["epochs"], "batch": 32, "lr": args.inr_lr, "zoos": infos}
-    meta.update(channels=args.inr_channels, depth=args.inr_depth, hidden=args.hidden)
-    return results, meta
+    common = {
+        "epochs": cfg["epochs"],
+        "batch": 32,
+        "lr": args.inr_lr,
+        "channels": args.inr_channels,
+    }
+    common.update(depth=args.inr_depth, hidden=args.hidden)
+    return {k: (results[k], {**common, "zoo": infos[k]}) for k in results}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -501,20 +528,31 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = list(range(1 if args.tiny else args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    for task, run in (("classifier", classifier_task), ("inr", inr_task)):
-        if task in args.tasks.split(","):
-            t0 = time.time()
-            res, meta = run(args, seeds)
+    tasks = args.tasks.split(",")
+    if "classifier" in tasks:
+        t0 = time.time()
+        res, meta = classifier_task(args, seeds)
+        meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
+        payload = {"results": res, "meta": meta}
+        (args.out / "classifier.json").write_text(json.dumps(payload, indent=1))
+    if "inr" in tasks:  # one JSON per INR zoo: zoos may run as separate processes
+        t0 = time.time()
+        for kind, (res, meta) in inr_task(args, seeds).items():
             meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
             payload = {"results": res, "meta": meta}
-            (args.out / f"{task}.json").write_text(json.dumps(payload, indent=1))
-    # the table and plots, once both tasks have results (they may run as separate processes)
+            (args.out / f"inr-{kind}.json").write_text(json.dumps(payload, indent=1))
+    # the table and plots from every result file present (written by this or other runs)
     results, meta = {}, {}
-    for task in ("classifier", "inr"):
-        path = args.out / f"{task}.json"
+    path = args.out / "classifier.json"
+    if path.is_file():
+        payload = json.loads(path.read_text())
+        results["classifier"], meta["classifier"] = payload["results"], payload["meta"]
+    for kind in INR_ZOOS:
+        path = args.out / f"inr-{kind}.json"
         if path.is_file():
             payload = json.loads(path.read_text())
-            results[task], meta[task] = payload["results"], payload["meta"]
+            results.setdefault("inr", {})[kind] = payload["results"]
+            meta.setdefault("inr", {})[kind] = payload["meta"]
     if results:
         md = table(results)
         (args.out / "results.md").write_text(md)
