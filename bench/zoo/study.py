@@ -7,10 +7,15 @@ Task 1, generalization prediction: predict a ReLU classifier's test accuracy fro
 weights (classifier zoo); metric Kendall's tau. Then robustness: the same test networks,
 each hidden neuron rescaled by a random positive factor log-uniform in [1/r, r] (the
 function, hence the target, is unchanged), for growing r.
-Task 2, INR classification: the digit from a sine INR's weights (INR zoo); metric accuracy.
+Task 2, INR classification: the digit from a sine INR's weights; metric test accuracy, on
+three zoos (``--inr-zoos``): ``independent`` (each INR from its own random init: the
+negative result), ``shared-perm`` and ``shared-signed`` (one shared init, each INR moved by
+a random permutation, or permutation and sign flip, of its hidden neurons). The model table
+is :func:`inr_models`: MLPs, StatNN, NFN (NP, HNP), canonicalization + MLP, and qgen
+metanetworks from the generated layers; adding a model is one entry there.
 
-Writes ``classifier.json``, ``inr.json`` (every score of every seed), ``results.md`` (the
-table) and PNG plots into ``--out``.
+Writes ``classifier.json``, ``inr-<zoo>.json`` (every score of every seed), ``results.md``
+(the tables) and PNG plots into ``--out``.
 """
 
 from __future__ import annotations
@@ -138,8 +143,18 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], tiny: bool) -> dict:
-    """Train every model on every seed; evaluate on the test zoo and its variants."""
+def run_task(
+    task: str,
+    models: dict,
+    data: dict,
+    cfg: dict,
+    seeds: list[int],
+    tiny: bool,
+    seeds_of=None,
+    save=None,
+) -> dict:
+    """Train every model on every seed (``seeds_of(name)`` if given); evaluate on the test
+    zoo and its variants; ``save(results)`` after each model (partial results survive)."""
     x_tr, y_tr, tests = data["x_train"], data["y_train"], data["tests"]
     classes = data["classes"]
     metric = "tau" if classes == 0 else "accuracy"
@@ -152,7 +167,8 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
     results = {}
     for name, make in models.items():
         rec = {"scores": {k: [] for k in tests}, "seconds": [], "params": None}
-        for seed in seeds if name != "StatNN (GBT)" else seeds[:1]:
+        own = seeds_of(name) if seeds_of else seeds
+        for seed in own if name != "StatNN (GBT)" else own[:1]:
             start = time.time()
             if name == "StatNN (GBT)":
                 feats = [metanets.statistics(t["x"]) for t in tests.values()]
@@ -188,6 +204,8 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
             )
         rec.pop("prepared", None)
         results[name] = rec
+        if save is not None:
+            save(results)
     return results
 
 
@@ -326,7 +344,7 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
         unknown = sorted(set(keep) - set(models))
         if unknown:
             raise ValueError(f"--inr-models: unknown {unknown}; known: {sorted(models)}")
-        return {k: v for k, v in models.items() if k in keep}
+        return {k: models[k] for k in keep}  # in the order given
     return {k: v for k, v in models.items() if k not in ABLATION}
 
 
@@ -342,8 +360,12 @@ def canonical(x: dict, template: dict, signed: bool) -> dict:
 
 
 def inr_task(args, seeds):
-    results, infos = {}, {}
+    """Every model of :func:`inr_models` on each zoo of ``--inr-zoos``; equivariant and NFN
+    models on the first ``--heavy-seeds`` seeds, the ablation on one. Each zoo's JSON is
+    rewritten after every model, so a run cut short keeps what it finished."""
+    out = {}
     for kind in args.inr_zoos.split(","):
+        start = time.time()
         zoo = load_inr_zoo(kind, args.tiny)
         x = to_layout(zoo["weights"])
         y = zoo["label"]
@@ -354,9 +376,10 @@ def inr_task(args, seeds):
         cfg = {"epochs": 2 if args.tiny else args.inr_epochs, "batch": 32, "lr": args.inr_lr}
         data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 10}
         print(f"INR zoo {kind}: {len(y)} INRs ({len(tr)} train / {len(te)} test)", flush=True)
-        results[kind] = run_task(f"inr {kind}", models, data, cfg, seeds, args.tiny)
         psnr = 10 * torch.log10(4 / zoo["mse"])
-        infos[kind] = {
+        meta = {**cfg, "channels": args.inr_channels, "depth": args.inr_depth}
+        meta.update(hidden=args.hidden, seeds=seeds, heavy_seeds=seeds[: args.heavy_seeds])
+        meta["zoo"] = {
             "inrs": len(y),
             "images": int(zoo["image"].max()) + 1,
             "train": len(tr),
@@ -365,14 +388,21 @@ def inr_task(args, seeds):
             "psnr_median": float(psnr.median()),
             "config": zoo["config"],
         }
-    common = {
-        "epochs": cfg["epochs"],
-        "batch": 32,
-        "lr": args.inr_lr,
-        "channels": args.inr_channels,
-    }
-    common.update(depth=args.inr_depth, hidden=args.hidden)
-    return {k: (results[k], {**common, "zoo": infos[k]}) for k in results}
+
+        def save(results, kind=kind, meta=meta, start=start):
+            meta.update(seconds=time.time() - start, threads=args.threads)
+            path = args.out / f"inr-{kind}.json"
+            path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
+
+        def seeds_of(name):
+            if name in ABLATION:
+                return seeds[:1]
+            heavy = name.startswith(("qgen", "NFN"))
+            return seeds[: args.heavy_seeds] if heavy else seeds
+
+        res = run_task(f"inr {kind}", models, data, cfg, seeds, args.tiny, seeds_of, save)
+        out[kind] = (res, meta)
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -517,6 +547,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--inr-lr", type=float, default=1e-3)
     parser.add_argument("--inr-zoos", default=",".join(INR_ZOOS), help="comma-separated")
     parser.add_argument("--inr-models", default="", help="comma-separated subset (default all)")
+    parser.add_argument(
+        "--heavy-seeds", type=int, default=3, help="seeds of qgen and NFN models (INR task)"
+    )
     parser.add_argument("--hidden", type=int, default=32, help="head width of equivariant nets")
     parser.add_argument(
         "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
@@ -536,11 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
         payload = {"results": res, "meta": meta}
         (args.out / "classifier.json").write_text(json.dumps(payload, indent=1))
     if "inr" in tasks:  # one JSON per INR zoo: zoos may run as separate processes
-        t0 = time.time()
-        for kind, (res, meta) in inr_task(args, seeds).items():
-            meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
-            payload = {"results": res, "meta": meta}
-            (args.out / f"inr-{kind}.json").write_text(json.dumps(payload, indent=1))
+        inr_task(args, seeds)  # writes inr-<zoo>.json itself, after every model
     # the table and plots from every result file present (written by this or other runs)
     results, meta = {}, {}
     path = args.out / "classifier.json"
