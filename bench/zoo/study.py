@@ -8,10 +8,15 @@ Task 1, generalization prediction: predict a ReLU classifier's test accuracy fro
 weights (classifier zoo); metric Kendall's tau. Then robustness: the same test networks,
 each hidden neuron rescaled by a random positive factor log-uniform in [1/r, r] (the
 function, hence the target, is unchanged), for growing r.
-Task 2, INR classification: the digit from a sine INR's weights (INR zoo); metric accuracy.
+Task 2, INR classification: the digit from a sine INR's weights; metric test accuracy, on
+three zoos (``--inr-zoos``): ``independent`` (each INR from its own random init: the
+negative result), ``shared-perm`` and ``shared-signed`` (one shared init, each INR moved by
+a random permutation, or permutation and sign flip, of its hidden neurons). The model table
+is :func:`inr_models`: MLPs, StatNN, NFN (NP, HNP), canonicalization + MLP, and qgen
+metanetworks from the generated layers; adding a model is one entry there.
 
-Writes ``classifier.json``, ``inr.json`` (every score of every seed), ``results.md`` (the
-table) and PNG plots into ``--out``.
+Writes ``classifier.json``, ``inr-<zoo>.json`` (every score of every seed), ``results.md``
+(the tables) and PNG plots into ``--out``.
 """
 
 from __future__ import annotations
@@ -143,8 +148,18 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], tiny: bool) -> dict:
-    """Train every model on every seed; evaluate on the test zoo and its variants."""
+def run_task(
+    task: str,
+    models: dict,
+    data: dict,
+    cfg: dict,
+    seeds: list[int],
+    tiny: bool,
+    seeds_of=None,
+    save=None,
+) -> dict:
+    """Train every model on every seed (``seeds_of(name)`` if given); evaluate on the test
+    zoo and its variants; ``save(results)`` after each model (partial results survive)."""
     x_tr, y_tr, tests = data["x_train"], data["y_train"], data["tests"]
     classes = data["classes"]
     metric = "tau" if classes == 0 else "accuracy"
@@ -157,7 +172,8 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
     results = {}
     for name, make in models.items():
         rec = {"scores": {k: [] for k in tests}, "seconds": [], "params": None}
-        for seed in seeds if name != "StatNN (GBT)" else seeds[:1]:
+        own = seeds_of(name) if seeds_of else seeds
+        for seed in own if name != "StatNN (GBT)" else own[:1]:
             start = time.time()
             if name == "StatNN (GBT)":
                 feats = [metanets.statistics(t["x"]) for t in tests.values()]
@@ -165,11 +181,21 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
                 preds = dict(zip(tests, preds, strict=True))
             else:
                 torch.manual_seed(seed)
-                model = make()
+                xs_tr, xs = x_tr, {k: t["x"] for k, t in tests.items()}
+                if isinstance(make, Prepared):  # a fixed map (canonicalization) first
+                    if "prepared" not in rec:
+                        rec["prepared"] = (
+                            make.prepare(x_tr),
+                            {k: make.prepare(v) for k, v in xs.items()},
+                        )
+                    xs_tr, xs = rec["prepared"]
+                    model = make.build(xs_tr)
+                else:
+                    model = make(x_tr)
                 rec["params"] = n_params(model)
                 desc = f"{task} {name} {seed}"
-                fit(model, x_tr, y_tr, classes=classes, seed=seed, desc=desc, **cfg)
-                preds = {k: predict(model, t["x"]) for k, t in tests.items()}
+                fit(model, xs_tr, y_tr, classes=classes, seed=seed, desc=desc, **cfg)
+                preds = {k: predict(model, v) for k, v in xs.items()}
             rec["seconds"].append(time.time() - start)
             for k, t in tests.items():
                 rec["scores"][k].append(score(preds[k], t["y"]))
@@ -181,7 +207,10 @@ def run_task(task: str, models: dict, data: dict, cfg: dict, seeds: list[int], t
                 f"({rec['seconds'][-1]:.0f} s)",
                 flush=True,
             )
+        rec.pop("prepared", None)
         results[name] = rec
+        if save is not None:
+            save(results)
     return results
 
 
@@ -211,20 +240,20 @@ def classifier_task(args, seeds):
     canon_scales = metanets.tensor_scales(metanets.canonicalize_scales(relu, x_tr))
     c, h = (2, 8) if args.tiny else (args.channels, args.hidden)
     models = {
-        "MLP": lambda: metanets.FlatMLP(x_tr, 1),
-        "MLP + augmentation": lambda: metanets.FlatMLP(x_tr, 1, augment=augmenter(relu)),
-        "StatNN (MLP)": lambda: metanets.StatNN(x_tr, 1),
+        "MLP": lambda x: metanets.FlatMLP(x, 1),
+        "MLP + augmentation": lambda x: metanets.FlatMLP(x, 1, augment=augmenter(relu)),
+        "StatNN (MLP)": lambda x: metanets.StatNN(x, 1),
         "StatNN (GBT)": None,
-        "Equivariant, perm (HNP)": lambda: metanets.EquivariantMetaNet(
+        "Equivariant, perm (HNP)": lambda x: metanets.EquivariantMetaNet(
             perm, 1, c, hidden=h, scales=scales
         ),
-        "Equivariant, scaled": lambda: metanets.EquivariantMetaNet(
+        "Equivariant, scaled": lambda x: metanets.EquivariantMetaNet(
             relu, 1, c, head="nonlinear", hidden=h, scales=scales
         ),
-        "Quasi-equivariant, scaled": lambda: metanets.EquivariantMetaNet(
+        "Quasi-equivariant, scaled": lambda x: metanets.EquivariantMetaNet(
             relu, 1, c, head="nonlinear", quasi=True, hidden=h, scales=scales
         ),
-        "Canonicalized + perm (HNP)": lambda: metanets.Canonicalized(
+        "Canonicalized + perm (HNP)": lambda x: metanets.Canonicalized(
             relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
         # the generated MetaNetwork (building blocks), same channels, depth and head width
@@ -274,48 +303,155 @@ def classifier_task(args, seeds):
     return out, {"true": y[te].tolist(), **cfg, "channels": c, "zoo": zoo_info}
 
 
-def inr_task(args, seeds):
-    zoo = zoos.inr_zoo(zoos.TINY_INR if args.tiny else None)
-    x = to_layout(zoo["weights"])
-    y = zoo["label"]
-    images = int(zoo["image"].max()) + 1
-    tr_img, _ = split(images, 0.7)
+INR_ZOOS = ("independent", "shared-perm", "shared-signed")
+
+
+def load_inr_zoo(kind: str, tiny: bool) -> dict:
+    """``independent``: every INR from its own random init (the negative result);
+    ``shared-perm`` / ``shared-signed``: one shared init, each INR moved by a random
+    permutation (and sign flip) of its hidden neurons."""
+    if kind == "independent":  # the first fit of each image: as many INRs as the shared zoos
+        zoo = dict(zoos.inr_zoo(zoos.TINY_INR if tiny else None))
+        first = torch.ones(len(zoo["image"]), dtype=torch.bool)
+        first[1:] = zoo["image"][1:] != zoo["image"][:-1]
+        for k in ("label", "image", "mse"):
+            zoo[k] = zoo[k][first]
+        zoo["weights"] = {k: v[first] for k, v in zoo["weights"].items()}
+        return zoo
+    group = {"shared-perm": "perm", "shared-signed": "signed"}.get(kind)
+    if group is None:
+        raise ValueError(f"INR zoo {kind!r}: expected one of {INR_ZOOS}")
+    return zoos.shared_inr_zoo(
+        zoos.tiny_shared(group) if tiny else zoos.SharedINRZooConfig(group=group)
+    )
+
+
+def split_by_image(image: torch.Tensor, train_fraction: float = 0.7):
+    """Train / test indices with every INR of one image (all its fits and copies) on one side."""
+    images = int(image.max()) + 1
+    tr_img, _ = split(images, train_fraction)
     in_train = torch.zeros(images, dtype=torch.bool)
     in_train[tr_img] = True
-    tr = torch.nonzero(in_train[zoo["image"]])[:, 0]
-    te = torch.nonzero(~in_train[zoo["image"]])[:, 0]
-    x_tr = take(x, tr)
+    return torch.nonzero(in_train[image])[:, 0], torch.nonzero(~in_train[image])[:, 0]
+
+
+class Prepared(torch.nn.Module):
+    """A model whose input is first mapped by ``prepare`` (a fixed, non-learned map such as
+    canonicalization); :func:`run_task` applies it once to whole zoos."""
+
+    def __init__(self, prepare, make) -> None:
+        super().__init__()
+        self.prepare = prepare
+        self.make = make
+
+    def build(self, x_train):
+        return self.make(x_train)
+
+
+def inr_models(kind: str, x_tr: dict, template, args) -> dict:
+    """The model table of the INR task: name -> factory of a fresh model (``None``: the
+    gradient-boosting baseline). The zoo's declared group picks the normalizer of the qgen
+    and NFN models, the augmentation and the canonicalization; a new model is one entry."""
     sine = qgen.compile(SPECS / "inr_sine.yaml")
     perm = qgen.compile(SPECS / "inr_perm.yaml")
-    tests = {"test": {"x": take(x, te), "y": y[te]}}
-    scales = metanets.tensor_scales(x_tr)
-    c, h = (2, 8) if args.tiny else (args.inr_channels, args.hidden)
+    declared = perm if kind == "shared-perm" else sine
+    signed = declared is sine
+    c, h, d = (2, 8, 1) if args.tiny else (args.inr_channels, args.hidden, args.inr_depth)
+    common = {"channels": c, "hidden": h, "depth": d}
     models = {
-        "MLP": lambda: metanets.FlatMLP(x_tr, 10),
-        "MLP + augmentation": lambda: metanets.FlatMLP(x_tr, 10, augment=augmenter(sine)),
-        "StatNN (MLP)": lambda: metanets.StatNN(x_tr, 10),
+        "MLP": lambda x: metanets.FlatMLP(x, 10),
+        "MLP + augmentation": lambda x: metanets.FlatMLP(x, 10, augment=augmenter(declared)),
+        "StatNN (MLP)": lambda x: metanets.StatNN(x, 10),
         "StatNN (GBT)": None,
-        "Equivariant, perm (HNP)": lambda: metanets.EquivariantMetaNet(
-            perm, 10, c, hidden=h, scales=scales
+        "NFN NP": lambda x: metanets.NFNClassifier(declared, x, 10, mode="NP", **common),
+        "NFN HNP": lambda x: metanets.NFNClassifier(declared, x, 10, mode="HNP", **common),
+        "qgen perm (linear head)": lambda x: metanets.MetaNet(perm, x, 10, **common),
+        "qgen perm (entry-pool head)": lambda x: metanets.MetaNet(
+            perm, x, 10, head="entrypool", **common
         ),
-        "Equivariant, signed": lambda: metanets.EquivariantMetaNet(
-            sine, 10, c, nonlinearity="tanh", head="nonlinear", hidden=h, scales=scales
+        "qgen signed (entry-pool head)": lambda x: metanets.MetaNet(
+            sine, x, 10, nonlinearity="tanh", head="entrypool", **common
+        ),
+        "qgen signed (nonlinear head)": lambda x: metanets.MetaNet(
+            sine, x, 10, nonlinearity="tanh", head="nonlinear", **common
         ),
     }
-    models = _selected(models, args.models)
-    cfg = {"epochs": 2 if args.tiny else args.inr_epochs, "batch": 32, "lr": 1e-3}
-    data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 10}
-    out = run_task("inr", models, data, cfg, seeds, args.tiny)
-    psnr = 10 * torch.log10(4 / zoo["mse"])
-    zoo_info = {
-        "inrs": len(y),
-        "train": len(tr),
-        "test": len(te),
-        "build_seconds": zoo["build_seconds"],
-        "psnr_median": float(psnr.median()),
-        "config": zoo["config"],
-    }
-    return out, {**cfg, "channels": c, "zoo": zoo_info}
+    if template is not None:  # shared-init zoos: canonicalize to the template, flat MLP
+        models["Canonicalized + MLP"] = Prepared(
+            lambda x: canonical(x, template, signed), lambda x: metanets.FlatMLP(x, 10)
+        )
+    # the normalization ablation (run on its own: --inr-models with these names)
+    models["qgen perm (linear head; RMS scaling; no BatchNorm)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, batchnorm=False, centre=False, **common
+    )
+    models["qgen perm (linear head; no BatchNorm)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, batchnorm=False, **common
+    )
+    if args.inr_models:
+        keep = args.inr_models.split(",")
+        unknown = sorted(set(keep) - set(models))
+        if unknown:
+            raise ValueError(f"--inr-models: unknown {unknown}; known: {sorted(models)}")
+        return {k: models[k] for k in keep}  # in the order given
+    return {k: v for k, v in models.items() if k not in ABLATION}
+
+
+ABLATION = (
+    "qgen perm (linear head; RMS scaling; no BatchNorm)",
+    "qgen perm (linear head; no BatchNorm)",
+)
+
+
+def canonical(x: dict, template: dict, signed: bool) -> dict:
+    zoo = metanets.align_to_template({k: v[:, 0] for k, v in x.items()}, template, signed)
+    return to_layout(zoo)
+
+
+def inr_task(args, seeds):
+    """Every model of :func:`inr_models` on each zoo of ``--inr-zoos``; equivariant and NFN
+    models on the first ``--heavy-seeds`` seeds, the ablation on one. Each zoo's JSON is
+    rewritten after every model, so a run cut short keeps what it finished."""
+    out = {}
+    for kind in args.inr_zoos.split(","):
+        start = time.time()
+        zoo = load_inr_zoo(kind, args.tiny)
+        x = to_layout(zoo["weights"])
+        y = zoo["label"]
+        tr, te = split_by_image(zoo["image"])
+        x_tr = take(x, tr)
+        models = inr_models(kind, x_tr, zoo.get("template"), args)
+        tests = {"test": {"x": take(x, te), "y": y[te]}}
+        cfg = {"epochs": 2 if args.tiny else args.inr_epochs, "batch": 32, "lr": args.inr_lr}
+        data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 10}
+        print(f"INR zoo {kind}: {len(y)} INRs ({len(tr)} train / {len(te)} test)", flush=True)
+        psnr = 10 * torch.log10(4 / zoo["mse"])
+        meta = {**cfg, "channels": args.inr_channels, "depth": args.inr_depth}
+        meta.update(hidden=args.hidden, seeds=seeds, heavy_seeds=seeds[: args.heavy_seeds])
+        meta["zoo"] = {
+            "inrs": len(y),
+            "images": int(zoo["image"].max()) + 1,
+            "train": len(tr),
+            "test": len(te),
+            "build_seconds": zoo.get("fit_seconds", zoo["build_seconds"]),  # fits dominate
+            "psnr_median": float(psnr.median()),
+            "config": zoo["config"],
+        }
+
+        def save(results, kind=kind, meta=meta, start=start):
+            meta.update(seconds=time.time() - start, threads=args.threads)
+            if distributed.is_rank0():
+                path = args.out / f"inr-{kind}.json"
+                path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
+
+        def seeds_of(name):
+            if name in ABLATION:
+                return seeds[:1]
+            heavy = name.startswith(("qgen", "NFN"))
+            return seeds[: args.heavy_seeds] if heavy else seeds
+
+        res = run_task(f"inr {kind}", models, data, cfg, seeds, args.tiny, seeds_of, save)
+        out[kind] = (res, meta)
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -323,28 +459,49 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-def table(results: dict) -> str:
+def _cell(rec: dict | None, key: str = "test") -> str:
+    if rec is None or key not in rec["scores"]:
+        return "n/a"
+    m, s = mean_std(rec["scores"][key])
+    return f"{m:.3f} ± {s:.3f}" + (" (1 run)" if len(rec["scores"][key]) == 1 else "")
+
+
+def classifier_table(cls: dict) -> str:
     lines = [
-        "| metanetwork | classifier zoo: Kendall tau | tau, rescaled r=8 | INR zoo: accuracy "
-        "| params (cls / INR) | train s/seed (cls / INR) |",
-        "|---|---|---|---|---|---|",
+        "| metanetwork | Kendall tau | tau, rescaled r=8 | params | train s/seed |",
+        "|---|---|---|---|---|",
     ]
-    cls, inr = results["classifier"], results["inr"]
-    for name in dict.fromkeys([*cls, *inr]):
-        cells = [name]
-        for task, key in (("classifier", "test"), ("classifier", "r=8"), ("inr", "test")):
-            rec = results[task].get(name)
-            if rec is None or key not in rec["scores"]:
-                cells.append("n/a")
-                continue
-            m, s = mean_std(rec["scores"][key])
-            n = len(rec["scores"][key])
-            cells.append(f"{m:.3f} ± {s:.3f}" + (" (1 run)" if n == 1 else ""))
-        params = [str(r[name]["params"] or "n/a") if name in r else "n/a" for r in (cls, inr)]
-        secs = [f"{mean_std(r[name]['seconds'])[0]:.0f}" if name in r else "-" for r in (cls, inr)]
-        cells += [" / ".join(params), " / ".join(secs)]
+    for name, rec in cls.items():
+        secs = f"{mean_std(rec['seconds'])[0]:.0f}"
+        cells = [name, _cell(rec), _cell(rec, "r=8"), str(rec["params"] or "n/a"), secs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def inr_table(inr: dict) -> str:
+    """Rows: models; columns: test accuracy on each INR zoo, params, seconds per seed."""
+    kinds = list(inr)
+    lines = [
+        "| metanetwork | "
+        + " | ".join(f"{k}: accuracy" for k in kinds)
+        + " | params | train s/seed |",
+        "|---|" + "---|" * (len(kinds) + 2),
+    ]
+    for name in dict.fromkeys(n for k in kinds for n in inr[k]):
+        recs = [inr[k].get(name) for k in kinds]
+        params = next((str(r["params"]) for r in recs if r and r["params"]), "n/a")
+        secs = " / ".join(f"{mean_std(r['seconds'])[0]:.0f}" if r else "-" for r in recs)
+        lines.append("| " + " | ".join([name, *map(_cell, recs), params, secs]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table(results: dict) -> str:
+    md = ""
+    if "classifier" in results:
+        md += "Classifier zoo (600 test networks):\n\n" + classifier_table(results["classifier"])
+    if "inr" in results:
+        md += "\nINR zoos (test accuracy, 10 digits):\n\n" + inr_table(results["inr"])
+    return md
 
 
 def plots(results: dict, meta: dict, out: Path) -> None:
@@ -353,6 +510,10 @@ def plots(results: dict, meta: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "inr" in results:
+        inr_plot(results["inr"], out, plt)
+    if "classifier" not in results:
+        return
     cls = results["classifier"]
     true = torch.tensor(meta["classifier"]["true"])
     names = [n for n in cls if "pred" in cls[n]]
@@ -391,6 +552,38 @@ def plots(results: dict, meta: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def inr_plot(inr: dict, out: Path, plt) -> None:
+    """Test accuracy per model on each INR zoo: mean ± std over seeds, each seed a dot."""
+    kinds = list(inr)
+    names = list(dict.fromkeys(n for k in kinds for n in inr[k]))
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names)), 4.2))
+    width = 0.8 / len(kinds)
+    for j, kind in enumerate(kinds):
+        xs, ms, ss = [], [], []
+        for i, name in enumerate(names):
+            rec = inr[kind].get(name)
+            if rec is None:
+                continue
+            m, s = mean_std(rec["scores"]["test"])
+            xs.append(i + (j - (len(kinds) - 1) / 2) * width)
+            ms.append(m)
+            ss.append(s)
+            ax.scatter([xs[-1]] * len(rec["scores"]["test"]), rec["scores"]["test"], s=6, c="k")
+        ax.bar(xs, ms, width, yerr=ss, capsize=2, label=kind, alpha=0.8)
+    ax.axhline(0.1, color="gray", lw=0.8, ls="--")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel("test accuracy (10 digits)")
+    ax.set_ylim(0, 1)
+    ax.set_title(
+        "INR classification: mean ± std over seeds (dots: seeds; dashed: chance)", fontsize=9
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "inr_accuracy.png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="a few networks, a few steps")
@@ -399,6 +592,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--inr-epochs", type=int, default=30)
     parser.add_argument("--channels", type=int, default=8, help="classifier task")
     parser.add_argument("--inr-channels", type=int, default=16)
+    parser.add_argument("--inr-depth", type=int, default=2, help="equivariant layers (INR task)")
+    parser.add_argument("--inr-lr", type=float, default=1e-3)
+    parser.add_argument("--inr-zoos", default=",".join(INR_ZOOS), help="comma-separated")
+    parser.add_argument("--inr-models", default="", help="comma-separated subset (default all)")
+    parser.add_argument(
+        "--heavy-seeds", type=int, default=3, help="seeds of qgen and NFN models (INR task)"
+    )
     parser.add_argument("--hidden", type=int, default=32, help="head width of equivariant nets")
     parser.add_argument(
         "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
@@ -412,25 +612,32 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = list(range(1 if args.tiny else args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    for task, run in (("classifier", classifier_task), ("inr", inr_task)):
-        if task in args.tasks.split(","):
-            t0 = time.time()
-            res, meta = run(args, seeds)
-            meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
-            payload = {"results": res, "meta": meta}
-            if distributed.is_rank0():
-                (args.out / f"{task}.json").write_text(json.dumps(payload, indent=1))
+    tasks = args.tasks.split(",")
+    if "classifier" in tasks:
+        t0 = time.time()
+        res, meta = classifier_task(args, seeds)
+        meta.update(seconds=time.time() - t0, seeds=seeds, threads=args.threads)
+        payload = {"results": res, "meta": meta}
+        if distributed.is_rank0():
+            (args.out / "classifier.json").write_text(json.dumps(payload, indent=1))
+    if "inr" in tasks:  # one JSON per INR zoo: zoos may run as separate processes
+        inr_task(args, seeds)  # writes inr-<zoo>.json itself (rank 0), after every model
     if not distributed.is_rank0():  # under torchrun, rank 0 alone writes the results
         distributed.cleanup()
         return {"results": {}, "meta": {}}
-    # the table and plots, once both tasks have results (they may run as separate processes)
+    # the table and plots from every result file present (written by this or other runs)
     results, meta = {}, {}
-    for task in ("classifier", "inr"):
-        path = args.out / f"{task}.json"
+    path = args.out / "classifier.json"
+    if path.is_file():
+        payload = json.loads(path.read_text())
+        results["classifier"], meta["classifier"] = payload["results"], payload["meta"]
+    for kind in INR_ZOOS:
+        path = args.out / f"inr-{kind}.json"
         if path.is_file():
             payload = json.loads(path.read_text())
-            results[task], meta[task] = payload["results"], payload["meta"]
-    if "classifier" in results and "inr" in results:
+            results.setdefault("inr", {})[kind] = payload["results"]
+            meta.setdefault("inr", {})[kind] = payload["meta"]
+    if results:
         md = table(results)
         (args.out / "results.md").write_text(md)
         print(md)

@@ -5,6 +5,11 @@
   noise, so that their test accuracies spread widely. Target: test accuracy.
 * INR zoo: sine networks 2 -> 32 -> 32 -> 1 (SIREN-style), each fitted to one digit image
   (``per_image`` fits from different random initializations). Target: the digit.
+* shared-init INR zoos: the same sine networks, all fitted from ONE seeded SIREN
+  initialization, then each moved by its own random element of the declared symmetry
+  group (``group="perm"``: hidden-neuron permutations; ``group="signed"``: permutations
+  and sign flips), ``copies`` random elements per fit. Every moved INR computes exactly
+  the function of its fit. Target: the digit.
 
 Every network of a zoo is trained at once as one batched tensor program (``torch.bmm``),
 seeded, so a zoo is a deterministic function of its config. Zoos are cached as ``.pt``
@@ -57,6 +62,28 @@ class INRZooConfig:
     w0: float = 8.0  # first-layer frequency (folded into W1: the stored net is sin(W1 x + b1))
     chunk: int = 2000
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class SharedINRFitConfig:
+    """The fits of a shared-init zoo: every image fitted from the same initialization."""
+
+    images: int = 1797
+    steps: int = 300  # full-batch Adam steps on the 64 pixels
+    w0: float = 8.0
+    chunk: int = 2000
+    seed: int = 0  # seeds the one shared initialization
+
+
+@dataclass(frozen=True)
+class SharedINRZooConfig:
+    fit: SharedINRFitConfig = SharedINRFitConfig()
+    group: str = "perm"  # "perm": S_32 x S_32; "signed": (Z_2^32 x| S_32) x (Z_2^32 x| S_32)
+    copies: int = 1  # random group elements per fit (INRs per image)
+    seed: int = 1  # seeds the group elements
+
+
+GROUPS = ("perm", "signed")
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,28 +232,30 @@ def grid() -> torch.Tensor:
     return torch.stack(torch.meshgrid(t, t, indexing="ij"), dim=-1).reshape(64, 2)
 
 
-def _fit_inrs(c: INRZooConfig, progress: bool) -> dict:
-    x, y = digits()
-    x, y = x[: c.images], y[: c.images]
-    gen = torch.Generator().manual_seed(c.seed)
-    image = torch.arange(c.images).repeat_interleave(c.per_image)
-    n = len(image)
-    target = x[image] * 2 - 1  # pixels in [-1, 1]
-    coords = grid()
-    # SIREN initialization: first layer U(-1/2, 1/2) * w0 (w0 folded into the weights),
-    # hidden layers U(-sqrt(6/fan_in), sqrt(6/fan_in)); biases like the weights' first row
+def siren_init(n: int, w0: float, gen: torch.Generator) -> dict:
+    """SIREN initialization of ``n`` sine networks: first layer U(-1/2, 1/2) * w0 (w0 folded
+    into the weights), hidden layers U(-sqrt(6/fan_in), sqrt(6/fan_in)); biases like the
+    weights' first row."""
     weights = {}
     for name, shape in INR_SHAPES.items():
         fan_in = shape[1] if name.startswith("W") else INR_SHAPES["W" + name[1:]][1]
-        bound = c.w0 / 2 if name in ("W1", "b1") else math.sqrt(6 / fan_in)
+        bound = w0 / 2 if name in ("W1", "b1") else math.sqrt(6 / fan_in)
         weights[name] = (torch.rand(n, *shape, generator=gen) * 2 - 1) * bound
+    return weights
+
+
+def _fit(weights: dict, target: torch.Tensor, steps: int, chunk: int, desc: str, progress: bool):
+    """Full-batch Adam (lr 3e-3) on the pixel MSE, ``chunk`` networks at once; in place.
+    Returns each network's final MSE."""
+    coords = grid()
+    n = len(target)
     mse = torch.empty(n)
-    bar = tqdm(total=n * c.steps, desc="INR zoo", unit="net-step", disable=not progress)
-    for lo in range(0, n, c.chunk):
-        sl = slice(lo, min(lo + c.chunk, n))
+    bar = tqdm(total=n * steps, desc=desc, unit="net-step", disable=not progress)
+    for lo in range(0, n, chunk):
+        sl = slice(lo, min(lo + chunk, n))
         w = {k: v[sl].clone().requires_grad_() for k, v in weights.items()}
         opt = torch.optim.Adam(w.values(), lr=3e-3)
-        for _ in range(c.steps):
+        for _ in range(steps):
             err = (inr_forward(w, coords) - target[sl]).square().mean(-1)
             opt.zero_grad()
             err.sum().backward()
@@ -237,6 +266,17 @@ def _fit_inrs(c: INRZooConfig, progress: bool) -> dict:
         for k in weights:
             weights[k][sl] = w[k].detach()
     bar.close()
+    return mse
+
+
+def _fit_inrs(c: INRZooConfig, progress: bool) -> dict:
+    x, y = digits()
+    x, y = x[: c.images], y[: c.images]
+    gen = torch.Generator().manual_seed(c.seed)
+    image = torch.arange(c.images).repeat_interleave(c.per_image)
+    target = x[image] * 2 - 1  # pixels in [-1, 1]
+    weights = siren_init(len(image), c.w0, gen)  # one random initialization per INR
+    mse = _fit(weights, target, c.steps, c.chunk, "INR zoo", progress)
     return {"weights": weights, "label": y[image], "image": image, "mse": mse}
 
 
@@ -245,8 +285,89 @@ def inr_zoo(config: INRZooConfig | None = None, progress: bool = True) -> dict:
     return _cached("inr", config or INRZooConfig(), _fit_inrs, progress)
 
 
+def _fit_shared(c: SharedINRFitConfig, progress: bool) -> dict:
+    x, y = digits()
+    x, y = x[: c.images], y[: c.images]
+    template = siren_init(1, c.w0, torch.Generator().manual_seed(c.seed))
+    weights = {k: v.expand(c.images, *v.shape[1:]).clone() for k, v in template.items()}
+    mse = _fit(weights, x * 2 - 1, c.steps, c.chunk, "shared-init INR fits", progress)
+    return {"weights": weights, "template": template, "label": y, "mse": mse}
+
+
+def shared_fits(config: SharedINRFitConfig | None = None, progress: bool = True) -> dict:
+    """Every image fitted from one shared SIREN init: ``weights``, ``template`` (that init,
+    ``[1, *shape]``), ``label``, ``mse``; in image order, not yet moved by the group."""
+    return _cached("inr-shared-fit", config or SharedINRFitConfig(), _fit_shared, progress)
+
+
+def sample_element(group: str, n: int, gen: torch.Generator, width: int = 32) -> dict:
+    """``n`` random elements of the declared group of the 2-32-32-1 sine INRs: for each hidden
+    layer ``l``, a permutation ``p_l`` (``[n, width]``, uniform) and signs ``s_l`` (``[n,
+    width]``; all +1 for ``group="perm"``, independent uniform +-1 for ``"signed"``)."""
+    if group not in GROUPS:
+        raise ValueError(f"group {group!r}: expected one of {GROUPS}")
+    g = {}
+    for layer in ("1", "2"):
+        g["p" + layer] = torch.argsort(torch.rand(n, width, generator=gen), dim=1)
+        if group == "signed":
+            g["s" + layer] = torch.randint(0, 2, (n, width), generator=gen).float() * 2 - 1
+        else:
+            g["s" + layer] = torch.ones(n, width)
+    return g
+
+
+def move(w: dict, g: dict) -> dict:
+    """The group element ``g`` (from :func:`sample_element`) acting on INR weights::
+
+        W1'[i] = s1[i] W1[p1[i]]              b1'[i] = s1[i] b1[p1[i]]
+        W2'[i, j] = s2[i] W2[p2[i], p1[j]] s1[j]    b2'[i] = s2[i] b2[p2[i]]
+        W3'[:, j] = W3[:, p2[j]] s2[j]        b3' = b3
+
+    New neuron ``i`` of layer ``l`` is old neuron ``p_l[i]`` times ``s_l[i]``. Since sine is
+    odd, ``sin(-z) = -sin(z)``: flipping a neuron's incoming weights *and bias* flips its
+    output, which the flipped outgoing weights undo, so the function is unchanged.
+    """
+    p1, s1, p2, s2 = g["p1"], g["s1"], g["p2"], g["s2"]
+    rows1 = p1[:, :, None]
+    W1 = w["W1"].gather(1, rows1.expand_as(w["W1"])) * s1[:, :, None]
+    b1 = w["b1"].gather(1, p1) * s1
+    W2 = w["W2"].gather(1, p2[:, :, None].expand_as(w["W2"]))
+    W2 = W2.gather(2, p1[:, None, :].expand_as(W2)) * s2[:, :, None] * s1[:, None, :]
+    b2 = w["b2"].gather(1, p2) * s2
+    W3 = w["W3"].gather(2, p2[:, None, :].expand_as(w["W3"])) * s2[:, None, :]
+    return {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "W3": W3, "b3": w["b3"].clone()}
+
+
+def _move_shared(c: SharedINRZooConfig, progress: bool) -> dict:
+    fits = shared_fits(c.fit, progress)
+    n = len(fits["label"])
+    image = torch.arange(n).repeat_interleave(c.copies)
+    g = sample_element(group=c.group, n=len(image), gen=torch.Generator().manual_seed(c.seed))
+    weights = move({k: v[image] for k, v in fits["weights"].items()}, g)
+    return {
+        "weights": weights,
+        "label": fits["label"][image],
+        "image": image,
+        "mse": fits["mse"][image],
+        "element": g,
+        "template": fits["template"],
+        "fit_seconds": fits["build_seconds"],
+    }
+
+
+def shared_inr_zoo(config: SharedINRZooConfig | None = None, progress: bool = True) -> dict:
+    """The shared-init zoo moved by the group: ``weights``, ``label``, ``image`` (which fit),
+    ``mse``, ``element`` (the group element applied to each INR), ``template``."""
+    return _cached("inr-shared", config or SharedINRZooConfig(), _move_shared, progress)
+
+
 TINY_CLASSIFIER = ClassifierZooConfig(networks=24, max_steps=20, chunk=12)
 TINY_INR = INRZooConfig(images=40, per_image=1, steps=20)
+TINY_SHARED_FIT = SharedINRFitConfig(images=40, steps=20)
+
+
+def tiny_shared(group: str) -> SharedINRZooConfig:
+    return SharedINRZooConfig(fit=TINY_SHARED_FIT, group=group, copies=2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -269,6 +390,13 @@ def main(argv: list[str] | None = None) -> None:
         f"INR zoo: {len(iz['label'])} INRs in {iz['build_seconds']:.0f} s; "
         f"PSNR median {psnr.median():.1f} dB (min {psnr.min():.1f})"
     )
+    for group in GROUPS:
+        sz = shared_inr_zoo(tiny_shared(group) if args.tiny else SharedINRZooConfig(group=group))
+        psnr = 10 * torch.log10(4 / sz["mse"])
+        print(
+            f"shared-init INR zoo ({group}): {len(sz['label'])} INRs; fits in "
+            f"{sz['fit_seconds']:.0f} s; PSNR median {psnr.median():.1f} dB (min {psnr.min():.1f})"
+        )
 
 
 if __name__ == "__main__":
