@@ -257,35 +257,35 @@ def classifier_task(args, seeds):
             relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
         # the generated MetaNetwork (building blocks), same channels, depth and head width
-        "MetaNetwork, perm": lambda: metanets.BlocksMetaNet(perm, x_tr, 1, c, head_hidden=h),
-        "MetaNetwork, scaled": lambda: metanets.BlocksMetaNet(relu, x_tr, 1, c, head_hidden=h),
-        "MetaNetwork, scaled, direction head": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, head_canonical=False
+        "MetaNetwork, perm": lambda x: metanets.BlocksMetaNet(perm, x, 1, c, head_hidden=h),
+        "MetaNetwork, scaled": lambda x: metanets.BlocksMetaNet(relu, x, 1, c, head_hidden=h),
+        "MetaNetwork, scaled, direction head": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, head_canonical=False
         ),
-        "MetaNetwork, scaled, gated": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, gated=True
+        "MetaNetwork, scaled, gated": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, gated=True
         ),
-        "MetaNetwork, scaled, DeepSets head": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, pool_hidden=h
+        "MetaNetwork, scaled, DeepSets head": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, pool_hidden=h
         ),
-        "MetaNetwork, scaled + degree-2": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, degree2=True
+        "MetaNetwork, scaled + degree-2": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, degree2=True
         ),
-        "MetaNetwork, quasi (scaled)": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, quasi=True
+        "MetaNetwork, quasi (scaled)": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, quasi=True
         ),
-        "MetaNetwork, scaled, canonicalized": lambda: metanets.BlocksMetaNet(
-            relu, x_tr, 1, c, head_hidden=h, canonicalize=True
+        "MetaNetwork, scaled, canonicalized": lambda x: metanets.BlocksMetaNet(
+            relu, x, 1, c, head_hidden=h, canonicalize=True
         ),
-        "MetaNetwork, perm on weights + canonicalized": lambda: metanets.WithCanonical(
+        "MetaNetwork, perm on weights + canonicalized": lambda x: metanets.WithCanonical(
             relu,
             metanets.BlocksMetaNet(
-                perm, metanets.WithCanonical.stack(relu, x_tr), 1, c, head_hidden=h
+                perm, metanets.WithCanonical.stack(relu, x), 1, c, head_hidden=h
             ),
         ),
         # relu.canonicalize (generated) makes the input scale-invariant; then the perm blocks
-        "MetaNetwork, canonicalized + perm": lambda: metanets.Canonicalized(
-            relu, metanets.BlocksMetaNet(perm, relu.canonicalize(x_tr), 1, c, head_hidden=h)
+        "MetaNetwork, canonicalized + perm": lambda x: metanets.Canonicalized(
+            relu, metanets.BlocksMetaNet(perm, relu.canonicalize(x), 1, c, head_hidden=h)
         ),
     }
     models = _selected(models, args.models)
@@ -604,7 +604,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
     )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", default=None, help="model names, separated by ';' (all)")
+    parser.add_argument(
+        "--models", default=None, help="classifier model names, separated by ';' (all)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
