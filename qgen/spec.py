@@ -29,7 +29,7 @@ import hashlib
 import json
 import keyword
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -571,10 +571,3 @@ def _describe(node: yaml.Node) -> str:
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     return repr(node.value) if node.value != "" else "nothing"
-
-
-def iter_axes(spec: Spec) -> Iterator[tuple[TensorDecl, int, Axis]]:
-    """Every (tensor, position, axis) of the spec, in order."""
-    for t in spec.tensors:
-        for i, a in enumerate(t.axes):
-            yield t, i, a

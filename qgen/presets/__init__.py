@@ -6,7 +6,7 @@ registered here by name; the spec parser expands it into explicit types and tens
 
 from __future__ import annotations
 
-from qgen.presets.base import ACTIVATION_GROUPS, Expansion, Params, Preset, activation_group
+from qgen.presets.base import ACTIVATION_GROUPS, HIDDEN_KINDS, Expansion, Params, Preset
 from qgen.presets.cnn import CNN
 from qgen.presets.mlp import MLP
 from qgen.presets.resnet import ResNet
@@ -18,7 +18,7 @@ __all__ = [
     "Expansion",
     "Params",
     "Preset",
-    "activation_group",
+    "HIDDEN_KINDS",
     "get_preset",
     "preset_names",
     "register_preset",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from qgen.spec import Axis, TensorDecl, TypeDecl
 
-__all__ = ["ACTIVATION_GROUPS", "Expansion", "Params", "Preset", "activation_group"]
+__all__ = ["ACTIVATION_GROUPS", "HIDDEN_KINDS", "Expansion", "Params", "Preset"]
 
 #: activation -> group kind of the hidden neurons it follows. Positively homogeneous
 #: activations (``s(q z) = q s(z)`` for ``q > 0``) allow a positive scale per neuron, odd
@@ -46,11 +46,6 @@ ACTIVATION_GROUPS = {
 }
 #: group kinds a preset's ``group:`` option may give its hidden neurons
 HIDDEN_KINDS = ("perm", "signed", "scaled", "gl", "orthogonal")
-
-
-def activation_group(activation: str) -> str:
-    """The group kind of hidden neurons followed by ``activation`` (perm if not listed)."""
-    return ACTIVATION_GROUPS.get(activation, "perm")
 
 
 class Params:
