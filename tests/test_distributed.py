@@ -3,7 +3,6 @@ same steps as 1 process on the same global batches (float64, to 1e-6)."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -17,16 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "zoo")
 import distributed  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
 def test_two_gloo_processes_match_one_process(tmp_path):
     out = tmp_path / "rank0.pt"
-    mp.spawn(distributed.spawned_check, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    # a file rendezvous: no port to race for with other processes on the machine
+    rendezvous = str(tmp_path / "rendezvous")
+    mp.spawn(distributed.spawned_check, args=(2, rendezvous, str(out)), nprocs=2, join=True)
     two = torch.load(out)
     one = distributed.train_check(distributed=False)
     untrained = distributed._check_job()[0].state_dict()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -64,7 +65,7 @@ def setup(
 
     By default reads torchrun's environment (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``...)
     and does nothing for a single process. ``init_method``/``world``/``rank_`` give the
-    group explicitly (e.g. ``tcp://127.0.0.1:PORT`` from ``torch.multiprocessing.spawn``).
+    group explicitly (e.g. ``file:///tmp/rendezvous`` from ``torch.multiprocessing.spawn``).
     """
     if dist.is_initialized():
         return dist.get_world_size()
@@ -84,7 +85,10 @@ def setup(
 
 
 def cleanup() -> None:
+    """Leave the process group: a barrier first, so no rank tears its connections down
+    while another still talks over them (gloo aborts a peer that loses a live pair)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -166,7 +170,6 @@ def fit(
 def _check_job(seed: int = 0):
     """A small ReLU-MLP zoo and an equivariant metanetwork on it, float64."""
     import sys
-    from pathlib import Path
 
     here = Path(__file__).resolve().parent
     sys.path[:0] = [str(here), str(here.parent.parent)]  # metanets; generated/
@@ -198,9 +201,10 @@ def train_check(distributed: bool = True, epochs: int = 2, batch: int = 8):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def spawned_check(rank_: int, world: int, port: int, out: str) -> None:
-    """``torch.multiprocessing.spawn`` target: join a gloo group, train, rank 0 saves."""
-    setup(f"tcp://127.0.0.1:{port}", world, rank_)
+def spawned_check(rank_: int, world: int, rendezvous: str, out: str) -> None:
+    """``torch.multiprocessing.spawn`` target: join a gloo group through the (fresh,
+    not yet existing) file ``rendezvous``, train, rank 0 saves."""
+    setup(Path(rendezvous).resolve().as_uri(), world, rank_)
     try:
         params = train_check()
         if rank_ == 0:
