@@ -201,13 +201,8 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------
-# The group: random elements and their action (for augmentation and tests)
-
-
-def _random_orthogonal(n: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Haar-random orthogonal matrix: QR of a Gaussian matrix with the signs of R fixed."""
-    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r))
+# Runtime: the helpers this module uses, copied from qgen.runtime (torch only; the same
+# text in every generated module)
 
 
 def _sample_scaled(n: int, generator: torch.Generator | None) -> Monomial:
@@ -228,35 +223,6 @@ def _sparse(shape: tuple[int, ...], text: str) -> torch.Tensor:
             num, _, den = value.partition("/")
             flat[r, int(index)] = (int(num) / int(den) if den else float(num)) if value else 1.0
     return out
-
-
-#: every element of C4 on a 3x3 grid as its matrix on grid (cells of kx x ky)
-_ELEMENTS_grid = _sparse(
-    (4, 9, 9),
-    "0 10 20 30 40 50 60 70 80; 2 14 26 28 40 52 54 66 78; 8 16 24 32 40 48 56 64 72; 6 12 "
-    "18 34 40 46 62 68 74",
-)
-
-
-def _sample_escnn_grid(generator: torch.Generator | None) -> torch.Tensor:
-    """A uniformly random element of C4 on a 3x3 grid: its exact matrix."""
-    return _ELEMENTS_grid[int(torch.randint(4, (), generator=generator))].clone()
-
-
-def sample_group_element(
-    sizes: dict[str, int], generator: torch.Generator | None = None
-) -> dict[str, object]:
-    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
-
-    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
-    matrix for GL, O(n) and escnn types (their representation; for a grid the permutation
-    matrix of its cells); all float64, cast by :func:`act` to the data's dtype.
-    """
-    return {
-        "c1": _sample_scaled(sizes["c1"], generator),
-        "c2": _sample_scaled(sizes["c2"], generator),
-        "grid": _sample_escnn_grid(generator),
-    }
 
 
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -288,11 +254,13 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
+    """``g h`` as monomial matrices: ``index = h.index[g.index]``, scales multiplied."""
     (g_index, g_scale), (h_index, h_scale) = g, h
     return _take(h_index, g_index), g_scale * _take(h_scale, g_index)
 
 
 def _inverse_monomial(g: Monomial) -> Monomial:
+    """``M^-1`` of ``M[i, index[i]] = scale[i]``: the inverse permutation, ``1 / scale``."""
     index, scale = g
     back = torch.argsort(index, dim=-1)
     return back, 1 / _take(scale, back)
@@ -309,18 +277,14 @@ def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch
 
 
 def _compose_matrix(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The matrix product ``g h`` in the wider of the two dtypes."""
     dtype = torch.promote_types(g.dtype, h.dtype)
     return g.to(dtype) @ h.to(device=g.device, dtype=dtype)
 
 
 def _inverse_matrix(g: torch.Tensor) -> torch.Tensor:
+    """``g^-1``."""
     return torch.linalg.inv(g)
-
-
-#: grid type -> its two fixed types: the group permutes the cells of that pair of axes
-_GRIDS: dict[str, tuple[str, str]] = {
-    "grid": ("kx", "ky"),
-}
 
 
 def _act_grid(t: torch.Tensor, axes: tuple[str, ...], tie: tuple[str, str], p: torch.Tensor):
@@ -333,66 +297,6 @@ def _act_grid(t: torch.Tensor, axes: tuple[str, ...], tie: tuple[str, str], p: t
     moved = t.movedim(dims, (-2, -1))
     flat = _act_matrix(moved.flatten(-2), -1, p, False)
     return flat.unflatten(-1, moved.shape[-2:]).movedim((-2, -1), dims)
-
-
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "scaled": _act_monomial,
-    "escnn": _act_matrix,
-}
-_COMPOSE = {
-    "scaled": _compose_monomial,
-    "escnn": _compose_matrix,
-}
-_INVERSE = {
-    "scaled": _inverse_monomial,
-    "escnn": _inverse_matrix,
-}
-
-
-def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
-
-    A type missing from ``g`` or ``h`` counts as the identity there.
-    """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
-
-
-def inverse(g: dict[str, object]) -> dict[str, object]:
-    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
-
-
-def act(g: dict[str, object], x: Weights) -> Weights:
-    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
-
-    Every axis of a group type is transformed by that type's element (the dual action on
-    ``*`` axes), a grid's pair of axes by the permutation of its cells; other fixed axes are
-    left alone.
-    """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        for grid, tie in _GRIDS.items():
-            if grid in g and tie[0] in [a.rstrip("*") for a in axes]:
-                t = _act_grid(t, axes, tie, g[grid])
-        out[name] = t
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
-# part of the group, computed from permutation-equivariant per-index features of x
-
-#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
-QUASI_EPS_MAX = 0.9
-#: eps at initialization: small, so a new quasi layer starts close to the strict one
-QUASI_EPS_INIT = 0.05
 
 
 class _RelaxScaled(nn.Module):
@@ -410,253 +314,6 @@ class _RelaxScaled(nn.Module):
     def forward(self, phi: torch.Tensor, eps: torch.Tensor) -> Monomial:
         scale = 1 + eps * torch.tanh(self.net(phi).squeeze(-1))
         return torch.arange(phi.shape[-2], device=phi.device), scale
-
-
-def _index_features(x: Weights, type_: str) -> torch.Tensor:
-    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
-
-    For every axis of the type: the log of the root mean square of the slice an index
-    selects (over channels and all other axes; in float64, so squares do not overflow).
-    Permuting the type's indices permutes the rows; permuting any other type, or an escnn
-    element (orthogonal) on other axes, changes nothing. Clamped, so huge or tiny weights
-    give finite features.
-    """
-    feats = []
-    for name, axes in TENSORS.items():
-        for dim, axis in enumerate(axes, start=2):
-            if axis.rstrip("*") == type_:
-                size = x[name].double().square().movedim(dim, -1).flatten(1, -2).mean(1).sqrt()
-                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
-    return torch.stack(feats, dim=-1)
-
-
-class QuasiRelaxation(nn.Module):
-    """alpha(x): one element per sample of the continuous part's identity component.
-
-    - c1 (scaled): _RelaxScaled on 3 feature(s) per index
-    - c2 (scaled): _RelaxScaled on 3 feature(s) per index
-
-    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
-    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        init = QUASI_EPS_INIT / QUASI_EPS_MAX
-        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
-        self.maps = nn.ModuleDict(
-            {
-                "c1": _RelaxScaled(3),
-                "c2": _RelaxScaled(3),
-            }
-        )
-
-    @property
-    def eps(self) -> torch.Tensor:
-        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
-
-    def forward(self, x: Weights) -> dict[str, object]:
-        eps = self.eps
-        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
-
-
-def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read: none here."""
-    return {}
-
-
-def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
-    # b3[y]: as is
-    return x["b3"].flatten(1, 2)
-
-
-def _reduce_carry_c1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c1 from input to output."""
-    return torch.cat(
-        [
-            # K1[c1, cin*, kx, ky]: carry c1
-            x["K1"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
-            # b1[c1]: carry c1
-            x["b1"],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_c2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c2 from input to output."""
-    # b2[c2]: carry c2
-    return x["b2"]
-
-
-def _reduce_carry_c2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c2 from input to output."""
-    # W3[y, c2*]: carry c2
-    return x["W3"].flatten(1, 2)
-
-
-def _reduce_carry_c1_c2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c1, c2 from input to output."""
-    # K2[c2, c1*, kx, ky]: carry c2, c1
-    return x["K2"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
-
-
-# Per term group, for initialization: fixed size of each input pattern and whether it
-# pools; fixed size of each output pattern, the number of input patterns feeding its
-# tensor, and how many of those do not pool.
-_IN_WIDTHS_POOLED = [10]
-_IN_POOLED_POOLED = [0]
-_OUT_WIDTHS_POOLED = [10]
-_FANS_POOLED = [1]
-_FANS_KEPT_POOLED = [1]
-_IN_WIDTHS_CARRY_C1 = [9, 1]
-_IN_POOLED_CARRY_C1 = [0, 0]
-_OUT_WIDTHS_CARRY_C1 = [9, 1]
-_FANS_CARRY_C1 = [2, 2]
-_FANS_KEPT_CARRY_C1 = [2, 2]
-_IN_WIDTHS_CARRY_C2 = [1]
-_IN_POOLED_CARRY_C2 = [0]
-_OUT_WIDTHS_CARRY_C2 = [1]
-_FANS_CARRY_C2 = [1]
-_FANS_KEPT_CARRY_C2 = [1]
-_IN_WIDTHS_CARRY_C2_V2 = [10]
-_IN_POOLED_CARRY_C2_V2 = [0]
-_OUT_WIDTHS_CARRY_C2_V2 = [10]
-_FANS_CARRY_C2_V2 = [1]
-_FANS_KEPT_CARRY_C2_V2 = [1]
-_IN_WIDTHS_CARRY_C1_C2 = [9]
-_IN_POOLED_CARRY_C1_C2 = [0]
-_OUT_WIDTHS_CARRY_C1_C2 = [9]
-_FANS_CARRY_C1_C2 = [1]
-_FANS_KEPT_CARRY_C1_C2 = [1]
-
-
-# --------------------------------------------------------------------------------------
-# escnn types: on their axes every block of a mix lies in the commutant of the group, the
-# span of exact basis maps (reduced row echelon form from escnn, or 0/1 orbit indicators
-# for grids). A block is coefficients [out, *out plain fixed, in, *in plain fixed, *dims]
-# contracted with the bases of the escnn factors; the mix is formed every forward (tiny)
-# and applied by the same single matmul.
-
-#: the bases, ``(maps, *axis sizes)``; a grid's cells as two axes ``(k, k)``
-_BASES: tuple[torch.Tensor, ...] = (
-    # 0: grid (C4 on a 3x3 grid), out kx, ky; in kx, ky: 21 map(s)
-    _sparse(
-        (21, 3, 3, 3, 3),
-        "0 20 60 80; 1 23 57 79; 2 26 54 78; 3 19 61 77; 4 22 58 76; 5 25 55 75; 6 18 "
-        "62 74; 7 21 59 73; 8 24 56 72; 9 33 47 71; 10 30 50 70; 11 27 53 69; 12 34 46 "
-        "68; 13 31 49 67; 14 28 52 66; 15 35 45 65; 16 32 48 64; 17 29 51 63; 36 38 42 "
-        "44; 37 39 41 43; 40",
-    ),
-    # 1: grid (C4 on a 3x3 grid), out kx, ky: 3 map(s)
-    _sparse((3, 3, 3), "0 2 6 8; 1 3 5 7; 4"),
-    # 2: grid (C4 on a 3x3 grid), in kx, ky: 3 map(s)
-    _sparse((3, 3, 3), "0 2 6 8; 1 3 5 7; 4"),
-)
-
-#: Per term group touching escnn axes, its mix block by block (rows: output patterns,
-#: columns: input patterns; the pooled group's bias as one column): (out plain fixed
-#: sizes, in plain fixed sizes, commutant dimensions, einsum forming the block from the
-#: coefficients and bases, None for a dense block; the bases used; out fixed size, in
-#: fixed size).
-_PAIRS_CARRY_C1 = (
-    (
-        # K1 <- K1: grid (C4 on a 3x3 grid): 21 map(s)
-        ((1,), (1,), (21,), "oaieA,Abdfg->oabdiefg", (0,), 9, 9),
-        # K1 <- b1: grid (C4 on a 3x3 grid): 3 map(s)
-        ((1,), (), (3,), "oaiA,Abd->oabdi", (1,), 9, 1),
-    ),
-    (
-        # b1 <- K1: grid (C4 on a 3x3 grid): 3 map(s)
-        ((), (1,), (3,), "oiaA,Abd->oiabd", (2,), 1, 9),
-        # b1 <- b1: dense: 1 map(s)
-        ((), (), (), None, (), 1, 1),
-    ),
-)
-_PAIRS_CARRY_C1_C2 = (
-    (
-        # K2 <- K2: grid (C4 on a 3x3 grid): 21 map(s)
-        ((), (), (21,), "oiA,Aabde->oabide", (0,), 9, 9),
-    ),
-)
-
-
-def _register_bases(module: nn.Module) -> None:
-    """The bases as (non-persistent) buffers, in float64: they follow ``.to(device)`` and
-    are cast to the coefficients' dtype where used (exact in float64, as built)."""
-    for i, basis in enumerate(_BASES):
-        module.register_buffer(f"basis_{i}", basis, persistent=False)
-
-
-def _bases_of(module: nn.Module) -> list[torch.Tensor]:
-    return [getattr(module, f"basis_{i}") for i in range(len(_BASES))]
-
-
-def _coefficients(out_channels: int, in_channels: int, rows: tuple) -> nn.ParameterList:
-    """One coefficient tensor per block: ``[out, *out plain, in, *in plain, *dims]``; for a
-    bias (``in_channels`` 0) ``[out, *out plain, *dims]``."""
-    shapes = [
-        (out_channels, *o, *((in_channels, *i) if in_channels else ()), *d)
-        for row in rows
-        for o, i, d, *_ in row
-    ]
-    return nn.ParameterList([nn.Parameter(torch.empty(shape)) for shape in shapes])
-
-
-def _assemble(
-    coefficients: nn.ParameterList,
-    rows: tuple,
-    bases: list[torch.Tensor],
-    out_channels: int,
-    in_channels: int,
-) -> torch.Tensor:
-    """The dense mix ``[out_channels * out fixed, in_channels * in fixed]`` of a group, block
-    by block from its coefficients (a bias: ``in_channels`` 1, one column)."""
-    theta = iter(coefficients)
-    blocks = []
-    for row in rows:
-        parts = []
-        for *_, equation, used, out_size, in_size in row:
-            block = next(theta)
-            if equation is not None:
-                block = torch.einsum(equation, block, *(bases[i].to(block.dtype) for i in used))
-            parts.append(block.reshape(out_channels * out_size, in_channels * in_size))
-        blocks.append(torch.cat(parts, dim=1))
-    return torch.cat(blocks, dim=0)
-
-
-def _init_coefficients(
-    coefficients: nn.ParameterList,
-    rows: tuple,
-    bases: list[torch.Tensor],
-    in_channels: int,
-    in_widths: list[int],
-    in_pooled: list[int],
-    fans: list[int],
-    fans_kept: list[int],
-) -> None:
-    """``_init_mix`` for formed mixes: each block's entries get, on average over the block,
-    the variance a dense block would, so a coefficient's variance is the dense one times
-    the size of the escnn axes over the summed squared norms of their basis maps."""
-    theta = iter(coefficients)
-    for r, row in enumerate(rows):
-        for c, (*_, used, _, _) in enumerate(row):
-            fan = fans[r] if in_pooled[c] else fans_kept[r]
-            var = 1 / (in_channels * in_widths[c] * fan)
-            for i in used:
-                if bases[i].numel():
-                    var *= bases[i][0].numel() / float(bases[i].square().sum())
-            with torch.no_grad():
-                next(theta).normal_().mul_(var**0.5)
 
 
 def _init_mix(
@@ -689,11 +346,44 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
-def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
-    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
-    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
-    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
-    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+class _Mix(nn.Module):
+    """One term group's channel mix: ``weight [out_channels * out fixed, in_channels * in
+    fixed]`` (the fixed sizes summed over the group's output and input patterns) and, for
+    the pooled group, the equivariant ``bias`` (one entry per output row).
+
+    ``widths = (in_widths, in_pooled, out_widths, fans, fans_kept)`` per pattern, read by
+    :func:`_init_mix`; ``split`` cuts the mix's output rows into the output patterns."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
+        rows, cols = out_channels * sum(widths[2]), in_channels * sum(widths[0])
+        self.weight = nn.Parameter(torch.empty(rows, cols, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(rows, device=device, dtype=dtype)) if bias else None
+        self.split = [out_channels * w for w in widths[2]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight as :func:`_init_mix` says; the bias at zero."""
+        _init_mix(self.weight, self.in_channels, *self.widths)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """Channels, the mix's shape, and whether it carries the bias."""
+        rows, cols = self.weight.shape
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols}, bias={self.bias is not None}"
+        )
 
 
 class _BatchMix(torch.autograd.Function):
@@ -753,11 +443,35 @@ def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Ten
     )
 
 
+_FOLD_MAX_ENTRIES = 8
+
+
+_FOLD_MIN_ROWS = 32
+
+
+def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
+    """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
+    layer makes at run time, since it depends on sizes, device and autograd state.
+    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
+    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
+    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
+    if (
+        flat.device.type == "cpu"
+        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
+        and weight.shape[0] >= _FOLD_MIN_ROWS
+    ):
+        return "fold"
+    if _batch_mix_pays(weight, flat, *others):
+        return "batch"
+    return "bmm"
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
-    if _folds(weight, flat):
+    route = _route(weight, flat)
+    if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
-    if _batch_mix_pays(weight, flat):
+    if route == "batch":
         return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -775,13 +489,16 @@ def _mix_into(
     r: torch.Tensor,
     fixed: tuple[int, ...] = (),
     order: tuple[int, ...] | None = None,
+    owned: bool = False,
 ) -> torch.Tensor:
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
     The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
     terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
-    to the tensor's axes as a view (no transposed copy).
+    to the tensor's axes as a view (no transposed copy). ``owned``: the build proved
+    ``acc`` a fresh sum that no other value shares, so it may be written in place (when it
+    also has the product's shape and is contiguous); else the sum starts from a copy.
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -793,23 +510,17 @@ def _mix_into(
     if acc.dtype != r.dtype or weight.dtype != r.dtype:
         # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
         return (acc + _mix(weight, r).view(shape)).permute(order)
-    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+    if not owned or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if _folds(weight, inputs):
+    route = _route(weight, inputs, flat)
+    if route == "fold":
         flat.add_(_product(weight, inputs))
-    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+    elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)
-
-
-def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
-    different axes sum to a larger tensor)."""
-    acc = out.get(name)
-    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -826,272 +537,152 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
     return result
 
 
-class EquivariantLayer(nn.Module):
-    """A linear layer on the weight space, equivariant under its symmetry group.
+def _register_bases(module: nn.Module, bases: tuple[torch.Tensor, ...]) -> None:
+    """The bases as (non-persistent) buffers, in float64: they follow ``.to(device)`` and
+    are cast to the coefficients' dtype where used (exact in float64, as built)."""
+    for i, basis in enumerate(bases):
+        module.register_buffer(f"basis_{i}", basis, persistent=False)
 
-    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
-    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
-    term of every block (250 terms at generic sizes) and the equivariant bias. Sizes of
-    group types are read from the input, so one layer serves networks of any width.
 
-    The terms are computed in groups that share one matmul: reduce (diagonals, mean
-    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
-    No dense basis is ever built.
+def _bases_of(module: nn.Module) -> list[torch.Tensor]:
+    """The buffers ``_register_bases`` made, in order."""
+    return [b for name, b in module.named_buffers(recurse=False) if name.startswith("basis_")]
 
-    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
-    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
-    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
-    still represents the same function whenever the input does. Only the continuous part
-    (c1, c2) is relaxed; ``F`` stays strictly
-    equivariant under every permutation.
-    """
+
+def _coefficients(
+    out_channels: int, in_channels: int, rows: tuple, device=None, dtype=None
+) -> nn.ParameterList:
+    """One coefficient tensor per block: ``[out, *out plain, in, *in plain, *dims]``; for a
+    bias (``in_channels`` 0) ``[out, *out plain, *dims]``."""
+    shapes = [
+        (out_channels, *o, *((in_channels, *i) if in_channels else ()), *d)
+        for row in rows
+        for o, i, d, *_ in row
+    ]
+    return nn.ParameterList(
+        [nn.Parameter(torch.empty(shape, device=device, dtype=dtype)) for shape in shapes]
+    )
+
+
+def _assemble(
+    coefficients: nn.ParameterList,
+    rows: tuple,
+    bases: list[torch.Tensor],
+    out_channels: int,
+    in_channels: int,
+) -> torch.Tensor:
+    """The dense mix ``[out_channels * out fixed, in_channels * in fixed]`` of a group, block
+    by block from its coefficients (a bias: ``in_channels`` 1, one column)."""
+    theta = iter(coefficients)
+    blocks = []
+    for row in rows:
+        parts = []
+        for *_, equation, used, out_size, in_size in row:
+            block = next(theta)
+            if equation is not None:
+                block = torch.einsum(equation, block, *(bases[i].to(block.dtype) for i in used))
+            parts.append(block.reshape(out_channels * out_size, in_channels * in_size))
+        blocks.append(torch.cat(parts, dim=1))
+    return torch.cat(blocks, dim=0)
+
+
+def _init_coefficients(
+    coefficients: nn.ParameterList,
+    rows: tuple,
+    bases: list[torch.Tensor],
+    in_channels: int,
+    in_widths: list[int],
+    in_pooled: list[int],
+    fans: list[int],
+    fans_kept: list[int],
+) -> None:
+    """``_init_mix`` for formed mixes: each block's entries get, on average over the block,
+    the variance a dense block would, so a coefficient's variance is the dense one times
+    the size of the escnn axes over the summed squared norms of their basis maps."""
+    theta = iter(coefficients)
+    for r, row in enumerate(rows):
+        for c, (*_, used, _, _) in enumerate(row):
+            fan = fans[r] if in_pooled[c] else fans_kept[r]
+            var = 1 / (in_channels * in_widths[c] * fan)
+            for i in used:
+                if bases[i].numel():
+                    var *= bases[i][0].numel() / float(bases[i].square().sum())
+            with torch.no_grad():
+                next(theta).normal_().mul_(var**0.5)
+
+
+class _CommutantMix(nn.Module):
+    """A term group's channel mix restricted, on escnn axes, to the commutant: one coefficient
+    tensor per block (output pattern x input pattern, see :func:`_coefficients`), formed
+    into the dense ``weight [out_channels * out fixed, in_channels * in fixed]`` by
+    :func:`_assemble` when read (it is small). ``bias`` (``bias_rows`` given) is formed the
+    same way from the invariant vectors. The bases are float64 non-persistent buffers, so
+    they follow ``.to(device)`` and are cast where used. ``widths``: see ``_Mix``."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        rows: tuple,
+        bias_rows: tuple | None,
+        bases: tuple[torch.Tensor, ...],
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
-        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
-        self.relaxation = QuasiRelaxation() if quasi else None
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        # pooled: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
-        self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
-        # carry_c1: 28 terms per channel pair
-        # (coefficients of the blocks of its mix: escnn axes)
-        self.weight_carry_c1 = _coefficients(out_channels, in_channels, _PAIRS_CARRY_C1)
-        self._split_carry_c1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1]
-        # carry_c2: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_c2 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2]
-        # carry_c2_v2: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_carry_c2_v2 = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_carry_c2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2_V2]
-        # carry_c1_c2: 21 terms per channel pair
-        # (coefficients of the blocks of its mix: escnn axes)
-        self.weight_carry_c1_c2 = _coefficients(out_channels, in_channels, _PAIRS_CARRY_C1_C2)
-        self._split_carry_c1_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2]
-        _register_bases(self)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.widths, self.rows, self.bias_rows = widths, rows, bias_rows
+        self.split = [out_channels * w for w in widths[2]]
+        _register_bases(self, tuple(b.to(device) for b in bases))
+        self.coefficients = _coefficients(out_channels, in_channels, rows, device, dtype)
+        self.bias_coefficients = (
+            None if bias_rows is None else _coefficients(out_channels, 0, bias_rows, device, dtype)
+        )
         self.reset_parameters()
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense mix, formed from the coefficients and the bases."""
+        return _assemble(
+            self.coefficients, self.rows, _bases_of(self), self.out_channels, self.in_channels
+        )
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The equivariant bias: invariant on escnn axes (formed like the mix)."""
+        if self.bias_coefficients is None:
+            return None
+        return _assemble(
+            self.bias_coefficients, self.bias_rows, _bases_of(self), self.out_channels, 1
+        ).flatten()
+
     def reset_parameters(self) -> None:
-        _init_mix(
-            self.weight_pooled,
-            self.in_channels,
-            _IN_WIDTHS_POOLED,
-            _IN_POOLED_POOLED,
-            _OUT_WIDTHS_POOLED,
-            _FANS_POOLED,
-            _FANS_KEPT_POOLED,
-        )
-        if self.bias_pooled is not None:
-            nn.init.zeros_(self.bias_pooled)
+        """Each block's entries get, on average, the variance of a dense block (see
+        :func:`_init_coefficients`); the bias starts at zero."""
+        in_widths, in_pooled, _, fans, fans_kept = self.widths
         _init_coefficients(
-            self.weight_carry_c1,
-            _PAIRS_CARRY_C1,
+            self.coefficients,
+            self.rows,
             _bases_of(self),
             self.in_channels,
-            _IN_WIDTHS_CARRY_C1,
-            _IN_POOLED_CARRY_C1,
-            _FANS_CARRY_C1,
-            _FANS_KEPT_CARRY_C1,
+            in_widths,
+            in_pooled,
+            fans,
+            fans_kept,
         )
-        _init_mix(
-            self.weight_carry_c2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C2,
-            _IN_POOLED_CARRY_C2,
-            _OUT_WIDTHS_CARRY_C2,
-            _FANS_CARRY_C2,
-            _FANS_KEPT_CARRY_C2,
+        for p in self.bias_coefficients or []:
+            nn.init.zeros_(p)
+
+    def extra_repr(self) -> str:
+        """Channels, the dense mix's shape, and the number of learnable coefficients."""
+        coefficients = sum(p.numel() for p in self.coefficients)
+        rows, cols = self.out_channels * sum(self.widths[2]), self.in_channels * sum(self.widths[0])
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols} from {coefficients} coefficients, "
+            f"bias={self.bias_coefficients is not None}"
         )
-        _init_mix(
-            self.weight_carry_c2_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C2_V2,
-            _IN_POOLED_CARRY_C2_V2,
-            _OUT_WIDTHS_CARRY_C2_V2,
-            _FANS_CARRY_C2_V2,
-            _FANS_KEPT_CARRY_C2_V2,
-        )
-        _init_coefficients(
-            self.weight_carry_c1_c2,
-            _PAIRS_CARRY_C1_C2,
-            _bases_of(self),
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C1_C2,
-            _IN_POOLED_CARRY_C1_C2,
-            _FANS_CARRY_C1_C2,
-            _FANS_KEPT_CARRY_C1_C2,
-        )
-
-    def forward(self, x: Weights) -> Weights:
-        n = sizes_of(x, self.in_channels)
-        m = _shared(x)
-        out: Weights = {}
-        self._mix_pooled(x, n, m, out)
-        self._mix_carry_c1(x, n, m, out)
-        self._mix_carry_c2(x, n, m, out)
-        self._mix_carry_c2_v2(x, n, m, out)
-        self._mix_carry_c1_c2(x, n, m, out)
-        y = _complete(out, x, self.out_channels)
-        if self.relaxation is not None:
-            y = act(self.relaxation(x), y)
-        return y
-
-    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split_with_sizes(self._split_pooled, dim=1)
-        # b3[y]: as is
-        _add(out, "b3", zs[0].unflatten(1, (-1, 10)))
-
-    def _mix_carry_c1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c1 (28 per channel pair)."""
-        z = _mix(self._weight_carry_c1(), _reduce_carry_c1(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_c1, dim=1)
-        # K1[c1, cin*, kx, ky]: carry c1
-        _add(out, "K1", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
-        # b1[c1]: carry c1
-        _add(out, "b1", zs[1])
-
-    def _mix_carry_c2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c2 (1 per channel pair)."""
-        # b2[c2]: carry c2; the terms added so far ride in the matmul
-        out["b2"] = _mix_into(out.get("b2"), self.weight_carry_c2, _reduce_carry_c2(x, n, m))
-
-    def _mix_carry_c2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c2 (100 per channel pair)."""
-        # W3[y, c2*]: carry c2; the terms added so far ride in the matmul
-        out["W3"] = _mix_into(
-            out.get("W3"), self.weight_carry_c2_v2, _reduce_carry_c2_v2(x, n, m), fixed=(10,)
-        )
-
-    def _mix_carry_c1_c2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c1, c2 (21 per channel pair)."""
-        # K2[c2, c1*, kx, ky]: carry c2, c1; the terms added so far ride in the matmul
-        out["K2"] = _mix_into(
-            out.get("K2"),
-            self._weight_carry_c1_c2(),
-            _reduce_carry_c1_c2(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-    def _weight_carry_c1(self) -> torch.Tensor:
-        """The mix of carry_c1, formed from its coefficients and the escnn bases."""
-        return _assemble(
-            self.weight_carry_c1,
-            _PAIRS_CARRY_C1,
-            _bases_of(self),
-            self.out_channels,
-            self.in_channels,
-        )
-
-    def _weight_carry_c1_c2(self) -> torch.Tensor:
-        """The mix of carry_c1_c2, formed from its coefficients and the escnn bases."""
-        return _assemble(
-            self.weight_carry_c1_c2,
-            _PAIRS_CARRY_C1_C2,
-            _bases_of(self),
-            self.out_channels,
-            self.in_channels,
-        )
-
-
-class InvariantHead(nn.Module):
-    """Invariant pooling of every tensor, then a linear map to ``out_features``.
-
-    The pooled features are exactly the invariant linear functionals of the weight space
-    (10 per channel), so ``forward`` returns ``[batch, out_features]``
-    that no group element changes.
-    """
-
-    def __init__(self, in_channels: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.in_features = in_channels * 10
-        self.linear = nn.Linear(self.in_features, out_features, bias=bias)
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        n = sizes_of(x, self.in_channels)
-        r = _reduce_pooled(x, n, _shared(x))
-        return self.linear(r)
-
-
-# --------------------------------------------------------------------------------------
-# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
-# normalization, canonicalization and degree-2 products that respect the group, and a
-# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
-# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
-
-__all__ += [
-    "BLOCK_TABLES",
-    "Degree2",
-    "EquivariantActivation",
-    "EquivariantNorm",
-    "InputNormalizer",
-    "MetaNetwork",
-    "canonicalize",
-]
-
-#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
-#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
-#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
-#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
-BLOCK_TABLES: dict = {
-    "activation": {
-        "K1": "homogeneous",
-        "b1": "homogeneous",
-        "K2": "homogeneous",
-        "b2": "homogeneous",
-        "W3": "homogeneous",
-        "b3": "any",
-    },
-    "entry": {
-        "K1": ((4, 5), True, False, False),
-        "b1": ((), True, False, False),
-        "K2": ((4, 5), True, False, False),
-        "b2": ((), True, False, False),
-        "W3": ((), True, False, False),
-        "b3": ((), False, False, False),
-    },
-    "norm": {"K1": None, "b1": None, "K2": None, "b2": None, "W3": None, "b3": (1, 2)},
-    "centre": {"K1": None, "b1": None, "K2": None, "b2": None, "W3": None, "b3": ()},
-    "pool": {
-        "K1": ((2,), 1),
-        "b1": ((2,), 1),
-        "K2": ((2, 3), 1),
-        "b2": ((2,), 1),
-        "W3": ((3,), 10),
-        "b3": ((), 10),
-    },
-    "shapes": {
-        "K1": (1, 1, 3, 3),
-        "b1": (1,),
-        "K2": (1, 1, 3, 3),
-        "b2": (1,),
-        "W3": (10, 1),
-        "b3": (10,),
-    },
-    "products": (
-        ("b2", "W3", "bci,bcji->bcj", ("b3",)),
-        ("b2", "W3", "bci,bcji->bc", ()),
-        ("W3", "b3", "bcij,bci->bcij", ("W3",)),
-        ("b3", "b3", "bci,bci->bci", ("b3",)),
-        ("b3", "b3", "bci,bci->bc", ()),
-    ),
-    "products_problem": "",
-    "canon": (
-        ("c1", "positive", (("K1", 2), ("b1", 2)), (("K2", 3),), (("b1", 2),)),
-        ("c2", "positive", (("K2", 2), ("b2", 2)), (("W3", 3),), (("b2", 2),)),
-    ),
-    "canon_problem": "",
-}
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -1132,6 +723,7 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
         "relu": torch.relu,
         "gelu": nn.functional.gelu,
@@ -1538,6 +1130,481 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# The group: random elements and their action (for augmentation and tests)
+
+
+#: every element of C4 on a 3x3 grid as its matrix on grid (cells of kx x ky)
+_ELEMENTS_grid = _sparse(
+    (4, 9, 9),
+    "0 10 20 30 40 50 60 70 80; 2 14 26 28 40 52 54 66 78; 8 16 24 32 40 48 56 64 72; 6 12 "
+    "18 34 40 46 62 68 74",
+)
+
+
+def _sample_escnn_grid(generator: torch.Generator | None) -> torch.Tensor:
+    """A uniformly random element of C4 on a 3x3 grid: its exact matrix."""
+    return _ELEMENTS_grid[int(torch.randint(4, (), generator=generator))].clone()
+
+
+def sample_group_element(
+    sizes: dict[str, int], generator: torch.Generator | None = None
+) -> dict[str, object]:
+    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
+
+    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
+    matrix for GL, O(n) and escnn types (their representation; for a grid the permutation
+    matrix of its cells); all float64, cast by :func:`act` to the data's dtype.
+    """
+    return {
+        "c1": _sample_scaled(sizes["c1"], generator),
+        "c2": _sample_scaled(sizes["c2"], generator),
+        "grid": _sample_escnn_grid(generator),
+    }
+
+
+#: grid type -> its two fixed types: the group permutes the cells of that pair of axes
+_GRIDS: dict[str, tuple[str, str]] = {
+    "grid": ("kx", "ky"),
+}
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
+_ACTIONS = {
+    "scaled": _act_monomial,
+    "escnn": _act_matrix,
+}
+_COMPOSE = {
+    "scaled": _compose_monomial,
+    "escnn": _compose_matrix,
+}
+_INVERSE = {
+    "scaled": _inverse_monomial,
+    "escnn": _inverse_matrix,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+
+
+def act(g: dict[str, object], x: Weights) -> Weights:
+    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
+
+    Every axis of a group type is transformed by that type's element (the dual action on
+    ``*`` axes), a grid's pair of axes by the permutation of its cells; other fixed axes are
+    left alone.
+    """
+    out = {}
+    for name, axes in TENSORS.items():
+        t = x[name]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g:
+                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
+        for grid, tie in _GRIDS.items():
+            if grid in g and tie[0] in [a.rstrip("*") for a in axes]:
+                t = _act_grid(t, axes, tie, g[grid])
+        out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the root mean square of the slice an index
+    selects (over channels and all other axes; in float64, so squares do not overflow).
+    Permuting the type's indices permutes the rows; permuting any other type, or an escnn
+    element (orthogonal) on other axes, changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].double().square().movedim(dim, -1).flatten(1, -2).mean(1).sqrt()
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - c1 (scaled): _RelaxScaled on 3 feature(s) per index
+    - c2 (scaled): _RelaxScaled on 3 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "c1": _RelaxScaled(3),
+                "c2": _RelaxScaled(3),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Invariant summaries (what InvariantHead pools), from the same program as the layer
+
+
+def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
+    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+    sizes_of(x, channels)  # checks the shapes
+    # b3[y]: as is
+    r_pooled = x["b3"].flatten(1, 2)
+    return r_pooled
+
+
+# --------------------------------------------------------------------------------------
+# escnn types: on their axes every block of a mix lies in the commutant of the group, the
+# span of exact basis maps (reduced row echelon form from escnn, or 0/1 orbit indicators
+# for grids). A block is coefficients [out, *out plain fixed, in, *in plain fixed, *dims]
+# contracted with the bases of the escnn factors; the mix is formed every forward (tiny)
+# and applied by the same single matmul.
+
+#: the bases, ``(maps, *axis sizes)``; a grid's cells as two axes ``(k, k)``
+_BASES: tuple[torch.Tensor, ...] = (
+    # 0: grid (C4 on a 3x3 grid), out kx, ky; in kx, ky: 21 map(s)
+    _sparse(
+        (21, 3, 3, 3, 3),
+        "0 20 60 80; 1 23 57 79; 2 26 54 78; 3 19 61 77; 4 22 58 76; 5 25 55 75; 6 18 "
+        "62 74; 7 21 59 73; 8 24 56 72; 9 33 47 71; 10 30 50 70; 11 27 53 69; 12 34 46 "
+        "68; 13 31 49 67; 14 28 52 66; 15 35 45 65; 16 32 48 64; 17 29 51 63; 36 38 42 "
+        "44; 37 39 41 43; 40",
+    ),
+    # 1: grid (C4 on a 3x3 grid), out kx, ky: 3 map(s)
+    _sparse((3, 3, 3), "0 2 6 8; 1 3 5 7; 4"),
+    # 2: grid (C4 on a 3x3 grid), in kx, ky: 3 map(s)
+    _sparse((3, 3, 3), "0 2 6 8; 1 3 5 7; 4"),
+)
+
+#: Per term group touching escnn axes, its mix block by block (rows: output patterns,
+#: columns: input patterns; the pooled group's bias as one column): (out plain fixed
+#: sizes, in plain fixed sizes, commutant dimensions, einsum forming the block from the
+#: coefficients and bases, None for a dense block; the bases used; out fixed size, in
+#: fixed size).
+_PAIRS_CARRY_C1 = (
+    (
+        # K1 <- K1: grid (C4 on a 3x3 grid): 21 map(s)
+        ((1,), (1,), (21,), "oaieA,Abdfg->oabdiefg", (0,), 9, 9),
+        # K1 <- b1: grid (C4 on a 3x3 grid): 3 map(s)
+        ((1,), (), (3,), "oaiA,Abd->oabdi", (1,), 9, 1),
+    ),
+    (
+        # b1 <- K1: grid (C4 on a 3x3 grid): 3 map(s)
+        ((), (1,), (3,), "oiaA,Abd->oiabd", (2,), 1, 9),
+        # b1 <- b1: dense: 1 map(s)
+        ((), (), (), None, (), 1, 1),
+    ),
+)
+_PAIRS_CARRY_C1_C2 = (
+    (
+        # K2 <- K2: grid (C4 on a 3x3 grid): 21 map(s)
+        ((), (), (21,), "oiA,Aabde->oabide", (0,), 9, 9),
+    ),
+)
+
+
+#: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
+#: types and the tensors the group writes, "h1,h2:W2"): per pattern, the input widths, whether
+#: each input pools, the output widths, and the fans of the output tensors (see _init_mix)
+_MIXES: dict[str, tuple] = {
+    "pooled": ((10,), (0,), (10,), (1,), (1,)),
+    "c1:K1,b1": ((9, 1), (0, 0), (9, 1), (2, 2), (2, 2)),
+    "c2:b2": ((1,), (0,), (1,), (1,), (1,)),
+    "c2:W3": ((10,), (0,), (10,), (1,), (1,)),
+    "c1,c2:K2": ((9,), (0,), (9,), (1,), (1,)),
+}
+#: mixes restricted to a commutant on escnn axes: their block tables (mix, bias)
+_COMMUTANT: dict[str, tuple] = {
+    "c1:K1,b1": (_PAIRS_CARRY_C1, None),
+    "c1,c2:K2": (_PAIRS_CARRY_C1_C2, None),
+}
+#: state-dict names of version 1 of this layer (qgen 0.1) -> their names now
+_RENAMED: dict[str, str] = {
+    "weight_pooled": "mixes.pooled.weight",
+    "bias_pooled": "mixes.pooled.bias",
+    "weight_carry_c1": "mixes.c1:K1,b1.coefficients",
+    "weight_carry_c2": "mixes.c2:b2.weight",
+    "weight_carry_c2_v2": "mixes.c2:W3.weight",
+    "weight_carry_c1_c2": "mixes.c1,c2:K2.coefficients",
+}
+
+
+class EquivariantLayer(nn.Module):
+    """A linear layer on the weight space, equivariant under its symmetry group.
+
+    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
+    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
+    term of every block (250 terms at generic sizes) and the equivariant bias. Sizes of
+    group types are read from the input, so one layer serves networks of any width.
+
+    The terms are computed in groups that share one matmul: reduce (diagonals, mean
+    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
+    No dense basis is ever built.
+
+    Parameters live in ``mixes``, one small module per group of terms, keyed by a stable
+    name (``"pooled"``, or the carried types and the tensors the group writes, such as
+    ``"h1,h2:W2"``). ``contiguous=False`` lets outputs be permuted views of the mix results
+    (one copy fewer of the tensors whose mix moves their axes); ``device`` and ``dtype``
+    create the parameters there, as ``nn.Linear`` does.
+
+    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
+    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
+    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
+    still represents the same function whenever the input does. Only the continuous part
+    (c1, c2) is relaxed; ``F`` stays strictly
+    equivariant under every permutation.
+    """
+
+    _version = 2  # 1: one parameter per group, named by the planner (see _RENAMED)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        quasi: bool = False,
+        contiguous: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
+        self.relaxation = QuasiRelaxation().to(**factory) if quasi else None
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        #: whether every output tensor is contiguous (else some may be permuted views)
+        self.contiguous = contiguous
+        mixes = {}
+        for key, widths in _MIXES.items():
+            if key in _COMMUTANT:
+                rows, bias_rows = _COMMUTANT[key]
+                bias_rows = bias_rows if bias else None
+                mixes[key] = _CommutantMix(
+                    in_channels, out_channels, widths, rows, bias_rows, _BASES, **factory
+                )
+                continue
+            with_bias = bias and key == "pooled"
+            mixes[key] = _Mix(in_channels, out_channels, widths, with_bias, **factory)
+        #: one channel mix per group of terms, by the key of ``_MIXES``
+        self.mixes = nn.ModuleDict(mixes)
+
+    def reset_parameters(self) -> None:
+        """Every mix re-initialized (see ``_init_mix``), biases zero."""
+        for mix in self.mixes.values():
+            mix.reset_parameters()
+
+    def extra_repr(self) -> str:
+        """Channels, and the maps the layer spans."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"maps=250 per channel pair, quasi={self.relaxation is not None}"
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        """State dicts of version 1 (one parameter per group, ``weight_<group>``) load too."""
+        if local_metadata.get("version", 1) < 2:
+            for old, new in _RENAMED.items():
+                for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                    rest = key[len(prefix + old) :]
+                    if rest == "" or rest.startswith("."):
+                        state_dict[prefix + new + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x: Weights) -> Weights:
+        """The layer: every group of terms reduces its inputs, mixes channels once, and
+        places the result into its output tensors, where the terms are summed."""
+        sizes_of(x, self.in_channels)  # checks the shapes
+        mixes = self.mixes
+        # b3[y]: as is
+        # b3[y]: as is
+        y_b3 = nn.functional.linear(
+            x["b3"].flatten(1, 2), mixes["pooled"].weight, mixes["pooled"].bias
+        ).unflatten(1, (-1, 10))
+        z_carry_c1_0, z_carry_c1_1 = _mix(
+            mixes["c1:K1,b1"].weight,
+            torch.cat(
+                [
+                    # K1[c1, cin*, kx, ky]: carry c1
+                    x["K1"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+                    # b1[c1]: carry c1
+                    x["b1"],
+                ],
+                dim=1,
+            ),
+        ).split_with_sizes(mixes["c1:K1,b1"].split, dim=1)
+        # K1[c1, cin*, kx, ky]: carry c1
+        y_K1 = z_carry_c1_0.unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4)
+        # b1[c1]: carry c1
+        y_b1 = z_carry_c1_1
+        # b2[c2]: carry c2
+        # b2[c2]: carry c2; the terms so far ride in the matmul
+        y_b2 = _mix_into(None, mixes["c2:b2"].weight, x["b2"])
+        # W3[y, c2*]: carry c2
+        # W3[y, c2*]: carry c2; the terms so far ride in the matmul
+        y_W3 = _mix_into(None, mixes["c2:W3"].weight, x["W3"].flatten(1, 2), fixed=(10,))
+        # K2[c2, c1*, kx, ky]: carry c2, c1
+        # K2[c2, c1*, kx, ky]: carry c2, c1; the terms so far ride in the matmul
+        y_K2 = _mix_into(
+            None,
+            mixes["c1,c2:K2"].weight,
+            x["K2"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        return self._finish(
+            x, {"K1": y_K1, "b1": y_b1, "K2": y_K2, "b2": y_b2, "W3": y_W3, "b3": y_b3}
+        )
+
+    def _finish(self, x: Weights, out: Weights) -> Weights:
+        """Every tensor at full shape (zeros where no term writes), then alpha (quasi),
+        then contiguous outputs unless the caller opted out."""
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        if self.contiguous:  # (a no-op for the tensors that are)
+            y = {name: t.contiguous() for name, t in y.items()}
+        return y
+
+
+class InvariantHead(nn.Module):
+    """Invariant pooling of every tensor, then a linear map to ``out_features``.
+
+    The pooled features are exactly the invariant linear functionals of the weight space
+    (10 per channel), so ``forward`` returns ``[batch, out_features]``
+    that no group element changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.in_features = in_channels * 10
+        self.linear = nn.Linear(
+            self.in_features, out_features, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        r = _invariant_summaries(x, self.in_channels)
+        return self.linear(r)
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (their runtime copied from qgen.runtime.blocks above):
+# nonlinearities, gates, normalization, canonicalization and degree-2 products that respect
+# the group, and a MetaNetwork composing them with the layers. Which rule each tensor gets
+# was decided at build time from the kinds of its axes (a tensor obeys every kind's rule
+# at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {
+        "K1": "homogeneous",
+        "b1": "homogeneous",
+        "K2": "homogeneous",
+        "b2": "homogeneous",
+        "W3": "homogeneous",
+        "b3": "any",
+    },
+    "entry": {
+        "K1": ((4, 5), True, False, False),
+        "b1": ((), True, False, False),
+        "K2": ((4, 5), True, False, False),
+        "b2": ((), True, False, False),
+        "W3": ((), True, False, False),
+        "b3": ((), False, False, False),
+    },
+    "norm": {"K1": None, "b1": None, "K2": None, "b2": None, "W3": None, "b3": (1, 2)},
+    "centre": {"K1": None, "b1": None, "K2": None, "b2": None, "W3": None, "b3": ()},
+    "pool": {
+        "K1": ((2,), 1),
+        "b1": ((2,), 1),
+        "K2": ((2, 3), 1),
+        "b2": ((2,), 1),
+        "W3": ((3,), 10),
+        "b3": ((), 10),
+    },
+    "shapes": {
+        "K1": (1, 1, 3, 3),
+        "b1": (1,),
+        "K2": (1, 1, 3, 3),
+        "b2": (1,),
+        "W3": (10, 1),
+        "b3": (10,),
+    },
+    "products": (
+        ("b2", "W3", "bci,bcji->bcj", ("b3",)),
+        ("b2", "W3", "bci,bcji->bc", ()),
+        ("W3", "b3", "bcij,bci->bcij", ("W3",)),
+        ("b3", "b3", "bci,bci->bci", ("b3",)),
+        ("b3", "b3", "bci,bci->bc", ()),
+    ),
+    "products_problem": "",
+    "canon": (
+        ("c1", "positive", (("K1", 2), ("b1", 2)), (("K2", 3),), (("b1", 2),)),
+        ("c2", "positive", (("K2", 2), ("b2", 2)), (("W3", 3),), (("b2", 2),)),
+    ),
+    "canon_problem": "",
+}
 
 
 class EquivariantActivation(Activation):

@@ -147,7 +147,8 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------
-# The group: random elements and their action (for augmentation and tests)
+# Runtime: the helpers this module uses, copied from qgen.runtime (torch only; the same
+# text in every generated module)
 
 
 def _random_orthogonal(n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -165,30 +166,6 @@ def _sample_gl(n: int, generator: torch.Generator | None) -> torch.Tensor:
     return _random_orthogonal(n, generator) @ torch.diag(u.exp()) @ _random_orthogonal(n, generator)
 
 
-def sample_group_element(
-    sizes: dict[str, int], generator: torch.Generator | None = None
-) -> dict[str, object]:
-    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
-
-    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
-    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
-    """
-    return {
-        "h1": _sample_gl(sizes["h1"], generator),
-        "h2": _sample_gl(sizes["h2"], generator),
-    }
-
-
-def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
-    """``v`` of shape ``[*lead, n]`` viewed to broadcast against ``t`` along ``dim``.
-
-    ``lead`` is empty (one element for the whole batch) or ``t``'s leading batch dims.
-    """
-    shape = [*v.shape[:-1], *[1] * (t.dim() - v.dim() + 1)]
-    shape[dim] = v.shape[-1]
-    return v.reshape(shape)
-
-
 def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch.Tensor:
     """``A`` applied along ``dim`` (``A^-T`` on a dual axis); ``A`` may be batched."""
     a = a.to(device=t.device)
@@ -200,65 +177,14 @@ def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch
 
 
 def _compose_matrix(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The matrix product ``g h`` in the wider of the two dtypes."""
     dtype = torch.promote_types(g.dtype, h.dtype)
     return g.to(dtype) @ h.to(device=g.device, dtype=dtype)
 
 
 def _inverse_matrix(g: torch.Tensor) -> torch.Tensor:
+    """``g^-1``."""
     return torch.linalg.inv(g)
-
-
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "gl": _act_matrix,
-}
-_COMPOSE = {
-    "gl": _compose_matrix,
-}
-_INVERSE = {
-    "gl": _inverse_matrix,
-}
-
-
-def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
-
-    A type missing from ``g`` or ``h`` counts as the identity there.
-    """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
-
-
-def inverse(g: dict[str, object]) -> dict[str, object]:
-    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
-
-
-def act(g: dict[str, object], x: Weights) -> Weights:
-    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
-
-    Every axis of a group type is transformed by that type's element (the dual action on
-    ``*`` axes); fixed axes are left alone.
-    """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        out[name] = t
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
-# part of the group, computed from permutation-equivariant per-index features of x
-
-#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
-QUASI_EPS_MAX = 0.9
-#: eps at initialization: small, so a new quasi layer starts close to the strict one
-QUASI_EPS_INIT = 0.05
 
 
 class _RelaxGL(nn.Module):
@@ -281,109 +207,6 @@ class _RelaxGL(nn.Module):
         norm = torch.linalg.matrix_norm(m)[..., None, None]
         eye = torch.eye(n, dtype=phi.dtype, device=phi.device)
         return eye + eps * m / (1 + norm)
-
-
-def _index_features(x: Weights, type_: str) -> torch.Tensor:
-    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
-
-    For every axis of the type: the log of the mean absolute value of the slice an index
-    selects (over channels and all other axes). Permuting the type's indices permutes
-    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
-    give finite features.
-    """
-    feats = []
-    for name, axes in TENSORS.items():
-        for dim, axis in enumerate(axes, start=2):
-            if axis.rstrip("*") == type_:
-                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
-                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
-    return torch.stack(feats, dim=-1)
-
-
-class QuasiRelaxation(nn.Module):
-    """alpha(x): one element per sample of the continuous part's identity component.
-
-    - h1 (gl): _RelaxGL on 2 feature(s) per index
-    - h2 (gl): _RelaxGL on 2 feature(s) per index
-
-    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
-    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        init = QUASI_EPS_INIT / QUASI_EPS_MAX
-        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
-        self.maps = nn.ModuleDict(
-            {
-                "h1": _RelaxGL(2),
-                "h2": _RelaxGL(2),
-            }
-        )
-
-    @property
-    def eps(self) -> torch.Tensor:
-        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
-
-    def forward(self, x: Weights) -> dict[str, object]:
-        eps = self.eps
-        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
-
-
-def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read: none here."""
-    return {}
-
-
-def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
-    return next(iter(x.values())).new_zeros(next(iter(x.values())).shape[0], 0)
-
-
-def _reduce_carry_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h1 from input to output."""
-    # A1[h1, x*]: carry h1
-    return x["A1"].permute(0, 1, 3, 2).flatten(1, 2)
-
-
-def _reduce_carry_h2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h2 from input to output."""
-    # A3[y, h2*]: carry h2
-    return x["A3"].flatten(1, 2)
-
-
-def _reduce_carry_h1_h2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h1, h2 from input to output."""
-    # A2[h2, h1*]: carry h2, h1
-    return x["A2"]
-
-
-# Per term group, for initialization: fixed size of each input pattern and whether it
-# pools; fixed size of each output pattern, the number of input patterns feeding its
-# tensor, and how many of those do not pool.
-_IN_WIDTHS_CARRY_H1 = [3]
-_IN_POOLED_CARRY_H1 = [0]
-_OUT_WIDTHS_CARRY_H1 = [3]
-_FANS_CARRY_H1 = [1]
-_FANS_KEPT_CARRY_H1 = [1]
-_IN_WIDTHS_CARRY_H2 = [2]
-_IN_POOLED_CARRY_H2 = [0]
-_OUT_WIDTHS_CARRY_H2 = [2]
-_FANS_CARRY_H2 = [1]
-_FANS_KEPT_CARRY_H2 = [1]
-_IN_WIDTHS_CARRY_H1_H2 = [1]
-_IN_POOLED_CARRY_H1_H2 = [0]
-_OUT_WIDTHS_CARRY_H1_H2 = [1]
-_FANS_CARRY_H1_H2 = [1]
-_FANS_KEPT_CARRY_H1_H2 = [1]
 
 
 def _init_mix(
@@ -416,11 +239,44 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
-def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
-    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
-    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
-    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
-    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+class _Mix(nn.Module):
+    """One term group's channel mix: ``weight [out_channels * out fixed, in_channels * in
+    fixed]`` (the fixed sizes summed over the group's output and input patterns) and, for
+    the pooled group, the equivariant ``bias`` (one entry per output row).
+
+    ``widths = (in_widths, in_pooled, out_widths, fans, fans_kept)`` per pattern, read by
+    :func:`_init_mix`; ``split`` cuts the mix's output rows into the output patterns."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
+        rows, cols = out_channels * sum(widths[2]), in_channels * sum(widths[0])
+        self.weight = nn.Parameter(torch.empty(rows, cols, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(rows, device=device, dtype=dtype)) if bias else None
+        self.split = [out_channels * w for w in widths[2]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight as :func:`_init_mix` says; the bias at zero."""
+        _init_mix(self.weight, self.in_channels, *self.widths)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """Channels, the mix's shape, and whether it carries the bias."""
+        rows, cols = self.weight.shape
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols}, bias={self.bias is not None}"
+        )
 
 
 class _BatchMix(torch.autograd.Function):
@@ -480,11 +336,35 @@ def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Ten
     )
 
 
+_FOLD_MAX_ENTRIES = 8
+
+
+_FOLD_MIN_ROWS = 32
+
+
+def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
+    """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
+    layer makes at run time, since it depends on sizes, device and autograd state.
+    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
+    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
+    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
+    if (
+        flat.device.type == "cpu"
+        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
+        and weight.shape[0] >= _FOLD_MIN_ROWS
+    ):
+        return "fold"
+    if _batch_mix_pays(weight, flat, *others):
+        return "batch"
+    return "bmm"
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
-    if _folds(weight, flat):
+    route = _route(weight, flat)
+    if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
-    if _batch_mix_pays(weight, flat):
+    if route == "batch":
         return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -502,13 +382,16 @@ def _mix_into(
     r: torch.Tensor,
     fixed: tuple[int, ...] = (),
     order: tuple[int, ...] | None = None,
+    owned: bool = False,
 ) -> torch.Tensor:
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
     The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
     terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
-    to the tensor's axes as a view (no transposed copy).
+    to the tensor's axes as a view (no transposed copy). ``owned``: the build proved
+    ``acc`` a fresh sum that no other value shares, so it may be written in place (when it
+    also has the product's shape and is contiguous); else the sum starts from a copy.
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -520,23 +403,17 @@ def _mix_into(
     if acc.dtype != r.dtype or weight.dtype != r.dtype:
         # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
         return (acc + _mix(weight, r).view(shape)).permute(order)
-    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+    if not owned or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if _folds(weight, inputs):
+    route = _route(weight, inputs, flat)
+    if route == "fold":
         flat.add_(_product(weight, inputs))
-    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+    elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)
-
-
-def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
-    different axes sum to a larger tensor)."""
-    acc = out.get(name)
-    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -551,174 +428,6 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
-
-
-class EquivariantLayer(nn.Module):
-    """A linear layer on the weight space, equivariant under its symmetry group.
-
-    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
-    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
-    term of every block (14 terms at generic sizes) and the equivariant bias. Sizes of
-    group types are read from the input, so one layer serves networks of any width.
-
-    The terms are computed in groups that share one matmul: reduce (diagonals, mean
-    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
-    No dense basis is ever built.
-
-    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
-    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
-    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
-    still represents the same function whenever the input does. Only the continuous part
-    (h1, h2) is relaxed; ``F`` stays strictly
-    equivariant under every permutation.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
-    ) -> None:
-        super().__init__()
-        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
-        self.relaxation = QuasiRelaxation() if quasi else None
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        # carry_h1: 9 terms per channel pair
-        rows = out_channels * 3
-        self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 3))
-        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
-        # carry_h2: 4 terms per channel pair
-        rows = out_channels * 2
-        self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 2))
-        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
-        # carry_h1_h2: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_mix(
-            self.weight_carry_h1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H1,
-            _IN_POOLED_CARRY_H1,
-            _OUT_WIDTHS_CARRY_H1,
-            _FANS_CARRY_H1,
-            _FANS_KEPT_CARRY_H1,
-        )
-        _init_mix(
-            self.weight_carry_h2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H2,
-            _IN_POOLED_CARRY_H2,
-            _OUT_WIDTHS_CARRY_H2,
-            _FANS_CARRY_H2,
-            _FANS_KEPT_CARRY_H2,
-        )
-        _init_mix(
-            self.weight_carry_h1_h2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H1_H2,
-            _IN_POOLED_CARRY_H1_H2,
-            _OUT_WIDTHS_CARRY_H1_H2,
-            _FANS_CARRY_H1_H2,
-            _FANS_KEPT_CARRY_H1_H2,
-        )
-
-    def forward(self, x: Weights) -> Weights:
-        n = sizes_of(x, self.in_channels)
-        m = _shared(x)
-        out: Weights = {}
-        self._mix_carry_h1(x, n, m, out)
-        self._mix_carry_h2(x, n, m, out)
-        self._mix_carry_h1_h2(x, n, m, out)
-        y = _complete(out, x, self.out_channels)
-        if self.relaxation is not None:
-            y = act(self.relaxation(x), y)
-        return y
-
-    def _mix_carry_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h1 (9 per channel pair)."""
-        # A1[h1, x*]: carry h1; the terms added so far ride in the matmul
-        out["A1"] = _mix_into(
-            out.get("A1"),
-            self.weight_carry_h1,
-            _reduce_carry_h1(x, n, m),
-            fixed=(3,),
-            order=(0, 1, 3, 2),
-        )
-
-    def _mix_carry_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h2 (4 per channel pair)."""
-        # A3[y, h2*]: carry h2; the terms added so far ride in the matmul
-        out["A3"] = _mix_into(
-            out.get("A3"), self.weight_carry_h2, _reduce_carry_h2(x, n, m), fixed=(2,)
-        )
-
-    def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h1, h2 (1 per channel pair)."""
-        # A2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
-        out["A2"] = _mix_into(out.get("A2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n, m))
-
-
-class InvariantHead(nn.Module):
-    """Invariant pooling of every tensor, then a linear map to ``out_features``.
-
-    The pooled features are exactly the invariant linear functionals of the weight space
-    (0 per channel), so ``forward`` returns ``[batch, out_features]``
-    that no group element changes.
-    This weight space has no invariant linear functional: the head is a learned constant.
-    """
-
-    def __init__(self, in_channels: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.in_features = in_channels * 0
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.out_features = out_features
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        batch = sizes_of(x, self.in_channels) and next(iter(x.values())).shape[0]
-        if self.bias is None:
-            return next(iter(x.values())).new_zeros(batch, self.out_features)
-        return self.bias.expand(batch, -1)
-
-
-# --------------------------------------------------------------------------------------
-# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
-# normalization, canonicalization and degree-2 products that respect the group, and a
-# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
-# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
-
-__all__ += [
-    "BLOCK_TABLES",
-    "Degree2",
-    "EquivariantActivation",
-    "EquivariantNorm",
-    "InputNormalizer",
-    "MetaNetwork",
-    "canonicalize",
-]
-
-#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
-#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
-#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
-#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
-BLOCK_TABLES: dict = {
-    "activation": {"A1": "gate", "A2": "gate", "A3": "gate"},
-    "entry": {
-        "A1": ((2,), False, False, True),
-        "A2": ((2, 3), False, False, True),
-        "A3": ((3,), False, False, True),
-    },
-    "norm": {"A1": None, "A2": None, "A3": None},
-    "centre": {"A1": None, "A2": None, "A3": None},
-    "pool": {"A1": None, "A2": None, "A3": None},
-    "shapes": {"A1": (1, 3), "A2": (1, 1), "A3": (2, 1)},
-    "products": (),
-    "products_problem": "no pair of tensors balances",
-    "canon": (),
-    "canon_problem": "",
-}
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -759,6 +468,7 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
         "relu": torch.relu,
         "gelu": nn.functional.gelu,
@@ -1165,6 +875,321 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# The group: random elements and their action (for augmentation and tests)
+
+
+def sample_group_element(
+    sizes: dict[str, int], generator: torch.Generator | None = None
+) -> dict[str, object]:
+    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
+
+    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
+    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
+    """
+    return {
+        "h1": _sample_gl(sizes["h1"], generator),
+        "h2": _sample_gl(sizes["h2"], generator),
+    }
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
+_ACTIONS = {
+    "gl": _act_matrix,
+}
+_COMPOSE = {
+    "gl": _compose_matrix,
+}
+_INVERSE = {
+    "gl": _inverse_matrix,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+
+
+def act(g: dict[str, object], x: Weights) -> Weights:
+    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
+
+    Every axis of a group type is transformed by that type's element (the dual action on
+    ``*`` axes); fixed axes are left alone.
+    """
+    out = {}
+    for name, axes in TENSORS.items():
+        t = x[name]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g:
+                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
+        out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes). Permuting the type's indices permutes
+    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - h1 (gl): _RelaxGL on 2 feature(s) per index
+    - h2 (gl): _RelaxGL on 2 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "h1": _RelaxGL(2),
+                "h2": _RelaxGL(2),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
+
+
+#: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
+#: types and the tensors the group writes, "h1,h2:W2"): per pattern, the input widths, whether
+#: each input pools, the output widths, and the fans of the output tensors (see _init_mix)
+_MIXES: dict[str, tuple] = {
+    "h1:A1": ((3,), (0,), (3,), (1,), (1,)),
+    "h2:A3": ((2,), (0,), (2,), (1,), (1,)),
+    "h1,h2:A2": ((1,), (0,), (1,), (1,), (1,)),
+}
+#: state-dict names of version 1 of this layer (qgen 0.1) -> their names now
+_RENAMED: dict[str, str] = {
+    "weight_carry_h1": "mixes.h1:A1.weight",
+    "weight_carry_h2": "mixes.h2:A3.weight",
+    "weight_carry_h1_h2": "mixes.h1,h2:A2.weight",
+}
+
+
+class EquivariantLayer(nn.Module):
+    """A linear layer on the weight space, equivariant under its symmetry group.
+
+    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
+    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
+    term of every block (14 terms at generic sizes) and the equivariant bias. Sizes of
+    group types are read from the input, so one layer serves networks of any width.
+
+    The terms are computed in groups that share one matmul: reduce (diagonals, mean
+    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
+    No dense basis is ever built.
+
+    Parameters live in ``mixes``, one small module per group of terms, keyed by a stable
+    name (``"pooled"``, or the carried types and the tensors the group writes, such as
+    ``"h1,h2:W2"``). ``contiguous=False`` lets outputs be permuted views of the mix results
+    (one copy fewer of the tensors whose mix moves their axes); ``device`` and ``dtype``
+    create the parameters there, as ``nn.Linear`` does.
+
+    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
+    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
+    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
+    still represents the same function whenever the input does. Only the continuous part
+    (h1, h2) is relaxed; ``F`` stays strictly
+    equivariant under every permutation.
+    """
+
+    _version = 2  # 1: one parameter per group, named by the planner (see _RENAMED)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        quasi: bool = False,
+        contiguous: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
+        self.relaxation = QuasiRelaxation().to(**factory) if quasi else None
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        #: whether every output tensor is contiguous (else some may be permuted views)
+        self.contiguous = contiguous
+        mixes = {}
+        for key, widths in _MIXES.items():
+            with_bias = bias and key == "pooled"
+            mixes[key] = _Mix(in_channels, out_channels, widths, with_bias, **factory)
+        #: one channel mix per group of terms, by the key of ``_MIXES``
+        self.mixes = nn.ModuleDict(mixes)
+
+    def reset_parameters(self) -> None:
+        """Every mix re-initialized (see ``_init_mix``), biases zero."""
+        for mix in self.mixes.values():
+            mix.reset_parameters()
+
+    def extra_repr(self) -> str:
+        """Channels, and the maps the layer spans."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"maps=14 per channel pair, quasi={self.relaxation is not None}"
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        """State dicts of version 1 (one parameter per group, ``weight_<group>``) load too."""
+        if local_metadata.get("version", 1) < 2:
+            for old, new in _RENAMED.items():
+                for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                    rest = key[len(prefix + old) :]
+                    if rest == "" or rest.startswith("."):
+                        state_dict[prefix + new + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x: Weights) -> Weights:
+        """The layer: every group of terms reduces its inputs, mixes channels once, and
+        places the result into its output tensors, where the terms are summed."""
+        sizes_of(x, self.in_channels)  # checks the shapes
+        mixes = self.mixes
+        # A1[h1, x*]: carry h1
+        # A1[h1, x*]: carry h1; the terms so far ride in the matmul
+        y_A1 = _mix_into(
+            None,
+            mixes["h1:A1"].weight,
+            x["A1"].permute(0, 1, 3, 2).flatten(1, 2),
+            fixed=(3,),
+            order=(0, 1, 3, 2),
+        )
+        # A3[y, h2*]: carry h2
+        # A3[y, h2*]: carry h2; the terms so far ride in the matmul
+        y_A3 = _mix_into(None, mixes["h2:A3"].weight, x["A3"].flatten(1, 2), fixed=(2,))
+        # A2[h2, h1*]: carry h2, h1
+        # A2[h2, h1*]: carry h2, h1; the terms so far ride in the matmul
+        y_A2 = _mix_into(None, mixes["h1,h2:A2"].weight, x["A2"])
+        return self._finish(x, {"A1": y_A1, "A2": y_A2, "A3": y_A3})
+
+    def _finish(self, x: Weights, out: Weights) -> Weights:
+        """Every tensor at full shape (zeros where no term writes), then alpha (quasi),
+        then contiguous outputs unless the caller opted out."""
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        if self.contiguous:  # (a no-op for the tensors that are)
+            y = {name: t.contiguous() for name, t in y.items()}
+        return y
+
+
+class InvariantHead(nn.Module):
+    """Invariant pooling of every tensor, then a linear map to ``out_features``.
+
+    The pooled features are exactly the invariant linear functionals of the weight space
+    (0 per channel), so ``forward`` returns ``[batch, out_features]``
+    that no group element changes.
+    This weight space has no invariant linear functional: the head is a learned constant.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.in_features = in_channels * 0
+        self.bias = (
+            nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
+        )
+        self.out_features = out_features
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        batch = sizes_of(x, self.in_channels) and next(iter(x.values())).shape[0]
+        if self.bias is None:
+            return next(iter(x.values())).new_zeros(batch, self.out_features)
+        return self.bias.expand(batch, -1)
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (their runtime copied from qgen.runtime.blocks above):
+# nonlinearities, gates, normalization, canonicalization and degree-2 products that respect
+# the group, and a MetaNetwork composing them with the layers. Which rule each tensor gets
+# was decided at build time from the kinds of its axes (a tensor obeys every kind's rule
+# at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {"A1": "gate", "A2": "gate", "A3": "gate"},
+    "entry": {
+        "A1": ((2,), False, False, True),
+        "A2": ((2, 3), False, False, True),
+        "A3": ((3,), False, False, True),
+    },
+    "norm": {"A1": None, "A2": None, "A3": None},
+    "centre": {"A1": None, "A2": None, "A3": None},
+    "pool": {"A1": None, "A2": None, "A3": None},
+    "shapes": {"A1": (1, 3), "A2": (1, 1), "A3": (2, 1)},
+    "products": (),
+    "products_problem": "no pair of tensors balances",
+    "canon": (),
+    "canon_problem": "",
+}
 
 
 class EquivariantActivation(Activation):

@@ -188,28 +188,14 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------
-# The group: random elements and their action (for augmentation and tests)
+# Runtime: the helpers this module uses, copied from qgen.runtime (torch only; the same
+# text in every generated module)
 
 
 def _sample_scaled(n: int, generator: torch.Generator | None) -> Monomial:
     """A random permutation with a positive scale ``exp(u)``, ``u ~ U(-1, 1)``, per index."""
     u = torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
     return torch.randperm(n, generator=generator), u.exp()
-
-
-def sample_group_element(
-    sizes: dict[str, int], generator: torch.Generator | None = None
-) -> dict[str, object]:
-    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
-
-    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
-    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
-    """
-    return {
-        "c1": _sample_scaled(sizes["c1"], generator),
-        "c2": _sample_scaled(sizes["c2"], generator),
-        "c3": _sample_scaled(sizes["c3"], generator),
-    }
 
 
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -241,67 +227,16 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
+    """``g h`` as monomial matrices: ``index = h.index[g.index]``, scales multiplied."""
     (g_index, g_scale), (h_index, h_scale) = g, h
     return _take(h_index, g_index), g_scale * _take(h_scale, g_index)
 
 
 def _inverse_monomial(g: Monomial) -> Monomial:
+    """``M^-1`` of ``M[i, index[i]] = scale[i]``: the inverse permutation, ``1 / scale``."""
     index, scale = g
     back = torch.argsort(index, dim=-1)
     return back, 1 / _take(scale, back)
-
-
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "scaled": _act_monomial,
-}
-_COMPOSE = {
-    "scaled": _compose_monomial,
-}
-_INVERSE = {
-    "scaled": _inverse_monomial,
-}
-
-
-def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
-
-    A type missing from ``g`` or ``h`` counts as the identity there.
-    """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
-
-
-def inverse(g: dict[str, object]) -> dict[str, object]:
-    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
-
-
-def act(g: dict[str, object], x: Weights) -> Weights:
-    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
-
-    Every axis of a group type is transformed by that type's element (the dual action on
-    ``*`` axes); fixed axes are left alone.
-    """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        out[name] = t
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
-# part of the group, computed from permutation-equivariant per-index features of x
-
-#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
-QUASI_EPS_MAX = 0.9
-#: eps at initialization: small, so a new quasi layer starts close to the strict one
-QUASI_EPS_INIT = 0.05
 
 
 class _RelaxScaled(nn.Module):
@@ -319,157 +254,6 @@ class _RelaxScaled(nn.Module):
     def forward(self, phi: torch.Tensor, eps: torch.Tensor) -> Monomial:
         scale = 1 + eps * torch.tanh(self.net(phi).squeeze(-1))
         return torch.arange(phi.shape[-2], device=phi.device), scale
-
-
-def _index_features(x: Weights, type_: str) -> torch.Tensor:
-    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
-
-    For every axis of the type: the log of the mean absolute value of the slice an index
-    selects (over channels and all other axes). Permuting the type's indices permutes
-    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
-    give finite features.
-    """
-    feats = []
-    for name, axes in TENSORS.items():
-        for dim, axis in enumerate(axes, start=2):
-            if axis.rstrip("*") == type_:
-                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
-                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
-    return torch.stack(feats, dim=-1)
-
-
-class QuasiRelaxation(nn.Module):
-    """alpha(x): one element per sample of the continuous part's identity component.
-
-    - c1 (scaled): _RelaxScaled on 3 feature(s) per index
-    - c2 (scaled): _RelaxScaled on 3 feature(s) per index
-    - c3 (scaled): _RelaxScaled on 3 feature(s) per index
-
-    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
-    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        init = QUASI_EPS_INIT / QUASI_EPS_MAX
-        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
-        self.maps = nn.ModuleDict(
-            {
-                "c1": _RelaxScaled(3),
-                "c2": _RelaxScaled(3),
-                "c3": _RelaxScaled(3),
-            }
-        )
-
-    @property
-    def eps(self) -> torch.Tensor:
-        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
-
-    def forward(self, x: Weights) -> dict[str, object]:
-        eps = self.eps
-        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
-
-
-def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read: none here."""
-    return {}
-
-
-def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``."""
-    # b[y]: as is
-    return x["b"].flatten(1, 2)
-
-
-def _reduce_carry_c1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c1 from input to output."""
-    return torch.cat(
-        [
-            # K1[c1, cin*, k3, k3]: carry c1
-            x["K1"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
-            # b1[c1]: carry c1
-            x["b1"],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_c2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c2 from input to output."""
-    # b2[c2]: carry c2
-    return x["b2"]
-
-
-def _reduce_carry_c3(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c3 from input to output."""
-    # b3[c3]: carry c3
-    return x["b3"]
-
-
-def _reduce_carry_c3_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c3 from input to output."""
-    # W[y, c3*]: carry c3
-    return x["W"].flatten(1, 2)
-
-
-def _reduce_carry_c1_c2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c1, c2 from input to output."""
-    # K2[c2, c1*, k3, k3]: carry c2, c1
-    return x["K2"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
-
-
-def _reduce_carry_c2_c3(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry c2, c3 from input to output."""
-    # K3[c3, c2*, k3, k3]: carry c3, c2
-    return x["K3"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3)
-
-
-# Per term group, for initialization: fixed size of each input pattern and whether it
-# pools; fixed size of each output pattern, the number of input patterns feeding its
-# tensor, and how many of those do not pool.
-_IN_WIDTHS_POOLED = [10]
-_IN_POOLED_POOLED = [0]
-_OUT_WIDTHS_POOLED = [10]
-_FANS_POOLED = [1]
-_FANS_KEPT_POOLED = [1]
-_IN_WIDTHS_CARRY_C1 = [9, 1]
-_IN_POOLED_CARRY_C1 = [0, 0]
-_OUT_WIDTHS_CARRY_C1 = [9, 1]
-_FANS_CARRY_C1 = [2, 2]
-_FANS_KEPT_CARRY_C1 = [2, 2]
-_IN_WIDTHS_CARRY_C2 = [1]
-_IN_POOLED_CARRY_C2 = [0]
-_OUT_WIDTHS_CARRY_C2 = [1]
-_FANS_CARRY_C2 = [1]
-_FANS_KEPT_CARRY_C2 = [1]
-_IN_WIDTHS_CARRY_C3 = [1]
-_IN_POOLED_CARRY_C3 = [0]
-_OUT_WIDTHS_CARRY_C3 = [1]
-_FANS_CARRY_C3 = [1]
-_FANS_KEPT_CARRY_C3 = [1]
-_IN_WIDTHS_CARRY_C3_V2 = [10]
-_IN_POOLED_CARRY_C3_V2 = [0]
-_OUT_WIDTHS_CARRY_C3_V2 = [10]
-_FANS_CARRY_C3_V2 = [1]
-_FANS_KEPT_CARRY_C3_V2 = [1]
-_IN_WIDTHS_CARRY_C1_C2 = [9]
-_IN_POOLED_CARRY_C1_C2 = [0]
-_OUT_WIDTHS_CARRY_C1_C2 = [9]
-_FANS_CARRY_C1_C2 = [1]
-_FANS_KEPT_CARRY_C1_C2 = [1]
-_IN_WIDTHS_CARRY_C2_C3 = [9]
-_IN_POOLED_CARRY_C2_C3 = [0]
-_OUT_WIDTHS_CARRY_C2_C3 = [9]
-_FANS_CARRY_C2_C3 = [1]
-_FANS_KEPT_CARRY_C2_C3 = [1]
 
 
 def _init_mix(
@@ -502,11 +286,44 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
-def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
-    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
-    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
-    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
-    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+class _Mix(nn.Module):
+    """One term group's channel mix: ``weight [out_channels * out fixed, in_channels * in
+    fixed]`` (the fixed sizes summed over the group's output and input patterns) and, for
+    the pooled group, the equivariant ``bias`` (one entry per output row).
+
+    ``widths = (in_widths, in_pooled, out_widths, fans, fans_kept)`` per pattern, read by
+    :func:`_init_mix`; ``split`` cuts the mix's output rows into the output patterns."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
+        rows, cols = out_channels * sum(widths[2]), in_channels * sum(widths[0])
+        self.weight = nn.Parameter(torch.empty(rows, cols, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(rows, device=device, dtype=dtype)) if bias else None
+        self.split = [out_channels * w for w in widths[2]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight as :func:`_init_mix` says; the bias at zero."""
+        _init_mix(self.weight, self.in_channels, *self.widths)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """Channels, the mix's shape, and whether it carries the bias."""
+        rows, cols = self.weight.shape
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols}, bias={self.bias is not None}"
+        )
 
 
 class _BatchMix(torch.autograd.Function):
@@ -566,11 +383,35 @@ def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Ten
     )
 
 
+_FOLD_MAX_ENTRIES = 8
+
+
+_FOLD_MIN_ROWS = 32
+
+
+def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
+    """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
+    layer makes at run time, since it depends on sizes, device and autograd state.
+    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
+    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
+    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
+    if (
+        flat.device.type == "cpu"
+        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
+        and weight.shape[0] >= _FOLD_MIN_ROWS
+    ):
+        return "fold"
+    if _batch_mix_pays(weight, flat, *others):
+        return "batch"
+    return "bmm"
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
-    if _folds(weight, flat):
+    route = _route(weight, flat)
+    if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
-    if _batch_mix_pays(weight, flat):
+    if route == "batch":
         return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -588,13 +429,16 @@ def _mix_into(
     r: torch.Tensor,
     fixed: tuple[int, ...] = (),
     order: tuple[int, ...] | None = None,
+    owned: bool = False,
 ) -> torch.Tensor:
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
     The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
     terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
-    to the tensor's axes as a view (no transposed copy).
+    to the tensor's axes as a view (no transposed copy). ``owned``: the build proved
+    ``acc`` a fresh sum that no other value shares, so it may be written in place (when it
+    also has the product's shape and is contiguous); else the sum starts from a copy.
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -606,23 +450,17 @@ def _mix_into(
     if acc.dtype != r.dtype or weight.dtype != r.dtype:
         # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
         return (acc + _mix(weight, r).view(shape)).permute(order)
-    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+    if not owned or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if _folds(weight, inputs):
+    route = _route(weight, inputs, flat)
+    if route == "fold":
         flat.add_(_product(weight, inputs))
-    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+    elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)
-
-
-def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
-    different axes sum to a larger tensor)."""
-    acc = out.get(name)
-    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -637,414 +475,6 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
-
-
-class EquivariantLayer(nn.Module):
-    """A linear layer on the weight space, equivariant under its symmetry group.
-
-    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
-    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
-    term of every block (464 terms at generic sizes) and the equivariant bias. Sizes of
-    group types are read from the input, so one layer serves networks of any width.
-
-    The terms are computed in groups that share one matmul: reduce (diagonals, mean
-    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
-    No dense basis is ever built.
-
-    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
-    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
-    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
-    still represents the same function whenever the input does. Only the continuous part
-    (c1, c2, c3) is relaxed; ``F`` stays strictly
-    equivariant under every permutation.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
-    ) -> None:
-        super().__init__()
-        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
-        self.relaxation = QuasiRelaxation() if quasi else None
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        # pooled: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
-        self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
-        # carry_c1: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_carry_c1 = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_carry_c1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1]
-        # carry_c2: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_c2 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2]
-        # carry_c3: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_c3 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_c3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C3]
-        # carry_c3_v2: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_carry_c3_v2 = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_carry_c3_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C3_V2]
-        # carry_c1_c2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_c1_c2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_c1_c2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C1_C2]
-        # carry_c2_c3: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_c2_c3 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_c2_c3 = [out_channels * w for w in _OUT_WIDTHS_CARRY_C2_C3]
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_mix(
-            self.weight_pooled,
-            self.in_channels,
-            _IN_WIDTHS_POOLED,
-            _IN_POOLED_POOLED,
-            _OUT_WIDTHS_POOLED,
-            _FANS_POOLED,
-            _FANS_KEPT_POOLED,
-        )
-        if self.bias_pooled is not None:
-            nn.init.zeros_(self.bias_pooled)
-        _init_mix(
-            self.weight_carry_c1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C1,
-            _IN_POOLED_CARRY_C1,
-            _OUT_WIDTHS_CARRY_C1,
-            _FANS_CARRY_C1,
-            _FANS_KEPT_CARRY_C1,
-        )
-        _init_mix(
-            self.weight_carry_c2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C2,
-            _IN_POOLED_CARRY_C2,
-            _OUT_WIDTHS_CARRY_C2,
-            _FANS_CARRY_C2,
-            _FANS_KEPT_CARRY_C2,
-        )
-        _init_mix(
-            self.weight_carry_c3,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C3,
-            _IN_POOLED_CARRY_C3,
-            _OUT_WIDTHS_CARRY_C3,
-            _FANS_CARRY_C3,
-            _FANS_KEPT_CARRY_C3,
-        )
-        _init_mix(
-            self.weight_carry_c3_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C3_V2,
-            _IN_POOLED_CARRY_C3_V2,
-            _OUT_WIDTHS_CARRY_C3_V2,
-            _FANS_CARRY_C3_V2,
-            _FANS_KEPT_CARRY_C3_V2,
-        )
-        _init_mix(
-            self.weight_carry_c1_c2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C1_C2,
-            _IN_POOLED_CARRY_C1_C2,
-            _OUT_WIDTHS_CARRY_C1_C2,
-            _FANS_CARRY_C1_C2,
-            _FANS_KEPT_CARRY_C1_C2,
-        )
-        _init_mix(
-            self.weight_carry_c2_c3,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_C2_C3,
-            _IN_POOLED_CARRY_C2_C3,
-            _OUT_WIDTHS_CARRY_C2_C3,
-            _FANS_CARRY_C2_C3,
-            _FANS_KEPT_CARRY_C2_C3,
-        )
-
-    def forward(self, x: Weights) -> Weights:
-        n = sizes_of(x, self.in_channels)
-        m = _shared(x)
-        out: Weights = {}
-        self._mix_pooled(x, n, m, out)
-        self._mix_carry_c1(x, n, m, out)
-        self._mix_carry_c2(x, n, m, out)
-        self._mix_carry_c3(x, n, m, out)
-        self._mix_carry_c3_v2(x, n, m, out)
-        self._mix_carry_c1_c2(x, n, m, out)
-        self._mix_carry_c2_c3(x, n, m, out)
-        y = _complete(out, x, self.out_channels)
-        if self.relaxation is not None:
-            y = act(self.relaxation(x), y)
-        return y
-
-    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Pool everything, mix once, broadcast into every tensor (100 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split_with_sizes(self._split_pooled, dim=1)
-        # b[y]: as is
-        _add(out, "b", zs[0].unflatten(1, (-1, 10)))
-
-    def _mix_carry_c1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c1 (100 per channel pair)."""
-        z = _mix(self.weight_carry_c1, _reduce_carry_c1(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_c1, dim=1)
-        # K1[c1, cin*, k3, k3]: carry c1
-        _add(out, "K1", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
-        # b1[c1]: carry c1
-        _add(out, "b1", zs[1])
-
-    def _mix_carry_c2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c2 (1 per channel pair)."""
-        # b2[c2]: carry c2; the terms added so far ride in the matmul
-        out["b2"] = _mix_into(out.get("b2"), self.weight_carry_c2, _reduce_carry_c2(x, n, m))
-
-    def _mix_carry_c3(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c3 (1 per channel pair)."""
-        # b3[c3]: carry c3; the terms added so far ride in the matmul
-        out["b3"] = _mix_into(out.get("b3"), self.weight_carry_c3, _reduce_carry_c3(x, n, m))
-
-    def _mix_carry_c3_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c3 (100 per channel pair)."""
-        # W[y, c3*]: carry c3; the terms added so far ride in the matmul
-        out["W"] = _mix_into(
-            out.get("W"), self.weight_carry_c3_v2, _reduce_carry_c3_v2(x, n, m), fixed=(10,)
-        )
-
-    def _mix_carry_c1_c2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c1, c2 (81 per channel pair)."""
-        # K2[c2, c1*, k3, k3]: carry c2, c1; the terms added so far ride in the matmul
-        out["K2"] = _mix_into(
-            out.get("K2"),
-            self.weight_carry_c1_c2,
-            _reduce_carry_c1_c2(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-    def _mix_carry_c2_c3(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry c2, c3 (81 per channel pair)."""
-        # K3[c3, c2*, k3, k3]: carry c3, c2; the terms added so far ride in the matmul
-        out["K3"] = _mix_into(
-            out.get("K3"),
-            self.weight_carry_c2_c3,
-            _reduce_carry_c2_c3(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-
-class InvariantHead(nn.Module):
-    """Invariant pooling of every tensor, then a linear map to ``out_features``.
-
-    The pooled features are exactly the invariant linear functionals of the weight space
-    (10 per channel), so ``forward`` returns ``[batch, out_features]``
-    that no group element changes.
-    """
-
-    def __init__(self, in_channels: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.in_features = in_channels * 10
-        self.linear = nn.Linear(self.in_features, out_features, bias=bias)
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        n = sizes_of(x, self.in_channels)
-        r = _reduce_pooled(x, n, _shared(x))
-        return self.linear(r)
-
-
-# --------------------------------------------------------------------------------------
-# A nonlinear invariant head: a linear invariant head sees little of a scaled or signed
-# weight space (few linear functionals are invariant), so this one canonicalizes per entry
-
-__all__ += ["HEAD_NORM_FLOOR", "NonlinearInvariantHead"]
-
-#: channel norms below this (times the dtype's tiny**0.5) are clamped: entries that small
-#: are treated as zero and are the only place where invariance is not exact
-HEAD_NORM_FLOOR = 1.0
-
-
-def _head_kinds(axes: tuple[str, ...]) -> set[str]:
-    return {TYPES[a.rstrip("*")][0] for a in axes}
-
-
-class NonlinearInvariantHead(nn.Module):
-    """Invariant under the whole group, nonlinear: canonicalize each entry, embed, pool.
-
-    Every entry of the weight space (one index tuple of one tensor) carries a vector over
-    channels, and a group element moves it to another entry and multiplies it by one
-    number: a positive scale (the product of the scales of its scaled axes, inverted on
-    dual axes) and a sign (of its signed axes). So, per entry ``v``:
-
-    - tensors with a scaled axis: ``v / |v|`` (channel norm), exactly scale-invariant;
-      the magnitude of such an entry is not used (it is not invariant on its own);
-    - tensors with a signed axis: ``phi(u) + phi(-u)``, even, so sign-invariant;
-      otherwise ``phi(u)``; ``phi(u) = relu(A u + b)`` with ``hidden`` features, one
-      ``A, b`` per tensor;
-    - mean over every group axis (permutation-invariant pooling), fixed axes kept; then
-      an MLP ``Linear -> ReLU -> Linear`` to ``out_features``.
-
-    Exact for every entry whose channel norm is at least ``tiny(dtype) ** 0.5`` (about
-    1e-19 in float32); smaller ones count as zero. Use it after equivariant layers with
-    several channels: with one channel, ``v / |v|`` keeps only the sign of each entry.
-    Pooling is the mean over all group axes of a tensor, so it does not read diagonals of
-    tensors with a repeated type (the linear :class:`InvariantHead` does).
-    """
-
-    def __init__(
-        self, in_channels: int, out_features: int, hidden: int = 32, bias: bool = True
-    ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.hidden = hidden
-        self.normalized = {n: "scaled" in _head_kinds(axes) for n, axes in TENSORS.items()}
-        self.even = {n: "signed" in _head_kinds(axes) for n, axes in TENSORS.items()}
-        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in TENSORS})
-        self.in_features = 0
-        for axes in TENSORS.values():
-            width = hidden
-            for a in axes:
-                width *= TYPES[a.rstrip("*")][1] or 1  # fixed axes are kept, group axes pooled
-            self.in_features += width
-        self.mlp = nn.Sequential(
-            nn.Linear(self.in_features, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out_features, bias=bias),
-        )
-
-    def entry_features(self, x: Weights) -> torch.Tensor:
-        """The pooled invariant features ``[batch, in_features]`` before the MLP."""
-        sizes_of(x, self.in_channels)
-        feats = []
-        for name, axes in TENSORS.items():
-            v = x[name]
-            if self.normalized[name]:
-                # clamped before the square root: a finite gradient at all-zero entries
-                floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
-                v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
-            v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
-            h = torch.relu(self.embed[name](v))
-            if self.even[name]:
-                h = h + torch.relu(self.embed[name](-v))
-            pooled = [1 + i for i, a in enumerate(axes) if TYPES[a.rstrip("*")][1] is None]
-            if pooled:
-                h = h.mean(dim=pooled)
-            feats.append(h.flatten(1))
-        return torch.cat(feats, dim=-1)
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        return self.mlp(self.entry_features(x))
-
-
-# --------------------------------------------------------------------------------------
-# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
-# normalization, canonicalization and degree-2 products that respect the group, and a
-# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
-# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
-
-__all__ += [
-    "BLOCK_TABLES",
-    "Degree2",
-    "EquivariantActivation",
-    "EquivariantNorm",
-    "InputNormalizer",
-    "MetaNetwork",
-    "canonicalize",
-]
-
-#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
-#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
-#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
-#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
-BLOCK_TABLES: dict = {
-    "activation": {
-        "K1": "homogeneous",
-        "b1": "homogeneous",
-        "K2": "homogeneous",
-        "b2": "homogeneous",
-        "K3": "homogeneous",
-        "b3": "homogeneous",
-        "W": "homogeneous",
-        "b": "any",
-    },
-    "entry": {
-        "K1": ((), True, False, False),
-        "b1": ((), True, False, False),
-        "K2": ((), True, False, False),
-        "b2": ((), True, False, False),
-        "K3": ((), True, False, False),
-        "b3": ((), True, False, False),
-        "W": ((), True, False, False),
-        "b": ((), False, False, False),
-    },
-    "norm": {
-        "K1": None,
-        "b1": None,
-        "K2": None,
-        "b2": None,
-        "K3": None,
-        "b3": None,
-        "W": None,
-        "b": (1, 2),
-    },
-    "centre": {
-        "K1": None,
-        "b1": None,
-        "K2": None,
-        "b2": None,
-        "K3": None,
-        "b3": None,
-        "W": None,
-        "b": (),
-    },
-    "pool": {
-        "K1": ((2,), 9),
-        "b1": ((2,), 1),
-        "K2": ((2, 3), 9),
-        "b2": ((2,), 1),
-        "K3": ((2, 3), 9),
-        "b3": ((2,), 1),
-        "W": ((3,), 10),
-        "b": ((), 10),
-    },
-    "shapes": {
-        "K1": (1, 1, 3, 3),
-        "b1": (1,),
-        "K2": (1, 1, 3, 3),
-        "b2": (1,),
-        "K3": (1, 1, 3, 3),
-        "b3": (1,),
-        "W": (10, 1),
-        "b": (10,),
-    },
-    "products": (
-        ("K1", "K2", "bcijkl,bcoimn->bco", ("b2",)),
-        ("K1", "K2", "bcijkl,bcnilm->bcn", ("b2",)),
-        ("K1", "K2", "bcijkl,bcniml->bcn", ("b2",)),
-        ("K1", "K2", "bcijkl,bcnikm->bcn", ("b2",)),
-        ("K1", "K2", "bcijkl,bcmikl->bcm", ("b2",)),
-        ("K1", "K2", "bcijkl,bcnimk->bcn", ("b2",)),
-        ("K1", "K2", "bcijkl,bcmilk->bcm", ("b2",)),
-        ("b1", "K2", "bci,bcjikl->bcj", ("b2",)),
-        ("b2", "K3", "bci,bcjikl->bcj", ("b3",)),
-        ("b3", "W", "bci,bcji->bcj", ("b",)),
-        ("b3", "W", "bci,bcji->bc", ()),
-        ("W", "b", "bcij,bci->bcij", ("W",)),
-        ("b", "b", "bci,bci->bci", ("b",)),
-        ("b", "b", "bci,bci->bc", ()),
-    ),
-    "products_problem": "",
-    "canon": (
-        ("c1", "positive", (("K1", 2), ("b1", 2)), (("K2", 3),), (("K1", 2), ("b1", 2))),
-        ("c2", "positive", (("K2", 2), ("b2", 2)), (("K3", 3),), (("K2", 2), ("b2", 2))),
-        ("c3", "positive", (("K3", 2), ("b3", 2)), (("W", 3),), (("K3", 2), ("b3", 2))),
-    ),
-    "canon_problem": "",
-}
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -1085,6 +515,7 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
         "relu": torch.relu,
         "gelu": nn.functional.gelu,
@@ -1491,6 +922,538 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# The group: random elements and their action (for augmentation and tests)
+
+
+def sample_group_element(
+    sizes: dict[str, int], generator: torch.Generator | None = None
+) -> dict[str, object]:
+    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
+
+    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
+    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
+    """
+    return {
+        "c1": _sample_scaled(sizes["c1"], generator),
+        "c2": _sample_scaled(sizes["c2"], generator),
+        "c3": _sample_scaled(sizes["c3"], generator),
+    }
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
+_ACTIONS = {
+    "scaled": _act_monomial,
+}
+_COMPOSE = {
+    "scaled": _compose_monomial,
+}
+_INVERSE = {
+    "scaled": _inverse_monomial,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+
+
+def act(g: dict[str, object], x: Weights) -> Weights:
+    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
+
+    Every axis of a group type is transformed by that type's element (the dual action on
+    ``*`` axes); fixed axes are left alone.
+    """
+    out = {}
+    for name, axes in TENSORS.items():
+        t = x[name]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g:
+                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
+        out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes). Permuting the type's indices permutes
+    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - c1 (scaled): _RelaxScaled on 3 feature(s) per index
+    - c2 (scaled): _RelaxScaled on 3 feature(s) per index
+    - c3 (scaled): _RelaxScaled on 3 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "c1": _RelaxScaled(3),
+                "c2": _RelaxScaled(3),
+                "c3": _RelaxScaled(3),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Invariant summaries (what InvariantHead pools), from the same program as the layer
+
+
+def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
+    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+    sizes_of(x, channels)  # checks the shapes
+    # b[y]: as is
+    r_pooled = x["b"].flatten(1, 2)
+    return r_pooled
+
+
+#: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
+#: types and the tensors the group writes, "h1,h2:W2"): per pattern, the input widths, whether
+#: each input pools, the output widths, and the fans of the output tensors (see _init_mix)
+_MIXES: dict[str, tuple] = {
+    "pooled": ((10,), (0,), (10,), (1,), (1,)),
+    "c1:K1,b1": ((9, 1), (0, 0), (9, 1), (2, 2), (2, 2)),
+    "c2:b2": ((1,), (0,), (1,), (1,), (1,)),
+    "c3:b3": ((1,), (0,), (1,), (1,), (1,)),
+    "c3:W": ((10,), (0,), (10,), (1,), (1,)),
+    "c1,c2:K2": ((9,), (0,), (9,), (1,), (1,)),
+    "c2,c3:K3": ((9,), (0,), (9,), (1,), (1,)),
+}
+#: state-dict names of version 1 of this layer (qgen 0.1) -> their names now
+_RENAMED: dict[str, str] = {
+    "weight_pooled": "mixes.pooled.weight",
+    "bias_pooled": "mixes.pooled.bias",
+    "weight_carry_c1": "mixes.c1:K1,b1.weight",
+    "weight_carry_c2": "mixes.c2:b2.weight",
+    "weight_carry_c3": "mixes.c3:b3.weight",
+    "weight_carry_c3_v2": "mixes.c3:W.weight",
+    "weight_carry_c1_c2": "mixes.c1,c2:K2.weight",
+    "weight_carry_c2_c3": "mixes.c2,c3:K3.weight",
+}
+
+
+class EquivariantLayer(nn.Module):
+    """A linear layer on the weight space, equivariant under its symmetry group.
+
+    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
+    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
+    term of every block (464 terms at generic sizes) and the equivariant bias. Sizes of
+    group types are read from the input, so one layer serves networks of any width.
+
+    The terms are computed in groups that share one matmul: reduce (diagonals, mean
+    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
+    No dense basis is ever built.
+
+    Parameters live in ``mixes``, one small module per group of terms, keyed by a stable
+    name (``"pooled"``, or the carried types and the tensors the group writes, such as
+    ``"h1,h2:W2"``). ``contiguous=False`` lets outputs be permuted views of the mix results
+    (one copy fewer of the tensors whose mix moves their axes); ``device`` and ``dtype``
+    create the parameters there, as ``nn.Linear`` does.
+
+    With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
+    with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
+    ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
+    still represents the same function whenever the input does. Only the continuous part
+    (c1, c2, c3) is relaxed; ``F`` stays strictly
+    equivariant under every permutation.
+    """
+
+    _version = 2  # 1: one parameter per group, named by the planner (see _RENAMED)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        quasi: bool = False,
+        contiguous: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
+        self.relaxation = QuasiRelaxation().to(**factory) if quasi else None
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        #: whether every output tensor is contiguous (else some may be permuted views)
+        self.contiguous = contiguous
+        mixes = {}
+        for key, widths in _MIXES.items():
+            with_bias = bias and key == "pooled"
+            mixes[key] = _Mix(in_channels, out_channels, widths, with_bias, **factory)
+        #: one channel mix per group of terms, by the key of ``_MIXES``
+        self.mixes = nn.ModuleDict(mixes)
+
+    def reset_parameters(self) -> None:
+        """Every mix re-initialized (see ``_init_mix``), biases zero."""
+        for mix in self.mixes.values():
+            mix.reset_parameters()
+
+    def extra_repr(self) -> str:
+        """Channels, and the maps the layer spans."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"maps=464 per channel pair, quasi={self.relaxation is not None}"
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        """State dicts of version 1 (one parameter per group, ``weight_<group>``) load too."""
+        if local_metadata.get("version", 1) < 2:
+            for old, new in _RENAMED.items():
+                for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                    rest = key[len(prefix + old) :]
+                    if rest == "" or rest.startswith("."):
+                        state_dict[prefix + new + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x: Weights) -> Weights:
+        """The layer: every group of terms reduces its inputs, mixes channels once, and
+        places the result into its output tensors, where the terms are summed."""
+        sizes_of(x, self.in_channels)  # checks the shapes
+        mixes = self.mixes
+        # b[y]: as is
+        # b[y]: as is
+        y_b = nn.functional.linear(
+            x["b"].flatten(1, 2), mixes["pooled"].weight, mixes["pooled"].bias
+        ).unflatten(1, (-1, 10))
+        z_carry_c1_0, z_carry_c1_1 = _mix(
+            mixes["c1:K1,b1"].weight,
+            torch.cat(
+                [
+                    # K1[c1, cin*, k3, k3]: carry c1
+                    x["K1"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+                    # b1[c1]: carry c1
+                    x["b1"],
+                ],
+                dim=1,
+            ),
+        ).split_with_sizes(mixes["c1:K1,b1"].split, dim=1)
+        # K1[c1, cin*, k3, k3]: carry c1
+        y_K1 = z_carry_c1_0.unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4)
+        # b1[c1]: carry c1
+        y_b1 = z_carry_c1_1
+        # b2[c2]: carry c2
+        # b2[c2]: carry c2; the terms so far ride in the matmul
+        y_b2 = _mix_into(None, mixes["c2:b2"].weight, x["b2"])
+        # b3[c3]: carry c3
+        # b3[c3]: carry c3; the terms so far ride in the matmul
+        y_b3 = _mix_into(None, mixes["c3:b3"].weight, x["b3"])
+        # W[y, c3*]: carry c3
+        # W[y, c3*]: carry c3; the terms so far ride in the matmul
+        y_W = _mix_into(None, mixes["c3:W"].weight, x["W"].flatten(1, 2), fixed=(10,))
+        # K2[c2, c1*, k3, k3]: carry c2, c1
+        # K2[c2, c1*, k3, k3]: carry c2, c1; the terms so far ride in the matmul
+        y_K2 = _mix_into(
+            None,
+            mixes["c1,c2:K2"].weight,
+            x["K2"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        # K3[c3, c2*, k3, k3]: carry c3, c2
+        # K3[c3, c2*, k3, k3]: carry c3, c2; the terms so far ride in the matmul
+        y_K3 = _mix_into(
+            None,
+            mixes["c2,c3:K3"].weight,
+            x["K3"].permute(0, 1, 4, 5, 2, 3).flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        return self._finish(
+            x,
+            {
+                "K1": y_K1,
+                "b1": y_b1,
+                "K2": y_K2,
+                "b2": y_b2,
+                "K3": y_K3,
+                "b3": y_b3,
+                "W": y_W,
+                "b": y_b,
+            },
+        )
+
+    def _finish(self, x: Weights, out: Weights) -> Weights:
+        """Every tensor at full shape (zeros where no term writes), then alpha (quasi),
+        then contiguous outputs unless the caller opted out."""
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        if self.contiguous:  # (a no-op for the tensors that are)
+            y = {name: t.contiguous() for name, t in y.items()}
+        return y
+
+
+class InvariantHead(nn.Module):
+    """Invariant pooling of every tensor, then a linear map to ``out_features``.
+
+    The pooled features are exactly the invariant linear functionals of the weight space
+    (10 per channel), so ``forward`` returns ``[batch, out_features]``
+    that no group element changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.in_features = in_channels * 10
+        self.linear = nn.Linear(
+            self.in_features, out_features, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        r = _invariant_summaries(x, self.in_channels)
+        return self.linear(r)
+
+
+# --------------------------------------------------------------------------------------
+# A nonlinear invariant head: a linear invariant head sees little of a scaled or signed
+# weight space (few linear functionals are invariant), so this one canonicalizes per entry
+
+__all__ += ["HEAD_NORM_FLOOR", "NonlinearInvariantHead"]
+
+#: channel norms below this (times the dtype's tiny**0.5) are clamped: entries that small
+#: are treated as zero and are the only place where invariance is not exact
+HEAD_NORM_FLOOR = 1.0
+
+
+def _head_kinds(axes: tuple[str, ...]) -> set[str]:
+    return {TYPES[a.rstrip("*")][0] for a in axes}
+
+
+class NonlinearInvariantHead(nn.Module):
+    """Invariant under the whole group, nonlinear: canonicalize each entry, embed, pool.
+
+    Every entry of the weight space (one index tuple of one tensor) carries a vector over
+    channels, and a group element moves it to another entry and multiplies it by one
+    number: a positive scale (the product of the scales of its scaled axes, inverted on
+    dual axes) and a sign (of its signed axes). So, per entry ``v``:
+
+    - tensors with a scaled axis: ``v / |v|`` (channel norm), exactly scale-invariant;
+      the magnitude of such an entry is not used (it is not invariant on its own);
+    - tensors with a signed axis: ``phi(u) + phi(-u)``, even, so sign-invariant;
+      otherwise ``phi(u)``; ``phi(u) = relu(A u + b)`` with ``hidden`` features, one
+      ``A, b`` per tensor;
+    - mean over every group axis (permutation-invariant pooling), fixed axes kept; then
+      an MLP ``Linear -> ReLU -> Linear`` to ``out_features``.
+
+    Exact for every entry whose channel norm is at least ``tiny(dtype) ** 0.5`` (about
+    1e-19 in float32); smaller ones count as zero. Use it after equivariant layers with
+    several channels: with one channel, ``v / |v|`` keeps only the sign of each entry.
+    Pooling is the mean over all group axes of a tensor, so it does not read diagonals of
+    tensors with a repeated type (the linear :class:`InvariantHead` does).
+    """
+
+    def __init__(
+        self, in_channels: int, out_features: int, hidden: int = 32, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.hidden = hidden
+        self.normalized = {n: "scaled" in _head_kinds(axes) for n, axes in TENSORS.items()}
+        self.even = {n: "signed" in _head_kinds(axes) for n, axes in TENSORS.items()}
+        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in TENSORS})
+        self.in_features = 0
+        for axes in TENSORS.values():
+            width = hidden
+            for a in axes:
+                width *= TYPES[a.rstrip("*")][1] or 1  # fixed axes are kept, group axes pooled
+            self.in_features += width
+        self.mlp = nn.Sequential(
+            nn.Linear(self.in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out_features, bias=bias),
+        )
+
+    def entry_features(self, x: Weights) -> torch.Tensor:
+        """The pooled invariant features ``[batch, in_features]`` before the MLP."""
+        sizes_of(x, self.in_channels)
+        feats = []
+        for name, axes in TENSORS.items():
+            v = x[name]
+            if self.normalized[name]:
+                # clamped before the square root: a finite gradient at all-zero entries
+                floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
+                v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
+            v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
+            h = torch.relu(self.embed[name](v))
+            if self.even[name]:
+                h = h + torch.relu(self.embed[name](-v))
+            pooled = [1 + i for i, a in enumerate(axes) if TYPES[a.rstrip("*")][1] is None]
+            if pooled:
+                h = h.mean(dim=pooled)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.mlp(self.entry_features(x))
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (their runtime copied from qgen.runtime.blocks above):
+# nonlinearities, gates, normalization, canonicalization and degree-2 products that respect
+# the group, and a MetaNetwork composing them with the layers. Which rule each tensor gets
+# was decided at build time from the kinds of its axes (a tensor obeys every kind's rule
+# at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {
+        "K1": "homogeneous",
+        "b1": "homogeneous",
+        "K2": "homogeneous",
+        "b2": "homogeneous",
+        "K3": "homogeneous",
+        "b3": "homogeneous",
+        "W": "homogeneous",
+        "b": "any",
+    },
+    "entry": {
+        "K1": ((), True, False, False),
+        "b1": ((), True, False, False),
+        "K2": ((), True, False, False),
+        "b2": ((), True, False, False),
+        "K3": ((), True, False, False),
+        "b3": ((), True, False, False),
+        "W": ((), True, False, False),
+        "b": ((), False, False, False),
+    },
+    "norm": {
+        "K1": None,
+        "b1": None,
+        "K2": None,
+        "b2": None,
+        "K3": None,
+        "b3": None,
+        "W": None,
+        "b": (1, 2),
+    },
+    "centre": {
+        "K1": None,
+        "b1": None,
+        "K2": None,
+        "b2": None,
+        "K3": None,
+        "b3": None,
+        "W": None,
+        "b": (),
+    },
+    "pool": {
+        "K1": ((2,), 9),
+        "b1": ((2,), 1),
+        "K2": ((2, 3), 9),
+        "b2": ((2,), 1),
+        "K3": ((2, 3), 9),
+        "b3": ((2,), 1),
+        "W": ((3,), 10),
+        "b": ((), 10),
+    },
+    "shapes": {
+        "K1": (1, 1, 3, 3),
+        "b1": (1,),
+        "K2": (1, 1, 3, 3),
+        "b2": (1,),
+        "K3": (1, 1, 3, 3),
+        "b3": (1,),
+        "W": (10, 1),
+        "b": (10,),
+    },
+    "products": (
+        ("K1", "K2", "bcijkl,bcoimn->bco", ("b2",)),
+        ("K1", "K2", "bcijkl,bcnilm->bcn", ("b2",)),
+        ("K1", "K2", "bcijkl,bcniml->bcn", ("b2",)),
+        ("K1", "K2", "bcijkl,bcnikm->bcn", ("b2",)),
+        ("K1", "K2", "bcijkl,bcmikl->bcm", ("b2",)),
+        ("K1", "K2", "bcijkl,bcnimk->bcn", ("b2",)),
+        ("K1", "K2", "bcijkl,bcmilk->bcm", ("b2",)),
+        ("b1", "K2", "bci,bcjikl->bcj", ("b2",)),
+        ("b2", "K3", "bci,bcjikl->bcj", ("b3",)),
+        ("b3", "W", "bci,bcji->bcj", ("b",)),
+        ("b3", "W", "bci,bcji->bc", ()),
+        ("W", "b", "bcij,bci->bcij", ("W",)),
+        ("b", "b", "bci,bci->bci", ("b",)),
+        ("b", "b", "bci,bci->bc", ()),
+    ),
+    "products_problem": "",
+    "canon": (
+        ("c1", "positive", (("K1", 2), ("b1", 2)), (("K2", 3),), (("K1", 2), ("b1", 2))),
+        ("c2", "positive", (("K2", 2), ("b2", 2)), (("K3", 3),), (("K2", 2), ("b2", 2))),
+        ("c3", "positive", (("K3", 2), ("b3", 2)), (("W", 3),), (("K3", 2), ("b3", 2))),
+    ),
+    "canon_problem": "",
+}
 
 
 class EquivariantActivation(Activation):

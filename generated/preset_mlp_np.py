@@ -179,28 +179,13 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------
-# The group: random elements and their action (for augmentation and tests)
+# Runtime: the helpers this module uses, copied from qgen.runtime (torch only; the same
+# text in every generated module)
 
 
 def _sample_perm(n: int, generator: torch.Generator | None) -> Monomial:
     """A uniformly random permutation of ``n`` indices (every scale 1)."""
     return torch.randperm(n, generator=generator), torch.ones(n, dtype=torch.float64)
-
-
-def sample_group_element(
-    sizes: dict[str, int], generator: torch.Generator | None = None
-) -> dict[str, object]:
-    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
-
-    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
-    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
-    """
-    return {
-        "x": _sample_perm(sizes["x"], generator),
-        "h1": _sample_perm(sizes["h1"], generator),
-        "h2": _sample_perm(sizes["h2"], generator),
-        "y": _sample_perm(sizes["y"], generator),
-    }
 
 
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -232,226 +217,16 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
+    """``g h`` as monomial matrices: ``index = h.index[g.index]``, scales multiplied."""
     (g_index, g_scale), (h_index, h_scale) = g, h
     return _take(h_index, g_index), g_scale * _take(h_scale, g_index)
 
 
 def _inverse_monomial(g: Monomial) -> Monomial:
+    """``M^-1`` of ``M[i, index[i]] = scale[i]``: the inverse permutation, ``1 / scale``."""
     index, scale = g
     back = torch.argsort(index, dim=-1)
     return back, 1 / _take(scale, back)
-
-
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "perm": _act_monomial,
-}
-_COMPOSE = {
-    "perm": _compose_monomial,
-}
-_INVERSE = {
-    "perm": _inverse_monomial,
-}
-
-
-def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
-
-    A type missing from ``g`` or ``h`` counts as the identity there.
-    """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
-
-
-def inverse(g: dict[str, object]) -> dict[str, object]:
-    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
-
-
-def act(g: dict[str, object], x: Weights) -> Weights:
-    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
-
-    Every axis of a group type is transformed by that type's element (the dual action on
-    ``*`` axes); fixed axes are left alone.
-    """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        out[name] = t
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
-
-
-def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read: none here."""
-    return {}
-
-
-def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``
-    (most of them means of the inputs of groups that carry one axis: see ``_carried``)."""
-    c = next(iter(x.values())).shape[1]  # channels
-    return torch.cat(
-        [
-            # W1[h1, x*]: pool x, h1
-            m["carry_x.mean(2)"][:, :c],
-            # b1[h1]: pool h1
-            # W2[h2, h1*]: pool h1, h2
-            m["carry_h1.mean(2)"][:, c : 3 * c],
-            # b2[h2]: pool h2
-            # W3[y, h2*]: pool h2, y
-            m["carry_h2.mean(2)"][:, c : 3 * c],
-            # b3[y]: pool y
-            m["carry_y.mean(2)"][:, c : 2 * c],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_x(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry x from input to output."""
-    # W1[h1, x*]: pool h1; carry x
-    return x["W1"].mean(2)
-
-
-def _reduce_carry_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h1 from input to output."""
-    return torch.cat(
-        [
-            # W1[h1, x*]: pool x; carry h1
-            x["W1"].mean(3),
-            # b1[h1]: carry h1
-            x["b1"],
-            # W2[h2, h1*]: pool h2; carry h1
-            x["W2"].mean(2),
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_h2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h2 from input to output."""
-    return torch.cat(
-        [
-            # W2[h2, h1*]: pool h1; carry h2
-            x["W2"].mean(3),
-            # b2[h2]: carry h2
-            x["b2"],
-            # W3[y, h2*]: pool y; carry h2
-            x["W3"].mean(2),
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_y(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry y from input to output."""
-    return torch.cat(
-        [
-            # W3[y, h2*]: pool h2; carry y
-            x["W3"].mean(3),
-            # b3[y]: carry y
-            x["b3"],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_x_h1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry x, h1 from input to output."""
-    # W1[h1, x*]: carry h1, x
-    return x["W1"]
-
-
-def _reduce_carry_h1_h2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h1, h2 from input to output."""
-    # W2[h2, h1*]: carry h2, h1
-    return x["W2"]
-
-
-def _reduce_carry_h2_y(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry h2, y from input to output."""
-    # W3[y, h2*]: carry y, h2
-    return x["W3"]
-
-
-def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
-    """``m`` plus the inputs of the groups that carry one axis, and their means over it.
-
-    Such an input pools every axis of its tensor but the carried one, so its mean over
-    that axis is the tensor's invariant summary: the pooled group reads those means (one
-    reduction per group, of a small tensor) instead of reducing each tensor again."""
-    r_carry_x = _reduce_carry_x(x, n, m)
-    r_carry_h1 = _reduce_carry_h1(x, n, m)
-    r_carry_h2 = _reduce_carry_h2(x, n, m)
-    r_carry_y = _reduce_carry_y(x, n, m)
-    return {
-        **m,
-        "carry_x": r_carry_x,
-        "carry_x.mean(2)": r_carry_x.mean(2),
-        "carry_h1": r_carry_h1,
-        "carry_h1.mean(2)": r_carry_h1.mean(2),
-        "carry_h2": r_carry_h2,
-        "carry_h2.mean(2)": r_carry_h2.mean(2),
-        "carry_y": r_carry_y,
-        "carry_y.mean(2)": r_carry_y.mean(2),
-    }
-
-
-# Per term group, for initialization: fixed size of each input pattern and whether it
-# pools; fixed size of each output pattern, the number of input patterns feeding its
-# tensor, and how many of those do not pool.
-_IN_WIDTHS_POOLED = [1, 1, 1, 1, 1, 1]
-_IN_POOLED_POOLED = [1, 1, 1, 1, 1, 1]
-_OUT_WIDTHS_POOLED = [1, 1, 1, 1, 1, 1]
-_FANS_POOLED = [11, 9, 13, 9, 12, 8]
-_FANS_KEPT_POOLED = [2, 1, 3, 1, 3, 1]
-_IN_WIDTHS_CARRY_X = [1]
-_IN_POOLED_CARRY_X = [1]
-_OUT_WIDTHS_CARRY_X = [1]
-_FANS_CARRY_X = [11]
-_FANS_KEPT_CARRY_X = [2]
-_IN_WIDTHS_CARRY_H1 = [1, 1, 1]
-_IN_POOLED_CARRY_H1 = [1, 0, 1]
-_OUT_WIDTHS_CARRY_H1 = [1, 1, 1]
-_FANS_CARRY_H1 = [11, 9, 13]
-_FANS_KEPT_CARRY_H1 = [2, 1, 3]
-_IN_WIDTHS_CARRY_H2 = [1, 1, 1]
-_IN_POOLED_CARRY_H2 = [1, 0, 1]
-_OUT_WIDTHS_CARRY_H2 = [1, 1, 1]
-_FANS_CARRY_H2 = [13, 9, 12]
-_FANS_KEPT_CARRY_H2 = [3, 1, 3]
-_IN_WIDTHS_CARRY_Y = [1, 1]
-_IN_POOLED_CARRY_Y = [1, 0]
-_OUT_WIDTHS_CARRY_Y = [1, 1]
-_FANS_CARRY_Y = [12, 8]
-_FANS_KEPT_CARRY_Y = [3, 1]
-_IN_WIDTHS_CARRY_X_H1 = [1]
-_IN_POOLED_CARRY_X_H1 = [0]
-_OUT_WIDTHS_CARRY_X_H1 = [1]
-_FANS_CARRY_X_H1 = [11]
-_FANS_KEPT_CARRY_X_H1 = [2]
-_IN_WIDTHS_CARRY_H1_H2 = [1]
-_IN_POOLED_CARRY_H1_H2 = [0]
-_OUT_WIDTHS_CARRY_H1_H2 = [1]
-_FANS_CARRY_H1_H2 = [13]
-_FANS_KEPT_CARRY_H1_H2 = [3]
-_IN_WIDTHS_CARRY_H2_Y = [1]
-_IN_POOLED_CARRY_H2_Y = [0]
-_OUT_WIDTHS_CARRY_H2_Y = [1]
-_FANS_CARRY_H2_Y = [12]
-_FANS_KEPT_CARRY_H2_Y = [3]
 
 
 def _init_mix(
@@ -484,11 +259,44 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
-def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
-    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
-    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
-    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
-    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+class _Mix(nn.Module):
+    """One term group's channel mix: ``weight [out_channels * out fixed, in_channels * in
+    fixed]`` (the fixed sizes summed over the group's output and input patterns) and, for
+    the pooled group, the equivariant ``bias`` (one entry per output row).
+
+    ``widths = (in_widths, in_pooled, out_widths, fans, fans_kept)`` per pattern, read by
+    :func:`_init_mix`; ``split`` cuts the mix's output rows into the output patterns."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
+        rows, cols = out_channels * sum(widths[2]), in_channels * sum(widths[0])
+        self.weight = nn.Parameter(torch.empty(rows, cols, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(rows, device=device, dtype=dtype)) if bias else None
+        self.split = [out_channels * w for w in widths[2]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight as :func:`_init_mix` says; the bias at zero."""
+        _init_mix(self.weight, self.in_channels, *self.widths)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """Channels, the mix's shape, and whether it carries the bias."""
+        rows, cols = self.weight.shape
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols}, bias={self.bias is not None}"
+        )
 
 
 class _BatchMix(torch.autograd.Function):
@@ -548,11 +356,35 @@ def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Ten
     )
 
 
+_FOLD_MAX_ENTRIES = 8
+
+
+_FOLD_MIN_ROWS = 32
+
+
+def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
+    """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
+    layer makes at run time, since it depends on sizes, device and autograd state.
+    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
+    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
+    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
+    if (
+        flat.device.type == "cpu"
+        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
+        and weight.shape[0] >= _FOLD_MIN_ROWS
+    ):
+        return "fold"
+    if _batch_mix_pays(weight, flat, *others):
+        return "batch"
+    return "bmm"
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
-    if _folds(weight, flat):
+    route = _route(weight, flat)
+    if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
-    if _batch_mix_pays(weight, flat):
+    if route == "batch":
         return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -570,13 +402,16 @@ def _mix_into(
     r: torch.Tensor,
     fixed: tuple[int, ...] = (),
     order: tuple[int, ...] | None = None,
+    owned: bool = False,
 ) -> torch.Tensor:
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
     The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
     terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
-    to the tensor's axes as a view (no transposed copy).
+    to the tensor's axes as a view (no transposed copy). ``owned``: the build proved
+    ``acc`` a fresh sum that no other value shares, so it may be written in place (when it
+    also has the product's shape and is contiguous); else the sum starts from a copy.
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -588,23 +423,17 @@ def _mix_into(
     if acc.dtype != r.dtype or weight.dtype != r.dtype:
         # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
         return (acc + _mix(weight, r).view(shape)).permute(order)
-    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+    if not owned or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if _folds(weight, inputs):
+    route = _route(weight, inputs, flat)
+    if route == "fold":
         flat.add_(_product(weight, inputs))
-    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+    elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)
-
-
-def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
-    different axes sum to a larger tensor)."""
-    acc = out.get(name)
-    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -619,347 +448,6 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
-
-
-class EquivariantLayer(nn.Module):
-    """A linear layer on the weight space, equivariant under its symmetry group.
-
-    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
-    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
-    term of every block (62 terms at generic sizes) and the equivariant bias. Sizes of
-    group types are read from the input, so one layer serves networks of any width.
-
-    The terms are computed in groups that share one matmul: reduce (diagonals, mean
-    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
-    No dense basis is ever built.
-
-    ``quasi=True`` is refused: this group has no continuous part to relax.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
-    ) -> None:
-        super().__init__()
-        if quasi:
-            raise ValueError(
-                "quasi=True: the symmetry group of preset_mlp_np has no continuous part "
-                "(no scaled, gl or orthogonal type), so there is nothing to relax"
-            )
-        self.relaxation = None
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        # pooled: 36 terms per channel pair
-        rows = out_channels * 6
-        self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 6))
-        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
-        self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
-        # carry_x: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_x = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_x = [out_channels * w for w in _OUT_WIDTHS_CARRY_X]
-        # carry_h1: 9 terms per channel pair
-        rows = out_channels * 3
-        self.weight_carry_h1 = nn.Parameter(torch.empty(rows, in_channels * 3))
-        self._split_carry_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1]
-        # carry_h2: 9 terms per channel pair
-        rows = out_channels * 3
-        self.weight_carry_h2 = nn.Parameter(torch.empty(rows, in_channels * 3))
-        self._split_carry_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2]
-        # carry_y: 4 terms per channel pair
-        rows = out_channels * 2
-        self.weight_carry_y = nn.Parameter(torch.empty(rows, in_channels * 2))
-        self._split_carry_y = [out_channels * w for w in _OUT_WIDTHS_CARRY_Y]
-        # carry_x_h1: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_x_h1 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_x_h1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_X_H1]
-        # carry_h1_h2: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_h1_h2 = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_h1_h2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_H1_H2]
-        # carry_h2_y: 1 terms per channel pair
-        rows = out_channels * 1
-        self.weight_carry_h2_y = nn.Parameter(torch.empty(rows, in_channels * 1))
-        self._split_carry_h2_y = [out_channels * w for w in _OUT_WIDTHS_CARRY_H2_Y]
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_mix(
-            self.weight_pooled,
-            self.in_channels,
-            _IN_WIDTHS_POOLED,
-            _IN_POOLED_POOLED,
-            _OUT_WIDTHS_POOLED,
-            _FANS_POOLED,
-            _FANS_KEPT_POOLED,
-        )
-        if self.bias_pooled is not None:
-            nn.init.zeros_(self.bias_pooled)
-        _init_mix(
-            self.weight_carry_x,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_X,
-            _IN_POOLED_CARRY_X,
-            _OUT_WIDTHS_CARRY_X,
-            _FANS_CARRY_X,
-            _FANS_KEPT_CARRY_X,
-        )
-        _init_mix(
-            self.weight_carry_h1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H1,
-            _IN_POOLED_CARRY_H1,
-            _OUT_WIDTHS_CARRY_H1,
-            _FANS_CARRY_H1,
-            _FANS_KEPT_CARRY_H1,
-        )
-        _init_mix(
-            self.weight_carry_h2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H2,
-            _IN_POOLED_CARRY_H2,
-            _OUT_WIDTHS_CARRY_H2,
-            _FANS_CARRY_H2,
-            _FANS_KEPT_CARRY_H2,
-        )
-        _init_mix(
-            self.weight_carry_y,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_Y,
-            _IN_POOLED_CARRY_Y,
-            _OUT_WIDTHS_CARRY_Y,
-            _FANS_CARRY_Y,
-            _FANS_KEPT_CARRY_Y,
-        )
-        _init_mix(
-            self.weight_carry_x_h1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_X_H1,
-            _IN_POOLED_CARRY_X_H1,
-            _OUT_WIDTHS_CARRY_X_H1,
-            _FANS_CARRY_X_H1,
-            _FANS_KEPT_CARRY_X_H1,
-        )
-        _init_mix(
-            self.weight_carry_h1_h2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H1_H2,
-            _IN_POOLED_CARRY_H1_H2,
-            _OUT_WIDTHS_CARRY_H1_H2,
-            _FANS_CARRY_H1_H2,
-            _FANS_KEPT_CARRY_H1_H2,
-        )
-        _init_mix(
-            self.weight_carry_h2_y,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_H2_Y,
-            _IN_POOLED_CARRY_H2_Y,
-            _OUT_WIDTHS_CARRY_H2_Y,
-            _FANS_CARRY_H2_Y,
-            _FANS_KEPT_CARRY_H2_Y,
-        )
-
-    def forward(self, x: Weights) -> Weights:
-        n = sizes_of(x, self.in_channels)
-        m = _carried(x, n, _shared(x))
-        out: Weights = {}
-        self._mix_pooled(x, n, m, out)
-        self._mix_carry_x(x, n, m, out)
-        self._mix_carry_h1(x, n, m, out)
-        self._mix_carry_h2(x, n, m, out)
-        self._mix_carry_y(x, n, m, out)
-        self._mix_carry_x_h1(x, n, m, out)
-        self._mix_carry_h1_h2(x, n, m, out)
-        self._mix_carry_h2_y(x, n, m, out)
-        y = _complete(out, x, self.out_channels)
-        if self.relaxation is not None:
-            y = act(self.relaxation(x), y)
-        return y
-
-    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Pool everything, mix once, broadcast into every tensor (36 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split_with_sizes(self._split_pooled, dim=1)
-        # W1[h1, x*]: broadcast x, h1
-        _add(out, "W1", zs[0][:, :, None, None])
-        # b1[h1]: broadcast h1
-        _add(out, "b1", zs[1][:, :, None])
-        # W2[h2, h1*]: broadcast h1, h2
-        _add(out, "W2", zs[2][:, :, None, None])
-        # b2[h2]: broadcast h2
-        _add(out, "b2", zs[3][:, :, None])
-        # W3[y, h2*]: broadcast h2, y
-        _add(out, "W3", zs[4][:, :, None, None])
-        # b3[y]: broadcast y
-        _add(out, "b3", zs[5][:, :, None])
-
-    def _mix_carry_x(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry x (1 per channel pair)."""
-        z = _mix(self.weight_carry_x, m["carry_x"])
-        zs = z.split_with_sizes(self._split_carry_x, dim=1)
-        # W1[h1, x*]: broadcast h1; carry x
-        _add(out, "W1", zs[0][:, :, None])
-
-    def _mix_carry_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h1 (9 per channel pair)."""
-        z = _mix(self.weight_carry_h1, m["carry_h1"])
-        zs = z.split_with_sizes(self._split_carry_h1, dim=1)
-        # W1[h1, x*]: broadcast x; carry h1
-        _add(out, "W1", zs[0][:, :, :, None])
-        # b1[h1]: carry h1
-        _add(out, "b1", zs[1])
-        # W2[h2, h1*]: broadcast h2; carry h1
-        _add(out, "W2", zs[2][:, :, None])
-
-    def _mix_carry_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h2 (9 per channel pair)."""
-        z = _mix(self.weight_carry_h2, m["carry_h2"])
-        zs = z.split_with_sizes(self._split_carry_h2, dim=1)
-        # W2[h2, h1*]: broadcast h1; carry h2
-        _add(out, "W2", zs[0][:, :, :, None])
-        # b2[h2]: carry h2
-        _add(out, "b2", zs[1])
-        # W3[y, h2*]: broadcast y; carry h2
-        _add(out, "W3", zs[2][:, :, None])
-
-    def _mix_carry_y(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry y (4 per channel pair)."""
-        z = _mix(self.weight_carry_y, m["carry_y"])
-        zs = z.split_with_sizes(self._split_carry_y, dim=1)
-        # W3[y, h2*]: broadcast h2; carry y
-        _add(out, "W3", zs[0][:, :, :, None])
-        # b3[y]: carry y
-        _add(out, "b3", zs[1])
-
-    def _mix_carry_x_h1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry x, h1 (1 per channel pair)."""
-        # W1[h1, x*]: carry h1, x; the terms added so far ride in the matmul
-        out["W1"] = _mix_into(out.get("W1"), self.weight_carry_x_h1, _reduce_carry_x_h1(x, n, m))
-
-    def _mix_carry_h1_h2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h1, h2 (1 per channel pair)."""
-        # W2[h2, h1*]: carry h2, h1; the terms added so far ride in the matmul
-        out["W2"] = _mix_into(out.get("W2"), self.weight_carry_h1_h2, _reduce_carry_h1_h2(x, n, m))
-
-    def _mix_carry_h2_y(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry h2, y (1 per channel pair)."""
-        # W3[y, h2*]: carry y, h2; the terms added so far ride in the matmul
-        out["W3"] = _mix_into(out.get("W3"), self.weight_carry_h2_y, _reduce_carry_h2_y(x, n, m))
-
-
-class InvariantHead(nn.Module):
-    """Invariant pooling of every tensor, then a linear map to ``out_features``.
-
-    The pooled features are exactly the invariant linear functionals of the weight space
-    (6 per channel), so ``forward`` returns ``[batch, out_features]``
-    that no group element changes.
-    """
-
-    def __init__(self, in_channels: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.in_features = in_channels * 6
-        self.linear = nn.Linear(self.in_features, out_features, bias=bias)
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        n = sizes_of(x, self.in_channels)
-        r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
-        return self.linear(r)
-
-
-# --------------------------------------------------------------------------------------
-# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
-# normalization, canonicalization and degree-2 products that respect the group, and a
-# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
-# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
-
-__all__ += [
-    "BLOCK_TABLES",
-    "Degree2",
-    "EquivariantActivation",
-    "EquivariantNorm",
-    "InputNormalizer",
-    "MetaNetwork",
-    "canonicalize",
-]
-
-#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
-#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
-#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
-#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
-BLOCK_TABLES: dict = {
-    "activation": {"W1": "any", "b1": "any", "W2": "any", "b2": "any", "W3": "any", "b3": "any"},
-    "entry": {
-        "W1": ((), False, False, False),
-        "b1": ((), False, False, False),
-        "W2": ((), False, False, False),
-        "b2": ((), False, False, False),
-        "W3": ((), False, False, False),
-        "b3": ((), False, False, False),
-    },
-    "norm": {
-        "W1": (1, 2, 3),
-        "b1": (1, 2),
-        "W2": (1, 2, 3),
-        "b2": (1, 2),
-        "W3": (1, 2, 3),
-        "b3": (1, 2),
-    },
-    "centre": {"W1": (2, 3), "b1": (2,), "W2": (2, 3), "b2": (2,), "W3": (2, 3), "b3": (2,)},
-    "pool": {
-        "W1": ((2, 3), 1),
-        "b1": ((2,), 1),
-        "W2": ((2, 3), 1),
-        "b2": ((2,), 1),
-        "W3": ((2, 3), 1),
-        "b3": ((2,), 1),
-    },
-    "shapes": {"W1": (1, 1), "b1": (1,), "W2": (1, 1), "b2": (1,), "W3": (1, 1), "b3": (1,)},
-    "products": (
-        ("W1", "W1", "bcij,bcij->bcij", ("W1",)),
-        ("W1", "W1", "bcij,bcij->bci", ("b1",)),
-        ("W1", "W1", "bcik,bcjk->bc", ()),
-        ("W1", "W1", "bcij,bcik->bc", ()),
-        ("W1", "W1", "bcij,bcij->bc", ()),
-        ("W1", "b1", "bcij,bci->bcij", ("W1",)),
-        ("W1", "b1", "bcij,bci->bc", ()),
-        ("W1", "W2", "bcij,bcki->bc", ()),
-        ("b1", "b1", "bci,bci->bci", ("b1",)),
-        ("b1", "b1", "bci,bci->bc", ()),
-        ("b1", "W2", "bci,bcji->bcji", ("W2",)),
-        ("b1", "W2", "bci,bcji->bcj", ("b2",)),
-        ("b1", "W2", "bci,bcji->bc", ()),
-        ("W2", "W2", "bcij,bcij->bcj", ("b1",)),
-        ("W2", "W2", "bcij,bcij->bcij", ("W2",)),
-        ("W2", "W2", "bcij,bcij->bci", ("b2",)),
-        ("W2", "W2", "bcik,bcjk->bc", ()),
-        ("W2", "W2", "bcij,bcik->bc", ()),
-        ("W2", "W2", "bcij,bcij->bc", ()),
-        ("W2", "b2", "bcij,bci->bcj", ("b1",)),
-        ("W2", "b2", "bcij,bci->bcij", ("W2",)),
-        ("W2", "b2", "bcij,bci->bc", ()),
-        ("W2", "W3", "bcij,bcki->bc", ()),
-        ("b2", "b2", "bci,bci->bci", ("b2",)),
-        ("b2", "b2", "bci,bci->bc", ()),
-        ("b2", "W3", "bci,bcji->bcji", ("W3",)),
-        ("b2", "W3", "bci,bcji->bcj", ("b3",)),
-        ("b2", "W3", "bci,bcji->bc", ()),
-        ("W3", "W3", "bcij,bcij->bcj", ("b2",)),
-        ("W3", "W3", "bcij,bcij->bcij", ("W3",)),
-        ("W3", "W3", "bcij,bcij->bci", ("b3",)),
-        ("W3", "W3", "bcik,bcjk->bc", ()),
-        ("W3", "W3", "bcij,bcik->bc", ()),
-        ("W3", "W3", "bcij,bcij->bc", ()),
-        ("W3", "b3", "bcij,bci->bcj", ("b2",)),
-        ("W3", "b3", "bcij,bci->bcij", ("W3",)),
-        ("W3", "b3", "bcij,bci->bc", ()),
-        ("b3", "b3", "bci,bci->bci", ("b3",)),
-        ("b3", "b3", "bci,bci->bc", ()),
-    ),
-    "products_problem": "",
-    "canon": (),
-    "canon_problem": "",
-}
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -1000,6 +488,7 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
         "relu": torch.relu,
         "gelu": nn.functional.gelu,
@@ -1406,6 +895,494 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# The group: random elements and their action (for augmentation and tests)
+
+
+def sample_group_element(
+    sizes: dict[str, int], generator: torch.Generator | None = None
+) -> dict[str, object]:
+    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
+
+    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
+    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
+    """
+    return {
+        "x": _sample_perm(sizes["x"], generator),
+        "h1": _sample_perm(sizes["h1"], generator),
+        "h2": _sample_perm(sizes["h2"], generator),
+        "y": _sample_perm(sizes["y"], generator),
+    }
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
+_ACTIONS = {
+    "perm": _act_monomial,
+}
+_COMPOSE = {
+    "perm": _compose_monomial,
+}
+_INVERSE = {
+    "perm": _inverse_monomial,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+
+
+def act(g: dict[str, object], x: Weights) -> Weights:
+    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
+
+    Every axis of a group type is transformed by that type's element (the dual action on
+    ``*`` axes); fixed axes are left alone.
+    """
+    out = {}
+    for name, axes in TENSORS.items():
+        t = x[name]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g:
+                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
+        out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Invariant summaries (what InvariantHead pools), from the same program as the layer
+
+
+def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
+    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+    sizes_of(x, channels)  # checks the shapes
+    c = channels
+    x_W1 = x["W1"]
+    x_W2 = x["W2"]
+    x_W3 = x["W3"]
+    r_pooled = torch.cat(
+        [
+            # W1[h1, x*]: pool h1; carry x
+            # the inputs of carry_x over their carried axis: summaries
+            # W1[h1, x*]: pool x, h1
+            x_W1.mean(2).mean(2)[:, :c],
+            # the inputs of carry_h1 over their carried axis: summaries
+            # b1[h1]: pool h1
+            # W2[h2, h1*]: pool h1, h2
+            torch.cat(
+                [
+                    # W1[h1, x*]: pool x; carry h1
+                    x_W1.mean(3),
+                    # b1[h1]: carry h1
+                    x["b1"],
+                    # W2[h2, h1*]: pool h2; carry h1
+                    x_W2.mean(2),
+                ],
+                dim=1,
+            ).mean(2)[:, c : 3 * c],
+            # the inputs of carry_h2 over their carried axis: summaries
+            # b2[h2]: pool h2
+            # W3[y, h2*]: pool h2, y
+            torch.cat(
+                [
+                    # W2[h2, h1*]: pool h1; carry h2
+                    x_W2.mean(3),
+                    # b2[h2]: carry h2
+                    x["b2"],
+                    # W3[y, h2*]: pool y; carry h2
+                    x_W3.mean(2),
+                ],
+                dim=1,
+            ).mean(2)[:, c : 3 * c],
+            # the inputs of carry_y over their carried axis: summaries
+            # b3[y]: pool y
+            torch.cat(
+                [
+                    # W3[y, h2*]: pool h2; carry y
+                    x_W3.mean(3),
+                    # b3[y]: carry y
+                    x["b3"],
+                ],
+                dim=1,
+            ).mean(2)[:, c : 2 * c],
+        ],
+        dim=1,
+    )
+    return r_pooled
+
+
+#: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
+#: types and the tensors the group writes, "h1,h2:W2"): per pattern, the input widths, whether
+#: each input pools, the output widths, and the fans of the output tensors (see _init_mix)
+_MIXES: dict[str, tuple] = {
+    "pooled": (
+        (1, 1, 1, 1, 1, 1),
+        (1, 1, 1, 1, 1, 1),
+        (1, 1, 1, 1, 1, 1),
+        (11, 9, 13, 9, 12, 8),
+        (2, 1, 3, 1, 3, 1),
+    ),
+    "x:W1": ((1,), (1,), (1,), (11,), (2,)),
+    "h1:W1,W2,b1": ((1, 1, 1), (1, 0, 1), (1, 1, 1), (11, 9, 13), (2, 1, 3)),
+    "h2:W2,W3,b2": ((1, 1, 1), (1, 0, 1), (1, 1, 1), (13, 9, 12), (3, 1, 3)),
+    "y:W3,b3": ((1, 1), (1, 0), (1, 1), (12, 8), (3, 1)),
+    "h1,x:W1": ((1,), (0,), (1,), (11,), (2,)),
+    "h1,h2:W2": ((1,), (0,), (1,), (13,), (3,)),
+    "h2,y:W3": ((1,), (0,), (1,), (12,), (3,)),
+}
+#: state-dict names of version 1 of this layer (qgen 0.1) -> their names now
+_RENAMED: dict[str, str] = {
+    "weight_pooled": "mixes.pooled.weight",
+    "bias_pooled": "mixes.pooled.bias",
+    "weight_carry_x": "mixes.x:W1.weight",
+    "weight_carry_h1": "mixes.h1:W1,W2,b1.weight",
+    "weight_carry_h2": "mixes.h2:W2,W3,b2.weight",
+    "weight_carry_y": "mixes.y:W3,b3.weight",
+    "weight_carry_x_h1": "mixes.h1,x:W1.weight",
+    "weight_carry_h1_h2": "mixes.h1,h2:W2.weight",
+    "weight_carry_h2_y": "mixes.h2,y:W3.weight",
+}
+
+
+class EquivariantLayer(nn.Module):
+    """A linear layer on the weight space, equivariant under its symmetry group.
+
+    ``forward(x)`` takes ``{tensor: [batch, in_channels, *axes]}`` and returns the same
+    keys with ``out_channels``. It holds one learnable ``out x in`` channel mix per basis
+    term of every block (62 terms at generic sizes) and the equivariant bias. Sizes of
+    group types are read from the input, so one layer serves networks of any width.
+
+    The terms are computed in groups that share one matmul: reduce (diagonals, mean
+    pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
+    No dense basis is ever built.
+
+    Parameters live in ``mixes``, one small module per group of terms, keyed by a stable
+    name (``"pooled"``, or the carried types and the tensors the group writes, such as
+    ``"h1,h2:W2"``). ``contiguous=False`` lets outputs be permuted views of the mix results
+    (one copy fewer of the tensors whose mix moves their axes); ``device`` and ``dtype``
+    create the parameters there, as ``nn.Linear`` does.
+
+    ``quasi=True`` is refused: this group has no continuous part to relax.
+    """
+
+    _version = 2  # 1: one parameter per group, named by the planner (see _RENAMED)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        quasi: bool = False,
+        contiguous: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        if quasi:
+            raise ValueError(
+                "quasi=True: the symmetry group of preset_mlp_np has no continuous part "
+                "(no scaled, gl or orthogonal type), so there is nothing to relax"
+            )
+        self.relaxation = None
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        #: whether every output tensor is contiguous (else some may be permuted views)
+        self.contiguous = contiguous
+        mixes = {}
+        for key, widths in _MIXES.items():
+            with_bias = bias and key == "pooled"
+            mixes[key] = _Mix(in_channels, out_channels, widths, with_bias, **factory)
+        #: one channel mix per group of terms, by the key of ``_MIXES``
+        self.mixes = nn.ModuleDict(mixes)
+
+    def reset_parameters(self) -> None:
+        """Every mix re-initialized (see ``_init_mix``), biases zero."""
+        for mix in self.mixes.values():
+            mix.reset_parameters()
+
+    def extra_repr(self) -> str:
+        """Channels, and the maps the layer spans."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"maps=62 per channel pair, quasi={self.relaxation is not None}"
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        """State dicts of version 1 (one parameter per group, ``weight_<group>``) load too."""
+        if local_metadata.get("version", 1) < 2:
+            for old, new in _RENAMED.items():
+                for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                    rest = key[len(prefix + old) :]
+                    if rest == "" or rest.startswith("."):
+                        state_dict[prefix + new + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x: Weights) -> Weights:
+        """The layer: every group of terms reduces its inputs, mixes channels once, and
+        places the result into its output tensors, where the terms are summed."""
+        sizes_of(x, self.in_channels)  # checks the shapes
+        c = self.in_channels
+        mixes = self.mixes
+        x_W1 = x["W1"]
+        x_W2 = x["W2"]
+        x_W3 = x["W3"]
+        # W1[h1, x*]: pool h1; carry x
+        r_carry_x = x_W1.mean(2)
+        r_carry_h1 = torch.cat(
+            [
+                # W1[h1, x*]: pool x; carry h1
+                x_W1.mean(3),
+                # b1[h1]: carry h1
+                x["b1"],
+                # W2[h2, h1*]: pool h2; carry h1
+                x_W2.mean(2),
+            ],
+            dim=1,
+        )
+        r_carry_h2 = torch.cat(
+            [
+                # W2[h2, h1*]: pool h1; carry h2
+                x_W2.mean(3),
+                # b2[h2]: carry h2
+                x["b2"],
+                # W3[y, h2*]: pool y; carry h2
+                x_W3.mean(2),
+            ],
+            dim=1,
+        )
+        r_carry_y = torch.cat(
+            [
+                # W3[y, h2*]: pool h2; carry y
+                x_W3.mean(3),
+                # b3[y]: carry y
+                x["b3"],
+            ],
+            dim=1,
+        )
+        z_pooled_0, z_pooled_1, z_pooled_2, z_pooled_3, z_pooled_4, z_pooled_5 = (
+            nn.functional.linear(
+                torch.cat(
+                    [
+                        # the inputs of carry_x over their carried axis: summaries
+                        # W1[h1, x*]: pool x, h1
+                        r_carry_x.mean(2)[:, :c],
+                        # the inputs of carry_h1 over their carried axis: summaries
+                        # b1[h1]: pool h1
+                        # W2[h2, h1*]: pool h1, h2
+                        r_carry_h1.mean(2)[:, c : 3 * c],
+                        # the inputs of carry_h2 over their carried axis: summaries
+                        # b2[h2]: pool h2
+                        # W3[y, h2*]: pool h2, y
+                        r_carry_h2.mean(2)[:, c : 3 * c],
+                        # the inputs of carry_y over their carried axis: summaries
+                        # b3[y]: pool y
+                        r_carry_y.mean(2)[:, c : 2 * c],
+                    ],
+                    dim=1,
+                ),
+                mixes["pooled"].weight,
+                mixes["pooled"].bias,
+            ).split_with_sizes(mixes["pooled"].split, dim=1)
+        )
+        # W1[h1, x*]: broadcast x, h1
+        y_W1 = z_pooled_0[:, :, None, None]
+        # b1[h1]: broadcast h1
+        y_b1 = z_pooled_1[:, :, None]
+        # W2[h2, h1*]: broadcast h1, h2
+        y_W2 = z_pooled_2[:, :, None, None]
+        # b2[h2]: broadcast h2
+        y_b2 = z_pooled_3[:, :, None]
+        # W3[y, h2*]: broadcast h2, y
+        y_W3 = z_pooled_4[:, :, None, None]
+        # b3[y]: broadcast y
+        y_b3 = z_pooled_5[:, :, None]
+        # W1[h1, x*]: broadcast h1; carry x
+        y_W1 = y_W1 + _mix(mixes["x:W1"].weight, r_carry_x)[:, :, None]
+        z_carry_h1_0, z_carry_h1_1, z_carry_h1_2 = _mix(
+            mixes["h1:W1,W2,b1"].weight, r_carry_h1
+        ).split_with_sizes(mixes["h1:W1,W2,b1"].split, dim=1)
+        # W1[h1, x*]: broadcast x; carry h1
+        y_W1 = y_W1 + z_carry_h1_0[:, :, :, None]
+        # b1[h1]: carry h1
+        y_b1 = y_b1 + z_carry_h1_1
+        # W2[h2, h1*]: broadcast h2; carry h1
+        y_W2 = y_W2 + z_carry_h1_2[:, :, None]
+        z_carry_h2_0, z_carry_h2_1, z_carry_h2_2 = _mix(
+            mixes["h2:W2,W3,b2"].weight, r_carry_h2
+        ).split_with_sizes(mixes["h2:W2,W3,b2"].split, dim=1)
+        # W2[h2, h1*]: broadcast h1; carry h2
+        y_W2 = y_W2 + z_carry_h2_0[:, :, :, None]
+        # b2[h2]: carry h2
+        y_b2 = y_b2 + z_carry_h2_1
+        # W3[y, h2*]: broadcast y; carry h2
+        y_W3 = y_W3 + z_carry_h2_2[:, :, None]
+        z_carry_y_0, z_carry_y_1 = _mix(mixes["y:W3,b3"].weight, r_carry_y).split_with_sizes(
+            mixes["y:W3,b3"].split, dim=1
+        )
+        # W3[y, h2*]: broadcast h2; carry y
+        y_W3 = y_W3 + z_carry_y_0[:, :, :, None]
+        # b3[y]: carry y
+        y_b3 = y_b3 + z_carry_y_1
+        # W1[h1, x*]: carry h1, x
+        # W1[h1, x*]: carry h1, x; the terms so far ride in the matmul
+        y_W1 = _mix_into(y_W1, mixes["h1,x:W1"].weight, x_W1, owned=True)
+        # W2[h2, h1*]: carry h2, h1
+        # W2[h2, h1*]: carry h2, h1; the terms so far ride in the matmul
+        y_W2 = _mix_into(y_W2, mixes["h1,h2:W2"].weight, x_W2, owned=True)
+        # W3[y, h2*]: carry y, h2
+        # W3[y, h2*]: carry y, h2; the terms so far ride in the matmul
+        y_W3 = _mix_into(y_W3, mixes["h2,y:W3"].weight, x_W3, owned=True)
+        return self._finish(
+            x, {"W1": y_W1, "b1": y_b1, "W2": y_W2, "b2": y_b2, "W3": y_W3, "b3": y_b3}
+        )
+
+    def _finish(self, x: Weights, out: Weights) -> Weights:
+        """Every tensor at full shape (zeros where no term writes), then alpha (quasi),
+        then contiguous outputs unless the caller opted out."""
+        y = _complete(out, x, self.out_channels)
+        if self.relaxation is not None:
+            y = act(self.relaxation(x), y)
+        if self.contiguous:  # (a no-op for the tensors that are)
+            y = {name: t.contiguous() for name, t in y.items()}
+        return y
+
+
+class InvariantHead(nn.Module):
+    """Invariant pooling of every tensor, then a linear map to ``out_features``.
+
+    The pooled features are exactly the invariant linear functionals of the weight space
+    (6 per channel), so ``forward`` returns ``[batch, out_features]``
+    that no group element changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.in_features = in_channels * 6
+        self.linear = nn.Linear(
+            self.in_features, out_features, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        r = _invariant_summaries(x, self.in_channels)
+        return self.linear(r)
+
+
+# --------------------------------------------------------------------------------------
+# Metanetwork building blocks (their runtime copied from qgen.runtime.blocks above):
+# nonlinearities, gates, normalization, canonicalization and degree-2 products that respect
+# the group, and a MetaNetwork composing them with the layers. Which rule each tensor gets
+# was decided at build time from the kinds of its axes (a tensor obeys every kind's rule
+# at once).
+
+__all__ += [
+    "BLOCK_TABLES",
+    "Degree2",
+    "EquivariantActivation",
+    "EquivariantNorm",
+    "InputNormalizer",
+    "MetaNetwork",
+    "canonicalize",
+]
+
+#: per tensor: activation rule, entry invariant (norm dims, divide by channel norm, even in
+#: sign, GL: invariants only), RMS dims, centring dims, pooling (dims, width), fixed shape;
+#: the degree-2 products (a, b, einsum, targets; no target: invariant) and the
+#: canonicalization steps (type, factor, incoming, outgoing, sign sources)
+BLOCK_TABLES: dict = {
+    "activation": {"W1": "any", "b1": "any", "W2": "any", "b2": "any", "W3": "any", "b3": "any"},
+    "entry": {
+        "W1": ((), False, False, False),
+        "b1": ((), False, False, False),
+        "W2": ((), False, False, False),
+        "b2": ((), False, False, False),
+        "W3": ((), False, False, False),
+        "b3": ((), False, False, False),
+    },
+    "norm": {
+        "W1": (1, 2, 3),
+        "b1": (1, 2),
+        "W2": (1, 2, 3),
+        "b2": (1, 2),
+        "W3": (1, 2, 3),
+        "b3": (1, 2),
+    },
+    "centre": {"W1": (2, 3), "b1": (2,), "W2": (2, 3), "b2": (2,), "W3": (2, 3), "b3": (2,)},
+    "pool": {
+        "W1": ((2, 3), 1),
+        "b1": ((2,), 1),
+        "W2": ((2, 3), 1),
+        "b2": ((2,), 1),
+        "W3": ((2, 3), 1),
+        "b3": ((2,), 1),
+    },
+    "shapes": {"W1": (1, 1), "b1": (1,), "W2": (1, 1), "b2": (1,), "W3": (1, 1), "b3": (1,)},
+    "products": (
+        ("W1", "W1", "bcij,bcij->bcij", ("W1",)),
+        ("W1", "W1", "bcij,bcij->bci", ("b1",)),
+        ("W1", "W1", "bcik,bcjk->bc", ()),
+        ("W1", "W1", "bcij,bcik->bc", ()),
+        ("W1", "W1", "bcij,bcij->bc", ()),
+        ("W1", "b1", "bcij,bci->bcij", ("W1",)),
+        ("W1", "b1", "bcij,bci->bc", ()),
+        ("W1", "W2", "bcij,bcki->bc", ()),
+        ("b1", "b1", "bci,bci->bci", ("b1",)),
+        ("b1", "b1", "bci,bci->bc", ()),
+        ("b1", "W2", "bci,bcji->bcji", ("W2",)),
+        ("b1", "W2", "bci,bcji->bcj", ("b2",)),
+        ("b1", "W2", "bci,bcji->bc", ()),
+        ("W2", "W2", "bcij,bcij->bcj", ("b1",)),
+        ("W2", "W2", "bcij,bcij->bcij", ("W2",)),
+        ("W2", "W2", "bcij,bcij->bci", ("b2",)),
+        ("W2", "W2", "bcik,bcjk->bc", ()),
+        ("W2", "W2", "bcij,bcik->bc", ()),
+        ("W2", "W2", "bcij,bcij->bc", ()),
+        ("W2", "b2", "bcij,bci->bcj", ("b1",)),
+        ("W2", "b2", "bcij,bci->bcij", ("W2",)),
+        ("W2", "b2", "bcij,bci->bc", ()),
+        ("W2", "W3", "bcij,bcki->bc", ()),
+        ("b2", "b2", "bci,bci->bci", ("b2",)),
+        ("b2", "b2", "bci,bci->bc", ()),
+        ("b2", "W3", "bci,bcji->bcji", ("W3",)),
+        ("b2", "W3", "bci,bcji->bcj", ("b3",)),
+        ("b2", "W3", "bci,bcji->bc", ()),
+        ("W3", "W3", "bcij,bcij->bcj", ("b2",)),
+        ("W3", "W3", "bcij,bcij->bcij", ("W3",)),
+        ("W3", "W3", "bcij,bcij->bci", ("b3",)),
+        ("W3", "W3", "bcik,bcjk->bc", ()),
+        ("W3", "W3", "bcij,bcik->bc", ()),
+        ("W3", "W3", "bcij,bcij->bc", ()),
+        ("W3", "b3", "bcij,bci->bcj", ("b2",)),
+        ("W3", "b3", "bcij,bci->bcij", ("W3",)),
+        ("W3", "b3", "bcij,bci->bc", ()),
+        ("b3", "b3", "bci,bci->bci", ("b3",)),
+        ("b3", "b3", "bci,bci->bc", ()),
+    ),
+    "products_problem": "",
+    "canon": (),
+    "canon_problem": "",
+}
 
 
 class EquivariantActivation(Activation):

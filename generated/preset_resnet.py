@@ -277,7 +277,8 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------
-# The group: random elements and their action (for augmentation and tests)
+# Runtime: the helpers this module uses, copied from qgen.runtime (torch only; the same
+# text in every generated module)
 
 
 def _sample_perm(n: int, generator: torch.Generator | None) -> Monomial:
@@ -289,21 +290,6 @@ def _sample_scaled(n: int, generator: torch.Generator | None) -> Monomial:
     """A random permutation with a positive scale ``exp(u)``, ``u ~ U(-1, 1)``, per index."""
     u = torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
     return torch.randperm(n, generator=generator), u.exp()
-
-
-def sample_group_element(
-    sizes: dict[str, int], generator: torch.Generator | None = None
-) -> dict[str, object]:
-    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
-
-    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
-    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
-    """
-    return {
-        "r": _sample_perm(sizes["r"], generator),
-        "m1": _sample_scaled(sizes["m1"], generator),
-        "m2": _sample_scaled(sizes["m2"], generator),
-    }
 
 
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -335,70 +321,16 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _compose_monomial(g: Monomial, h: Monomial) -> Monomial:
+    """``g h`` as monomial matrices: ``index = h.index[g.index]``, scales multiplied."""
     (g_index, g_scale), (h_index, h_scale) = g, h
     return _take(h_index, g_index), g_scale * _take(h_scale, g_index)
 
 
 def _inverse_monomial(g: Monomial) -> Monomial:
+    """``M^-1`` of ``M[i, index[i]] = scale[i]``: the inverse permutation, ``1 / scale``."""
     index, scale = g
     back = torch.argsort(index, dim=-1)
     return back, 1 / _take(scale, back)
-
-
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "perm": _act_monomial,
-    "scaled": _act_monomial,
-}
-_COMPOSE = {
-    "perm": _compose_monomial,
-    "scaled": _compose_monomial,
-}
-_INVERSE = {
-    "perm": _inverse_monomial,
-    "scaled": _inverse_monomial,
-}
-
-
-def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
-    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
-
-    A type missing from ``g`` or ``h`` counts as the identity there.
-    """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
-
-
-def inverse(g: dict[str, object]) -> dict[str, object]:
-    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
-
-
-def act(g: dict[str, object], x: Weights) -> Weights:
-    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
-
-    Every axis of a group type is transformed by that type's element (the dual action on
-    ``*`` axes); fixed axes are left alone.
-    """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        out[name] = t
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
-# part of the group, computed from permutation-equivariant per-index features of x
-
-#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
-QUASI_EPS_MAX = 0.9
-#: eps at initialization: small, so a new quasi layer starts close to the strict one
-QUASI_EPS_INIT = 0.05
 
 
 class _RelaxScaled(nn.Module):
@@ -416,255 +348,6 @@ class _RelaxScaled(nn.Module):
     def forward(self, phi: torch.Tensor, eps: torch.Tensor) -> Monomial:
         scale = 1 + eps * torch.tanh(self.net(phi).squeeze(-1))
         return torch.arange(phi.shape[-2], device=phi.device), scale
-
-
-def _index_features(x: Weights, type_: str) -> torch.Tensor:
-    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
-
-    For every axis of the type: the log of the mean absolute value of the slice an index
-    selects (over channels and all other axes). Permuting the type's indices permutes
-    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
-    give finite features.
-    """
-    feats = []
-    for name, axes in TENSORS.items():
-        for dim, axis in enumerate(axes, start=2):
-            if axis.rstrip("*") == type_:
-                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
-                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
-    return torch.stack(feats, dim=-1)
-
-
-class QuasiRelaxation(nn.Module):
-    """alpha(x): one element per sample of the continuous part's identity component.
-
-    - m1 (scaled): _RelaxScaled on 3 feature(s) per index
-    - m2 (scaled): _RelaxScaled on 3 feature(s) per index
-
-    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
-    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        init = QUASI_EPS_INIT / QUASI_EPS_MAX
-        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
-        self.maps = nn.ModuleDict(
-            {
-                "m1": _RelaxScaled(3),
-                "m2": _RelaxScaled(3),
-            }
-        )
-
-    @property
-    def eps(self) -> torch.Tensor:
-        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
-
-    def forward(self, x: Weights) -> dict[str, object]:
-        eps = self.eps
-        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Input reductions: each term group's inputs as [batch, channels * fixed, *carried axes]
-
-
-def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _shared(x: Weights) -> Weights:
-    """Inputs that several reductions read, made once per forward: a tensor with its dims
-    moved as its fused mix reads them (the other reductions of it read that copy too),
-    and means that means over more axes start from (the mean over ``(i, j)`` is the mean
-    over ``i`` of the mean over ``j``): each tensor is read once per kept-axes pattern."""
-    return {
-        "K1a moved": x["K1a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
-        "K1b moved": x["K1b"].permute(0, 1, 4, 5, 2, 3).contiguous(),
-        "K2a moved": x["K2a"].permute(0, 1, 4, 5, 2, 3).contiguous(),
-        "K2b moved": x["K2b"].permute(0, 1, 4, 5, 2, 3).contiguous(),
-    }
-
-
-def _reduce_pooled(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Every tensor pooled to its invariant summaries: ``[batch, channels * patterns]``
-    (most of them means of the inputs of groups that carry one axis: see ``_carried``)."""
-    c = next(iter(x.values())).shape[1]  # channels
-    return torch.cat(
-        [
-            # K0[r, cin*, k3, k3]: pool r
-            # b0[r]: pool r
-            # ln1_w[r]: pool r
-            # ln1_b[r]: pool r
-            # b1b[r]: pool r
-            # ln2_w[r]: pool r
-            # ln2_b[r]: pool r
-            # b2b[r]: pool r
-            # W[y, r*]: pool r
-            m["carry_r.mean(2)"][:, : 18 * c],
-            # b[y]: as is
-            x["b"].flatten(1, 2),
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_r(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry r from input to output."""
-    return torch.cat(
-        [
-            # K0[r, cin*, k3, k3]: carry r
-            x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
-            # b0[r]: carry r
-            x["b0"],
-            # ln1_w[r]: carry r
-            x["ln1_w"],
-            # ln1_b[r]: carry r
-            x["ln1_b"],
-            # b1b[r]: carry r
-            x["b1b"],
-            # ln2_w[r]: carry r
-            x["ln2_w"],
-            # ln2_b[r]: carry r
-            x["ln2_b"],
-            # b2b[r]: carry r
-            x["b2b"],
-            # W[y, r*]: carry r
-            x["W"].flatten(1, 2),
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry m1 from input to output."""
-    return torch.cat(
-        [
-            # K1a[m1, r*, k3, k3]: pool r; carry m1
-            m["K1a moved"].mean(5).flatten(1, 3),
-            # b1a[m1]: carry m1
-            x["b1a"],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry m1 from input to output."""
-    # K1b[r, m1*, k3, k3]: pool r; carry m1
-    return m["K1b moved"].mean(4).flatten(1, 3)
-
-
-def _reduce_carry_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry m2 from input to output."""
-    return torch.cat(
-        [
-            # K2a[m2, r*, k3, k3]: pool r; carry m2
-            m["K2a moved"].mean(5).flatten(1, 3),
-            # b2a[m2]: carry m2
-            x["b2a"],
-        ],
-        dim=1,
-    )
-
-
-def _reduce_carry_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry m2 from input to output."""
-    # K2b[r, m2*, k3, k3]: pool r; carry m2
-    return m["K2b moved"].mean(4).flatten(1, 3)
-
-
-def _reduce_carry_r_m1(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry r, m1 from input to output."""
-    # K1a[m1, r*, k3, k3]: carry m1, r
-    return m["K1a moved"].flatten(1, 3)
-
-
-def _reduce_carry_r_m1_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry r, m1 from input to output."""
-    # K1b[r, m1*, k3, k3]: carry r, m1
-    return m["K1b moved"].flatten(1, 3)
-
-
-def _reduce_carry_r_m2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry r, m2 from input to output."""
-    # K2a[m2, r*, k3, k3]: carry m2, r
-    return m["K2a moved"].flatten(1, 3)
-
-
-def _reduce_carry_r_m2_v2(x: Weights, n: dict[str, int], m: Weights) -> torch.Tensor:
-    """Inputs of the terms that carry r, m2 from input to output."""
-    # K2b[r, m2*, k3, k3]: carry r, m2
-    return m["K2b moved"].flatten(1, 3)
-
-
-def _carried(x: Weights, n: dict[str, int], m: Weights) -> Weights:
-    """``m`` plus the inputs of the groups that carry one axis, and their means over it.
-
-    Such an input pools every axis of its tensor but the carried one, so its mean over
-    that axis is the tensor's invariant summary: the pooled group reads those means (one
-    reduction per group, of a small tensor) instead of reducing each tensor again."""
-    r_carry_r = _reduce_carry_r(x, n, m)
-    return {
-        **m,
-        "carry_r": r_carry_r,
-        "carry_r.mean(2)": r_carry_r.mean(2),
-    }
-
-
-# Per term group, for initialization: fixed size of each input pattern and whether it
-# pools; fixed size of each output pattern, the number of input patterns feeding its
-# tensor, and how many of those do not pool.
-_IN_WIDTHS_POOLED = [9, 1, 1, 1, 1, 1, 1, 1, 2, 2]
-_IN_POOLED_POOLED = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]
-_OUT_WIDTHS_POOLED = [9, 1, 1, 1, 1, 1, 1, 1, 2, 2]
-_FANS_POOLED = [19, 19, 19, 19, 19, 19, 19, 19, 19, 10]
-_FANS_KEPT_POOLED = [10, 10, 10, 10, 10, 10, 10, 10, 10, 1]
-_IN_WIDTHS_CARRY_R = [9, 1, 1, 1, 1, 1, 1, 1, 2]
-_IN_POOLED_CARRY_R = [0, 0, 0, 0, 0, 0, 0, 0, 0]
-_OUT_WIDTHS_CARRY_R = [9, 1, 1, 1, 1, 1, 1, 1, 2]
-_FANS_CARRY_R = [19, 19, 19, 19, 19, 19, 19, 19, 19]
-_FANS_KEPT_CARRY_R = [10, 10, 10, 10, 10, 10, 10, 10, 10]
-_IN_WIDTHS_CARRY_M1 = [9, 1]
-_IN_POOLED_CARRY_M1 = [1, 0]
-_OUT_WIDTHS_CARRY_M1 = [9, 1]
-_FANS_CARRY_M1 = [3, 2]
-_FANS_KEPT_CARRY_M1 = [2, 1]
-_IN_WIDTHS_CARRY_M1_V2 = [9]
-_IN_POOLED_CARRY_M1_V2 = [1]
-_OUT_WIDTHS_CARRY_M1_V2 = [9]
-_FANS_CARRY_M1_V2 = [2]
-_FANS_KEPT_CARRY_M1_V2 = [1]
-_IN_WIDTHS_CARRY_M2 = [9, 1]
-_IN_POOLED_CARRY_M2 = [1, 0]
-_OUT_WIDTHS_CARRY_M2 = [9, 1]
-_FANS_CARRY_M2 = [3, 2]
-_FANS_KEPT_CARRY_M2 = [2, 1]
-_IN_WIDTHS_CARRY_M2_V2 = [9]
-_IN_POOLED_CARRY_M2_V2 = [1]
-_OUT_WIDTHS_CARRY_M2_V2 = [9]
-_FANS_CARRY_M2_V2 = [2]
-_FANS_KEPT_CARRY_M2_V2 = [1]
-_IN_WIDTHS_CARRY_R_M1 = [9]
-_IN_POOLED_CARRY_R_M1 = [0]
-_OUT_WIDTHS_CARRY_R_M1 = [9]
-_FANS_CARRY_R_M1 = [3]
-_FANS_KEPT_CARRY_R_M1 = [2]
-_IN_WIDTHS_CARRY_R_M1_V2 = [9]
-_IN_POOLED_CARRY_R_M1_V2 = [0]
-_OUT_WIDTHS_CARRY_R_M1_V2 = [9]
-_FANS_CARRY_R_M1_V2 = [2]
-_FANS_KEPT_CARRY_R_M1_V2 = [1]
-_IN_WIDTHS_CARRY_R_M2 = [9]
-_IN_POOLED_CARRY_R_M2 = [0]
-_OUT_WIDTHS_CARRY_R_M2 = [9]
-_FANS_CARRY_R_M2 = [3]
-_FANS_KEPT_CARRY_R_M2 = [2]
-_IN_WIDTHS_CARRY_R_M2_V2 = [9]
-_IN_POOLED_CARRY_R_M2_V2 = [0]
-_OUT_WIDTHS_CARRY_R_M2_V2 = [9]
-_FANS_CARRY_R_M2_V2 = [2]
-_FANS_KEPT_CARRY_R_M2_V2 = [1]
 
 
 def _init_mix(
@@ -697,11 +380,44 @@ def _init_mix(
         weight.mul_(var.sqrt().to(weight.dtype))
 
 
-def _folds(weight: torch.Tensor, flat: torch.Tensor) -> bool:
-    """Whether ``weight @ flat`` (``flat: [batch, in, n]``) is faster as one ``mm`` with
-    the batch folded into the rows than as a ``bmm`` with the weight broadcast over the
-    batch: on CPU, 2-6x when a few entries (``n <= 8``) meet many output rows."""
-    return flat.shape[-1] <= 8 and weight.shape[0] >= 32
+class _Mix(nn.Module):
+    """One term group's channel mix: ``weight [out_channels * out fixed, in_channels * in
+    fixed]`` (the fixed sizes summed over the group's output and input patterns) and, for
+    the pooled group, the equivariant ``bias`` (one entry per output row).
+
+    ``widths = (in_widths, in_pooled, out_widths, fans, fans_kept)`` per pattern, read by
+    :func:`_init_mix`; ``split`` cuts the mix's output rows into the output patterns."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
+        rows, cols = out_channels * sum(widths[2]), in_channels * sum(widths[0])
+        self.weight = nn.Parameter(torch.empty(rows, cols, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(rows, device=device, dtype=dtype)) if bias else None
+        self.split = [out_channels * w for w in widths[2]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight as :func:`_init_mix` says; the bias at zero."""
+        _init_mix(self.weight, self.in_channels, *self.widths)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """Channels, the mix's shape, and whether it carries the bias."""
+        rows, cols = self.weight.shape
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"mix={rows}x{cols}, bias={self.bias is not None}"
+        )
 
 
 class _BatchMix(torch.autograd.Function):
@@ -761,11 +477,35 @@ def _batch_mix_pays(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Ten
     )
 
 
+_FOLD_MAX_ENTRIES = 8
+
+
+_FOLD_MIN_ROWS = 32
+
+
+def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
+    """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
+    layer makes at run time, since it depends on sizes, device and autograd state.
+    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
+    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
+    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
+    if (
+        flat.device.type == "cpu"
+        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
+        and weight.shape[0] >= _FOLD_MIN_ROWS
+    ):
+        return "fold"
+    if _batch_mix_pays(weight, flat, *others):
+        return "batch"
+    return "bmm"
+
+
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
-    if _folds(weight, flat):
+    route = _route(weight, flat)
+    if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
-    if _batch_mix_pays(weight, flat):
+    if route == "batch":
         return _BatchMix.apply(weight, flat, None)
     return torch.bmm(weight.expand(flat.shape[0], -1, -1), flat)
 
@@ -783,13 +523,16 @@ def _mix_into(
     r: torch.Tensor,
     fixed: tuple[int, ...] = (),
     order: tuple[int, ...] | None = None,
+    owned: bool = False,
 ) -> torch.Tensor:
     """``acc + weight @ r``, the matmul accumulating into ``acc`` in place (``baddbmm_``):
     the terms added so far are read once, with no separate add pass over the result.
 
     The product has the layout ``[batch, out, *fixed, *carried]``, and ``acc`` (the
     terms so far, broadcastable) was summed in that layout; ``order`` permutes the result
-    to the tensor's axes as a view (no transposed copy).
+    to the tensor's axes as a view (no transposed copy). ``owned``: the build proved
+    ``acc`` a fresh sum that no other value shares, so it may be written in place (when it
+    also has the product's shape and is contiguous); else the sum starts from a copy.
     """
     batch, channels = r.shape[0], weight.shape[0]
     for size in fixed:
@@ -801,23 +544,17 @@ def _mix_into(
     if acc.dtype != r.dtype or weight.dtype != r.dtype:
         # mixed precision (autocast casts matmuls, not in-place accumulation): out of place
         return (acc + _mix(weight, r).view(shape)).permute(order)
-    if acc._base is not None or acc.shape != shape or not acc.is_contiguous():
+    if not owned or acc.shape != shape or not acc.is_contiguous():
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
-    if _folds(weight, inputs):
+    route = _route(weight, inputs, flat)
+    if route == "fold":
         flat.add_(_product(weight, inputs))
-    elif _batch_mix_pays(weight, inputs, flat):  # out of place: see _BatchMix
+    elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)
     else:
         flat.baddbmm_(weight.expand(batch, -1, -1), inputs)
     return acc.permute(order)
-
-
-def _add(out: Weights, name: str, value: torch.Tensor) -> None:
-    """``out[name] += value`` (out of place, broadcasting: terms that broadcast along
-    different axes sum to a larger tensor)."""
-    acc = out.get(name)
-    out[name] = value if acc is None else acc + value
 
 
 def _complete(out: Weights, x: Weights, channels: int) -> Weights:
@@ -834,6 +571,669 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
     return result
 
 
+def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
+    flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
+    return flat.reshape(v.shape[0], weight.shape[0], *v.shape[2:])
+
+
+def _safe_norm(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``sqrt(sum of squares over dims)``, kept dims; clamped at ``tiny(dtype)`` before the
+    root, so the gradient is finite (zero) at all-zero entries."""
+    return v.square().sum(dims, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny).sqrt()
+
+
+def entry_invariant(v: torch.Tensor, norm_dims: tuple[int, ...], divide: bool) -> torch.Tensor:
+    """Per entry: the norm over ``norm_dims`` (invariant under orthogonal actions there),
+    then with ``divide`` the entry divided by its norm over channels (invariant under a
+    positive factor per entry). Odd in each entry's sign unless ``norm_dims``: callers make
+    it even where signs act."""
+    if norm_dims:
+        v = _safe_norm(v, norm_dims)
+    if divide:
+        v = v / _safe_norm(v, (1,))
+    return v
+
+
+def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``einsum(equation, a, b)`` divided by the sizes of the indices it sums over."""
+    inputs, out = equation.split("->")
+    count = 1
+    seen = set()
+    for letters, t in zip(inputs.split(","), (a, b), strict=True):
+        for letter, size in zip(letters, t.shape, strict=True):
+            if letter not in out and letter not in seen:
+                seen.add(letter)
+                count *= size
+    return torch.einsum(equation, a, b) / count
+
+
+def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
+    functions = {
+        "relu": torch.relu,
+        "gelu": nn.functional.gelu,
+        "silu": nn.functional.silu,
+        "tanh": torch.tanh,
+    }
+    if name not in functions:
+        raise ValueError(f"activation {name!r}: use one of {sorted(functions)}")
+    return functions[name]
+
+
+class Activation(nn.Module):
+    """The equivariant nonlinearity of every tensor (the rule its axes' kinds allow).
+
+    * "any" (permutations only): ``activation`` pointwise (default ReLU);
+    * "homogeneous" (positive factors): ReLU, since ``relu(q x) = q relu(x)`` for ``q > 0``;
+    * "odd" (sign factors): tanh, since ``tanh(-x) = -tanh(x)``;
+    * "gate" (any other combination, or ``gated=True`` for every tensor): ScaleEq
+      ``(W v) * sigmoid(s)`` per entry ``v``, ``W`` a bias-free channel mix (it commutes
+      with every factor), ``s = A u + c`` for the entry invariant ``u``
+      (:func:`entry_invariant`), ``|A u| + c`` where signs act; for tensors with no
+      per-entry invariant (GL), ``s = B z + c`` from the whole-space invariants ``z``
+      (the degree-2 invariant products, per channel).
+    """
+
+    def __init__(
+        self, channels: int, tables: dict, activation: str = "relu", gated: bool = False
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.rules = {t: "gate" if gated else rule for t, rule in tables["activation"].items()}
+        self.entry = tables["entry"]
+        self.function = _pointwise(activation)
+        gates = [t for t, rule in self.rules.items() if rule == "gate"]
+        self.invariants = tuple(p for p in tables["products"] if not p[3])
+        context = [t for t in gates if self.entry[t][3]]
+        self.mix = nn.ParameterDict({t: nn.Parameter(torch.eye(channels)) for t in gates})
+        self.bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(channels)) for t in gates})
+        self.gate = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, channels) / channels**0.5)
+                for t in gates
+                if not self.entry[t][3]
+            }
+        )
+        width = channels * len(self.invariants)
+        self.context = nn.ParameterDict(
+            {
+                t: nn.Parameter(torch.randn(channels, width) / max(width, 1) ** 0.5)
+                for t in (context if width else [])
+            }
+        )
+
+    def _context(self, x: Weights) -> torch.Tensor:
+        feats = [_mean_einsum(eq, x[a], x[b]) for a, b, eq, _ in self.invariants]
+        return torch.cat(feats, dim=1)
+
+    def forward(self, x: Weights) -> Weights:
+        z = self._context(x) if len(self.context) else None
+        out = {}
+        for name, v in x.items():
+            rule = self.rules[name]
+            if rule == "any":
+                out[name] = self.function(v)
+            elif rule == "homogeneous":
+                out[name] = torch.relu(v)
+            elif rule == "odd":
+                out[name] = torch.tanh(v)
+            else:
+                out[name] = self._gated(name, v, z)
+        return out
+
+    def _gated(self, name: str, v: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        norm_dims, divide, absolute, invariant_only = self.entry[name]
+        shape = (1, self.channels) + (1,) * (v.dim() - 2)
+        s = self.bias[name].reshape(shape)
+        if not invariant_only:
+            a = _channel_mix(self.gate[name], entry_invariant(v, norm_dims, divide))
+            s = s + (a.abs() if absolute else a)
+        elif z is not None and name in self.context:
+            s = s + (z @ self.context[name].T).reshape(z.shape[0], self.channels, *shape[2:])
+        return _channel_mix(self.mix[name], v) * torch.sigmoid(s)
+
+
+class ChannelNorm(nn.Module):
+    """``v / rms(v) * gain`` per tensor, the RMS over channels and the dims in
+    ``tables["norm"]`` (those where every kind keeps norms: an invariant scalar per
+    sample); tensors with a positively scaled or GL axis have no such invariant and pass
+    unchanged. ``gain`` is one learnable number per channel (a channel mix commutes)."""
+
+    def __init__(
+        self, channels: int, tables: dict, eps: float = 1e-5, reuse_input: bool = False
+    ) -> None:
+        super().__init__()
+        self.dims = {t: d for t, d in tables["norm"].items() if d is not None}
+        self.eps = eps
+        #: scale the input tensors in place when no gradient is recorded (for callers that
+        #: own them, as MetaNet does with its activations' outputs)
+        self.reuse_input = reuse_input
+        self.gain = nn.ParameterDict({t: nn.Parameter(torch.ones(channels)) for t in self.dims})
+
+    def forward(self, x: Weights) -> Weights:
+        out = dict(x)
+        for name, dims in self.dims.items():
+            v = x[name]
+            count = 1
+            for d in dims:
+                count *= v.shape[d]
+            # the norm is a fused reduction; the per-sample scale is formed before the one
+            # pass over v
+            square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
+            scale = (square + self.eps).rsqrt() * self.gain[name].reshape(
+                1, -1, *[1] * (v.dim() - 2)
+            )
+            if self.reuse_input and not torch.is_grad_enabled():
+                out[name] = v.mul_(scale)
+            else:
+                out[name] = v * scale
+        return out
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / scale`` per tensor, fitted on a dataset by :meth:`fit` (identity
+    before). ``scale`` is one number per tensor and channel (a constant commutes with every
+    linear action); ``mean`` is subtracted only for tensors in ``tables["centre"]`` (all
+    group axes pure permutations: a constant over them is invariant), one per channel and
+    index of the remaining fixed axes."""
+
+    def __init__(self, channels: int, tables: dict) -> None:
+        super().__init__()
+        self.centre = tables["centre"]
+        for name, shape in tables["shapes"].items():  # fixed sizes; 1 on group axes
+            self.register_buffer(f"scale_{name}", torch.ones(1, channels, *[1] * len(shape)))
+            self.register_buffer(f"mean_{name}", torch.zeros(1, channels, *shape))
+
+    @torch.no_grad()
+    def fit(self, x: Weights) -> InputNorm:
+        """Fit mean and scale to a dataset ``x`` (a weight-space dict, batch first)."""
+        for name, v in x.items():
+            dims = self.centre[name]
+            if dims is not None:
+                mean = v.mean((0, *dims), keepdim=True)
+                getattr(self, f"mean_{name}").copy_(mean)
+                v = v - mean
+            rest = tuple(d for d in range(v.dim()) if d != 1)
+            scale = v.square().mean(rest, keepdim=True).sqrt().clamp_min(1e-12)
+            getattr(self, f"scale_{name}").copy_(scale)
+        return self
+
+    def forward(self, x: Weights) -> Weights:
+        out = {}
+        for name, v in x.items():
+            inverse = 1 / getattr(self, f"scale_{name}")
+            if self.centre[name] is not None:  # (v - mean) / scale in one pass over v
+                out[name] = torch.addcmul(-getattr(self, f"mean_{name}") * inverse, v, inverse)
+            else:
+                out[name] = v * inverse
+        return out
+
+
+def canonicalize_with(x: Weights, steps: tuple) -> Weights:
+    """ScaleGMN-style canonicalization: for each type with a factor per index, in order,
+    divide out each index's factor from every tensor it acts on.
+
+    Positive factors: the norm ``f_i`` of index ``i``'s incoming entries (every tensor where
+    the type is a plain axis, over all other dims and channels) scales by ``q_i``; dividing
+    the incoming axes by ``f_i`` and multiplying the outgoing (dual) ones leaves a weight
+    space invariant under the scales. Signs: ``s_i = sign`` of the sum of incoming entries
+    of ``sign_sources`` (odd in the flip), multiplied onto both. Steps come in an order in
+    which every incoming tensor involves only types already canonical (or free of
+    factors), so the result is invariant under all factors and equivariant under the rest.
+    """
+    x = dict(x)
+    for _, factor, incoming, outgoing, sign_sources in steps:
+        if factor == "positive":
+            sq = 0
+            for name, dim in incoming:
+                v = x[name]
+                sq = sq + v.square().sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            f = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [batch, n]
+            down, up = 1 / f, f
+        else:
+            s = 0
+            for name, dim in sign_sources:
+                v = x[name]
+                s = s + v.sum(tuple(d for d in range(1, v.dim()) if d != dim))
+            down = up = torch.where(s >= 0, 1.0, -1.0).to(next(iter(x.values())).dtype)
+        for factor_, axes in ((down, incoming), (up, outgoing)):
+            for name, dim in axes:
+                v = x[name]
+                shape = [v.shape[0]] + [1] * (v.dim() - 1)
+                shape[dim] = v.shape[dim]
+                x[name] = v * factor_.reshape(shape)
+    return x
+
+
+class Products(nn.Module):
+    """Degree-2 equivariant terms: per product ``(a, b, equation, targets)``, the channels
+    of ``A`` and ``B`` are mixed (``U A``, ``V B``, bias-free, ``out_channels`` each) and
+    multiplied channel by channel by ``equation`` (contractions, shared indices, pooling:
+    each allowed by the kinds, so the product transforms as every tensor in ``targets``),
+    averaged over the summed indices, and added to each target with a gain per channel.
+    ``forward`` returns the sums per target and the invariant products (empty ``targets``)
+    ``[batch, out_channels * invariants]`` (None if there are none)."""
+
+    def __init__(self, in_channels: int, out_channels: int, tables: dict) -> None:
+        super().__init__()
+        self.products = tuple(tables["products"])
+        k = len(self.products)
+        scale = in_channels**-0.5
+        self.u = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        self.v = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
+        rows = sum(len(p[3]) for p in self.products)
+        self.gain = nn.Parameter(torch.ones(rows, out_channels))
+
+    def forward(self, x: Weights) -> tuple[Weights, torch.Tensor | None]:
+        out: Weights = {}
+        invariants = []
+        row = 0
+        for i, (a, b, equation, targets) in enumerate(self.products):
+            p = _mean_einsum(equation, _channel_mix(self.u[i], x[a]), _channel_mix(self.v[i], x[b]))
+            if not targets:
+                invariants.append(p)
+            for target in targets:
+                g = self.gain[row].reshape(1, -1, *[1] * (p.dim() - 2))
+                out[target] = out[target] + g * p if target in out else g * p
+                row += 1
+        return out, torch.cat(invariants, dim=1) if invariants else None
+
+
+class InvariantPool(nn.Module):
+    """Invariant features: per tensor with a rule in ``tables["pool"]``, the entry
+    invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
+    entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
+    so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
+    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``canonical``: the input is
+    canonicalized (:func:`canonicalize_with`), its entries invariant as they are, so ``u``
+    is the entry itself (its norm over orthogonal axes): magnitudes are kept, where
+    ``x / |x|`` keeps only directions. ``[batch, features]``."""
+
+    def __init__(
+        self, in_channels: int, tables: dict, hidden: int | None = None, canonical: bool = False
+    ) -> None:
+        super().__init__()
+        self.entry = tables["entry"]
+        self.canonical = canonical
+        self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
+        self.hidden = hidden
+        if hidden is not None:
+            self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
+        width = hidden if hidden is not None else 2 * in_channels
+        self.features = width * sum(w for _, w in self.pool.values())
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        feats = []
+        for name, (pool_dims, _) in self.pool.items():
+            norm_dims, divide, absolute, _ = self.entry[name]
+            if self.canonical:  # factors already divided out: entries are invariant
+                divide = absolute = False
+            u = entry_invariant(x[name], norm_dims, divide)
+            if self.hidden is not None:
+                u = u.movedim(1, -1)
+                h = torch.relu(self.embed[name](u))
+                if absolute:
+                    h = h + torch.relu(self.embed[name](-u))
+                dims = tuple(d - 1 for d in pool_dims)
+                h = h.mean(dims) if dims else h
+            elif pool_dims:  # fused reductions, no |u| or u^2 materialized
+                count = 1
+                for d in pool_dims:
+                    count *= u.shape[d]
+                first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
+                if absolute:
+                    second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
+                else:
+                    second = u.mean(pool_dims)
+                h = torch.cat([first, second], dim=1)
+            else:
+                h = torch.cat([u.abs(), u.square() if absolute else u], dim=1)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=1)
+
+
+class MetaNet(nn.Module):
+    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
+    between consecutive layers, after a fitted input normalizer (and optional
+    canonicalization), then either an invariant head (:class:`InvariantPool`, the linear
+    invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
+    to ``out_features`` channels.
+
+    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
+    space has factors and a canonicalization): the head pools the canonicalized features
+    (equivariant features transform as the weight space does, channel by channel).
+    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
+    ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
+    linear functional).
+    """
+
+    def __init__(
+        self,
+        tables: dict,
+        layer,
+        linear_head,
+        in_channels: int,
+        hidden: int,
+        depth: int,
+        out_features: int,
+        *,
+        output: str = "invariant",
+        degree2: bool = False,
+        activation: str = "relu",
+        gated: bool = False,
+        norm: bool = True,
+        canonicalize: bool = False,
+        quasi: bool = False,
+        head_hidden: int = 64,
+        pool_hidden: int | None = None,
+        head_canonical: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if output not in ("invariant", "equivariant"):
+            raise ValueError(f"output={output!r}: use 'invariant' or 'equivariant'")
+        if depth < 1:
+            raise ValueError(f"depth={depth}: a MetaNetwork needs at least one layer")
+        if canonicalize and tables["canon"] is None:
+            raise ValueError(f"canonicalize=True: {tables['canon_problem']}")
+        if canonicalize and output == "equivariant":
+            raise ValueError(
+                "canonicalize=True with output='equivariant': a canonicalized weight space is "
+                "invariant under the factors, so the output would not be equivariant"
+            )
+        if degree2 and not tables["products"]:
+            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
+        self.tables = tables
+        self.output = output
+        self.canonicalize = canonicalize
+        self.normalizer = InputNorm(in_channels, tables)
+        widths = [in_channels] + [hidden] * depth
+        pairs = list(zip(widths, widths[1:], strict=False))
+        self.layers = nn.ModuleList(layer(a, b, quasi=quasi) for a, b in pairs)
+        self.products = nn.ModuleList(Products(a, b, tables) for a, b in pairs) if degree2 else None
+        self.activations = nn.ModuleList(
+            Activation(hidden, tables, activation, gated) for _ in pairs
+        )
+        # channel norms between layers: after every block a layer follows (the last block
+        # feeds the head directly when the output is invariant)
+        between = len(pairs) if output == "equivariant" else len(pairs) - 1
+        self.norms = nn.ModuleList(
+            ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
+        )
+        self.norms = self.norms if norm else None
+        if output == "equivariant":
+            self.out = layer(hidden, out_features, quasi=quasi)
+            return
+        if head_canonical is None:
+            head_canonical = bool(tables["canon"])
+        if head_canonical and not tables["canon"]:
+            raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
+        self.head_canonical = head_canonical
+        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
+        features = self.pool.features
+        self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
+        features += head_hidden if self.linear_head is not None else 0
+        invariant = sum(not p[3] for p in tables["products"])
+        self.head_products = Products(hidden, hidden, tables) if degree2 and invariant else None
+        features += hidden * invariant if self.head_products is not None else 0
+        if not features:
+            raise ValueError(
+                "output='invariant': these blocks compute no invariant of this weight space "
+                "(no linear invariant, no pooled entry invariant, no degree-2 invariant; "
+                "try degree2=True, or output='equivariant')"
+            )
+        self.mlp = nn.Sequential(
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out_features)
+        )
+
+    def fit_normalizer(self, x: Weights) -> MetaNet:
+        """Fit the input normalizer on a dataset (canonicalized first if that is on)."""
+        self.normalizer.fit(canonicalize_with(x, self.tables["canon"]) if self.canonicalize else x)
+        return self
+
+    def features(self, x: Weights) -> Weights:
+        """The weight-space features after the last block."""
+        if self.canonicalize:
+            x = canonicalize_with(x, self.tables["canon"])
+        x = self.normalizer(x)
+        for i, layer in enumerate(self.layers):
+            y = layer(x)
+            if self.products is not None:
+                for name, p in self.products[i](x)[0].items():
+                    y[name] = y[name] + p
+            y = self.activations[i](y)
+            x = self.norms[i](y) if self.norms is not None and i < len(self.norms) else y
+        return x
+
+    def forward(self, x: Weights):
+        x = self.features(x)
+        if self.output == "equivariant":
+            return self.out(x)
+        pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
+        feats = [self.pool(pooled)] if self.pool.features else []
+        if self.linear_head is not None:
+            feats.append(self.linear_head(x))
+        if self.head_products is not None:
+            feats.append(self.head_products(x)[1])
+        return self.mlp(torch.cat(feats, dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# The group: random elements and their action (for augmentation and tests)
+
+
+def sample_group_element(
+    sizes: dict[str, int], generator: torch.Generator | None = None
+) -> dict[str, object]:
+    """A random element of the symmetry group at ``sizes`` (e.g. from :func:`sizes_of`).
+
+    Returns one entry per group type: ``(index, scale)`` for permutation-like kinds, a
+    matrix for GL and O(n); all float64, cast by :func:`act` to the data's dtype.
+    """
+    return {
+        "r": _sample_perm(sizes["r"], generator),
+        "m1": _sample_scaled(sizes["m1"], generator),
+        "m2": _sample_scaled(sizes["m2"], generator),
+    }
+
+
+#: per group kind: how an element acts along one axis, composes and inverts
+_ACTIONS = {
+    "perm": _act_monomial,
+    "scaled": _act_monomial,
+}
+_COMPOSE = {
+    "perm": _compose_monomial,
+    "scaled": _compose_monomial,
+}
+_INVERSE = {
+    "perm": _inverse_monomial,
+    "scaled": _inverse_monomial,
+}
+
+
+def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
+    """The product ``g h``: ``act(compose(g, h), x) == act(g, act(h, x))``.
+
+    A type missing from ``g`` or ``h`` counts as the identity there.
+    """
+    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def inverse(g: dict[str, object]) -> dict[str, object]:
+    """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
+    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+
+
+def act(g: dict[str, object], x: Weights) -> Weights:
+    """The group element ``g`` acting on a weight-space dict (any leading dims, axes last).
+
+    Every axis of a group type is transformed by that type's element (the dual action on
+    ``*`` axes); fixed axes are left alone.
+    """
+    out = {}
+    for name, axes in TENSORS.items():
+        t = x[name]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g:
+                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
+        out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Quasi-equivariance: alpha(x), an element of the identity component of the continuous
+# part of the group, computed from permutation-equivariant per-index features of x
+
+#: eps = QUASI_EPS_MAX * sigmoid(rho) bounds the relaxation strength below 1
+QUASI_EPS_MAX = 0.9
+#: eps at initialization: small, so a new quasi layer starts close to the strict one
+QUASI_EPS_INIT = 0.05
+
+
+def _index_features(x: Weights, type_: str) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes). Permuting the type's indices permutes
+    the rows; permuting any other type changes nothing. Clamped, so huge or tiny weights
+    give finite features.
+    """
+    feats = []
+    for name, axes in TENSORS.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") == type_:
+                size = x[name].abs().movedim(dim, -1).flatten(1, -2).mean(1)
+                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
+class QuasiRelaxation(nn.Module):
+    """alpha(x): one element per sample of the continuous part's identity component.
+
+    - m1 (scaled): _RelaxScaled on 3 feature(s) per index
+    - m2 (scaled): _RelaxScaled on 3 feature(s) per index
+
+    The strength ``eps = QUASI_EPS_MAX * sigmoid(rho)`` is learnable and shared by all
+    types; it starts at ``QUASI_EPS_INIT``; ``rho = -inf`` gives alpha = identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        init = QUASI_EPS_INIT / QUASI_EPS_MAX
+        self.rho = nn.Parameter(torch.tensor(init / (1 - init)).log())
+        self.maps = nn.ModuleDict(
+            {
+                "m1": _RelaxScaled(3),
+                "m2": _RelaxScaled(3),
+            }
+        )
+
+    @property
+    def eps(self) -> torch.Tensor:
+        return QUASI_EPS_MAX * torch.sigmoid(self.rho)
+
+    def forward(self, x: Weights) -> dict[str, object]:
+        eps = self.eps
+        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Invariant summaries (what InvariantHead pools), from the same program as the layer
+
+
+def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
+    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+    sizes_of(x, channels)  # checks the shapes
+    c = channels
+    r_pooled = torch.cat(
+        [
+            # the inputs of carry_r over their carried axis: summaries
+            # K0[r, cin*, k3, k3]: pool r
+            # b0[r]: pool r
+            # ln1_w[r]: pool r
+            # ln1_b[r]: pool r
+            # b1b[r]: pool r
+            # ln2_w[r]: pool r
+            # ln2_b[r]: pool r
+            # b2b[r]: pool r
+            # W[y, r*]: pool r
+            torch.cat(
+                [
+                    # K0[r, cin*, k3, k3]: carry r
+                    x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+                    # b0[r]: carry r
+                    x["b0"],
+                    # ln1_w[r]: carry r
+                    x["ln1_w"],
+                    # ln1_b[r]: carry r
+                    x["ln1_b"],
+                    # b1b[r]: carry r
+                    x["b1b"],
+                    # ln2_w[r]: carry r
+                    x["ln2_w"],
+                    # ln2_b[r]: carry r
+                    x["ln2_b"],
+                    # b2b[r]: carry r
+                    x["b2b"],
+                    # W[y, r*]: carry r
+                    x["W"].flatten(1, 2),
+                ],
+                dim=1,
+            ).mean(2)[:, : 18 * c],
+            # b[y]: as is
+            x["b"].flatten(1, 2),
+        ],
+        dim=1,
+    )
+    return r_pooled
+
+
+#: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
+#: types and the tensors the group writes, "h1,h2:W2"): per pattern, the input widths, whether
+#: each input pools, the output widths, and the fans of the output tensors (see _init_mix)
+_MIXES: dict[str, tuple] = {
+    "pooled": (
+        (9, 1, 1, 1, 1, 1, 1, 1, 2, 2),
+        (1, 1, 1, 1, 1, 1, 1, 1, 1, 0),
+        (9, 1, 1, 1, 1, 1, 1, 1, 2, 2),
+        (19, 19, 19, 19, 19, 19, 19, 19, 19, 10),
+        (10, 10, 10, 10, 10, 10, 10, 10, 10, 1),
+    ),
+    "r:K0+8": (
+        (9, 1, 1, 1, 1, 1, 1, 1, 2),
+        (0, 0, 0, 0, 0, 0, 0, 0, 0),
+        (9, 1, 1, 1, 1, 1, 1, 1, 2),
+        (19, 19, 19, 19, 19, 19, 19, 19, 19),
+        (10, 10, 10, 10, 10, 10, 10, 10, 10),
+    ),
+    "m1:K1a,b1a": ((9, 1), (1, 0), (9, 1), (3, 2), (2, 1)),
+    "m1:K1b": ((9,), (1,), (9,), (2,), (1,)),
+    "m2:K2a,b2a": ((9, 1), (1, 0), (9, 1), (3, 2), (2, 1)),
+    "m2:K2b": ((9,), (1,), (9,), (2,), (1,)),
+    "m1,r:K1a": ((9,), (0,), (9,), (3,), (2,)),
+    "m1,r:K1b": ((9,), (0,), (9,), (2,), (1,)),
+    "m2,r:K2a": ((9,), (0,), (9,), (3,), (2,)),
+    "m2,r:K2b": ((9,), (0,), (9,), (2,), (1,)),
+}
+#: state-dict names of version 1 of this layer (qgen 0.1) -> their names now
+_RENAMED: dict[str, str] = {
+    "weight_pooled": "mixes.pooled.weight",
+    "bias_pooled": "mixes.pooled.bias",
+    "weight_carry_r": "mixes.r:K0+8.weight",
+    "weight_carry_m1": "mixes.m1:K1a,b1a.weight",
+    "weight_carry_m1_v2": "mixes.m1:K1b.weight",
+    "weight_carry_m2": "mixes.m2:K2a,b2a.weight",
+    "weight_carry_m2_v2": "mixes.m2:K2b.weight",
+    "weight_carry_r_m1": "mixes.m1,r:K1a.weight",
+    "weight_carry_r_m1_v2": "mixes.m1,r:K1b.weight",
+    "weight_carry_r_m2": "mixes.m2,r:K2a.weight",
+    "weight_carry_r_m2_v2": "mixes.m2,r:K2b.weight",
+}
+
+
 class EquivariantLayer(nn.Module):
     """A linear layer on the weight space, equivariant under its symmetry group.
 
@@ -846,6 +1246,12 @@ class EquivariantLayer(nn.Module):
     pooling), mix channels on the reduced tensor, place (broadcast, diagonal embedding).
     No dense basis is ever built.
 
+    Parameters live in ``mixes``, one small module per group of terms, keyed by a stable
+    name (``"pooled"``, or the carried types and the tensors the group writes, such as
+    ``"h1,h2:W2"``). ``contiguous=False`` lets outputs be permuted views of the mix results
+    (one copy fewer of the tensors whose mix moves their axes); ``device`` and ``dtype``
+    create the parameters there, as ``nn.Linear`` does.
+
     With ``quasi=True`` the layer is quasi-equivariant: ``F(x) = alpha(x) . beta(x)``
     with ``beta`` the strict layer and ``alpha`` a :class:`QuasiRelaxation`, so that
     ``F(g.x) = g'.F(x)`` with ``g' = alpha(g.x) g alpha(x)^-1`` in the group: the output
@@ -854,293 +1260,284 @@ class EquivariantLayer(nn.Module):
     equivariant under every permutation.
     """
 
+    _version = 2  # 1: one parameter per group, named by the planner (see _RENAMED)
+
     def __init__(
-        self, in_channels: int, out_channels: int, bias: bool = True, quasi: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        quasi: bool = False,
+        contiguous: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        factory = {"device": device, "dtype": dtype}
         #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
-        self.relaxation = QuasiRelaxation() if quasi else None
+        self.relaxation = QuasiRelaxation().to(**factory) if quasi else None
         self.in_channels = in_channels
         self.out_channels = out_channels
-        # pooled: 400 terms per channel pair
-        rows = out_channels * 20
-        self.weight_pooled = nn.Parameter(torch.empty(rows, in_channels * 20))
-        self._split_pooled = [out_channels * w for w in _OUT_WIDTHS_POOLED]
-        self.bias_pooled = nn.Parameter(torch.empty(rows)) if bias else None
-        # carry_r: 324 terms per channel pair
-        rows = out_channels * 18
-        self.weight_carry_r = nn.Parameter(torch.empty(rows, in_channels * 18))
-        self._split_carry_r = [out_channels * w for w in _OUT_WIDTHS_CARRY_R]
-        # carry_m1: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_carry_m1 = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_carry_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M1]
-        # carry_m1_v2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_m1_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_m1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M1_V2]
-        # carry_m2: 100 terms per channel pair
-        rows = out_channels * 10
-        self.weight_carry_m2 = nn.Parameter(torch.empty(rows, in_channels * 10))
-        self._split_carry_m2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M2]
-        # carry_m2_v2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_m2_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_m2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_M2_V2]
-        # carry_r_m1: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_r_m1 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_r_m1 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1]
-        # carry_r_m1_v2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_r_m1_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_r_m1_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M1_V2]
-        # carry_r_m2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_r_m2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_r_m2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2]
-        # carry_r_m2_v2: 81 terms per channel pair
-        rows = out_channels * 9
-        self.weight_carry_r_m2_v2 = nn.Parameter(torch.empty(rows, in_channels * 9))
-        self._split_carry_r_m2_v2 = [out_channels * w for w in _OUT_WIDTHS_CARRY_R_M2_V2]
-        self.reset_parameters()
+        #: whether every output tensor is contiguous (else some may be permuted views)
+        self.contiguous = contiguous
+        mixes = {}
+        for key, widths in _MIXES.items():
+            with_bias = bias and key == "pooled"
+            mixes[key] = _Mix(in_channels, out_channels, widths, with_bias, **factory)
+        #: one channel mix per group of terms, by the key of ``_MIXES``
+        self.mixes = nn.ModuleDict(mixes)
 
     def reset_parameters(self) -> None:
-        _init_mix(
-            self.weight_pooled,
-            self.in_channels,
-            _IN_WIDTHS_POOLED,
-            _IN_POOLED_POOLED,
-            _OUT_WIDTHS_POOLED,
-            _FANS_POOLED,
-            _FANS_KEPT_POOLED,
-        )
-        if self.bias_pooled is not None:
-            nn.init.zeros_(self.bias_pooled)
-        _init_mix(
-            self.weight_carry_r,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_R,
-            _IN_POOLED_CARRY_R,
-            _OUT_WIDTHS_CARRY_R,
-            _FANS_CARRY_R,
-            _FANS_KEPT_CARRY_R,
-        )
-        _init_mix(
-            self.weight_carry_m1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_M1,
-            _IN_POOLED_CARRY_M1,
-            _OUT_WIDTHS_CARRY_M1,
-            _FANS_CARRY_M1,
-            _FANS_KEPT_CARRY_M1,
-        )
-        _init_mix(
-            self.weight_carry_m1_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_M1_V2,
-            _IN_POOLED_CARRY_M1_V2,
-            _OUT_WIDTHS_CARRY_M1_V2,
-            _FANS_CARRY_M1_V2,
-            _FANS_KEPT_CARRY_M1_V2,
-        )
-        _init_mix(
-            self.weight_carry_m2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_M2,
-            _IN_POOLED_CARRY_M2,
-            _OUT_WIDTHS_CARRY_M2,
-            _FANS_CARRY_M2,
-            _FANS_KEPT_CARRY_M2,
-        )
-        _init_mix(
-            self.weight_carry_m2_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_M2_V2,
-            _IN_POOLED_CARRY_M2_V2,
-            _OUT_WIDTHS_CARRY_M2_V2,
-            _FANS_CARRY_M2_V2,
-            _FANS_KEPT_CARRY_M2_V2,
-        )
-        _init_mix(
-            self.weight_carry_r_m1,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_R_M1,
-            _IN_POOLED_CARRY_R_M1,
-            _OUT_WIDTHS_CARRY_R_M1,
-            _FANS_CARRY_R_M1,
-            _FANS_KEPT_CARRY_R_M1,
-        )
-        _init_mix(
-            self.weight_carry_r_m1_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_R_M1_V2,
-            _IN_POOLED_CARRY_R_M1_V2,
-            _OUT_WIDTHS_CARRY_R_M1_V2,
-            _FANS_CARRY_R_M1_V2,
-            _FANS_KEPT_CARRY_R_M1_V2,
-        )
-        _init_mix(
-            self.weight_carry_r_m2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_R_M2,
-            _IN_POOLED_CARRY_R_M2,
-            _OUT_WIDTHS_CARRY_R_M2,
-            _FANS_CARRY_R_M2,
-            _FANS_KEPT_CARRY_R_M2,
-        )
-        _init_mix(
-            self.weight_carry_r_m2_v2,
-            self.in_channels,
-            _IN_WIDTHS_CARRY_R_M2_V2,
-            _IN_POOLED_CARRY_R_M2_V2,
-            _OUT_WIDTHS_CARRY_R_M2_V2,
-            _FANS_CARRY_R_M2_V2,
-            _FANS_KEPT_CARRY_R_M2_V2,
+        """Every mix re-initialized (see ``_init_mix``), biases zero."""
+        for mix in self.mixes.values():
+            mix.reset_parameters()
+
+    def extra_repr(self) -> str:
+        """Channels, and the maps the layer spans."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"maps=1410 per channel pair, quasi={self.relaxation is not None}"
         )
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        """State dicts of version 1 (one parameter per group, ``weight_<group>``) load too."""
+        if local_metadata.get("version", 1) < 2:
+            for old, new in _RENAMED.items():
+                for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                    rest = key[len(prefix + old) :]
+                    if rest == "" or rest.startswith("."):
+                        state_dict[prefix + new + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
     def forward(self, x: Weights) -> Weights:
-        n = sizes_of(x, self.in_channels)
-        m = _carried(x, n, _shared(x))
-        out: Weights = {}
-        self._mix_pooled(x, n, m, out)
-        self._mix_carry_r(x, n, m, out)
-        self._mix_carry_m1(x, n, m, out)
-        self._mix_carry_m1_v2(x, n, m, out)
-        self._mix_carry_m2(x, n, m, out)
-        self._mix_carry_m2_v2(x, n, m, out)
-        self._mix_carry_r_m1(x, n, m, out)
-        self._mix_carry_r_m1_v2(x, n, m, out)
-        self._mix_carry_r_m2(x, n, m, out)
-        self._mix_carry_r_m2_v2(x, n, m, out)
+        """The layer: every group of terms reduces its inputs, mixes channels once, and
+        places the result into its output tensors, where the terms are summed."""
+        sizes_of(x, self.in_channels)  # checks the shapes
+        c = self.in_channels
+        mixes = self.mixes
+        r_carry_r = torch.cat(
+            [
+                # K0[r, cin*, k3, k3]: carry r
+                x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+                # b0[r]: carry r
+                x["b0"],
+                # ln1_w[r]: carry r
+                x["ln1_w"],
+                # ln1_b[r]: carry r
+                x["ln1_b"],
+                # b1b[r]: carry r
+                x["b1b"],
+                # ln2_w[r]: carry r
+                x["ln2_w"],
+                # ln2_b[r]: carry r
+                x["ln2_b"],
+                # b2b[r]: carry r
+                x["b2b"],
+                # W[y, r*]: carry r
+                x["W"].flatten(1, 2),
+            ],
+            dim=1,
+        )
+        (
+            z_pooled_0,
+            z_pooled_1,
+            z_pooled_2,
+            z_pooled_3,
+            z_pooled_4,
+            z_pooled_5,
+            z_pooled_6,
+            z_pooled_7,
+            z_pooled_8,
+            z_pooled_9,
+        ) = nn.functional.linear(
+            torch.cat(
+                [
+                    # the inputs of carry_r over their carried axis: summaries
+                    # K0[r, cin*, k3, k3]: pool r
+                    # b0[r]: pool r
+                    # ln1_w[r]: pool r
+                    # ln1_b[r]: pool r
+                    # b1b[r]: pool r
+                    # ln2_w[r]: pool r
+                    # ln2_b[r]: pool r
+                    # b2b[r]: pool r
+                    # W[y, r*]: pool r
+                    r_carry_r.mean(2)[:, : 18 * c],
+                    # b[y]: as is
+                    x["b"].flatten(1, 2),
+                ],
+                dim=1,
+            ),
+            mixes["pooled"].weight,
+            mixes["pooled"].bias,
+        ).split_with_sizes(mixes["pooled"].split, dim=1)
+        # K0[r, cin*, k3, k3]: broadcast r
+        y_K0 = z_pooled_0.unflatten(1, (-1, 1, 3, 3))[:, :, None]
+        # b0[r]: broadcast r
+        y_b0 = z_pooled_1[:, :, None]
+        # ln1_w[r]: broadcast r
+        y_ln1_w = z_pooled_2[:, :, None]
+        # ln1_b[r]: broadcast r
+        y_ln1_b = z_pooled_3[:, :, None]
+        # b1b[r]: broadcast r
+        y_b1b = z_pooled_4[:, :, None]
+        # ln2_w[r]: broadcast r
+        y_ln2_w = z_pooled_5[:, :, None]
+        # ln2_b[r]: broadcast r
+        y_ln2_b = z_pooled_6[:, :, None]
+        # b2b[r]: broadcast r
+        y_b2b = z_pooled_7[:, :, None]
+        # W[y, r*]: broadcast r
+        y_W = z_pooled_8.unflatten(1, (-1, 2))[:, :, :, None]
+        # b[y]: as is
+        y_b = z_pooled_9.unflatten(1, (-1, 2))
+        (
+            z_carry_r_0,
+            z_carry_r_1,
+            z_carry_r_2,
+            z_carry_r_3,
+            z_carry_r_4,
+            z_carry_r_5,
+            z_carry_r_6,
+            z_carry_r_7,
+            z_carry_r_8,
+        ) = _mix(mixes["r:K0+8"].weight, r_carry_r).split_with_sizes(mixes["r:K0+8"].split, dim=1)
+        # K0[r, cin*, k3, k3]: carry r
+        y_K0 = y_K0 + z_carry_r_0.unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4)
+        # b0[r]: carry r
+        y_b0 = y_b0 + z_carry_r_1
+        # ln1_w[r]: carry r
+        y_ln1_w = y_ln1_w + z_carry_r_2
+        # ln1_b[r]: carry r
+        y_ln1_b = y_ln1_b + z_carry_r_3
+        # b1b[r]: carry r
+        y_b1b = y_b1b + z_carry_r_4
+        # ln2_w[r]: carry r
+        y_ln2_w = y_ln2_w + z_carry_r_5
+        # ln2_b[r]: carry r
+        y_ln2_b = y_ln2_b + z_carry_r_6
+        # b2b[r]: carry r
+        y_b2b = y_b2b + z_carry_r_7
+        # W[y, r*]: carry r
+        y_W = y_W + z_carry_r_8.unflatten(1, (-1, 2))
+        # K1a with its dims moved as its fused mix reads them
+        x_K1a_moved = x["K1a"].permute(0, 1, 4, 5, 2, 3).contiguous()
+        z_carry_m1_0, z_carry_m1_1 = _mix(
+            mixes["m1:K1a,b1a"].weight,
+            torch.cat(
+                [
+                    # K1a[m1, r*, k3, k3]: pool r; carry m1
+                    x_K1a_moved.mean(5).flatten(1, 3),
+                    # b1a[m1]: carry m1
+                    x["b1a"],
+                ],
+                dim=1,
+            ),
+        ).split_with_sizes(mixes["m1:K1a,b1a"].split, dim=1)
+        # K1a[m1, r*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
+        y_K1a = z_carry_m1_0.unflatten(1, (-1, 3, 3))[:, :, :, :, :, None]
+        # b1a[m1]: carry m1
+        y_b1a = z_carry_m1_1
+        # K1b with its dims moved as its fused mix reads them
+        x_K1b_moved = x["K1b"].permute(0, 1, 4, 5, 2, 3).contiguous()
+        # K1b[r, m1*, k3, k3]: pool r; carry m1
+        # K1b[r, m1*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
+        y_K1b = _mix(mixes["m1:K1b"].weight, x_K1b_moved.mean(4).flatten(1, 3)).unflatten(
+            1, (-1, 3, 3)
+        )[:, :, :, :, None]
+        # K2a with its dims moved as its fused mix reads them
+        x_K2a_moved = x["K2a"].permute(0, 1, 4, 5, 2, 3).contiguous()
+        z_carry_m2_0, z_carry_m2_1 = _mix(
+            mixes["m2:K2a,b2a"].weight,
+            torch.cat(
+                [
+                    # K2a[m2, r*, k3, k3]: pool r; carry m2
+                    x_K2a_moved.mean(5).flatten(1, 3),
+                    # b2a[m2]: carry m2
+                    x["b2a"],
+                ],
+                dim=1,
+            ),
+        ).split_with_sizes(mixes["m2:K2a,b2a"].split, dim=1)
+        # K2a[m2, r*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
+        y_K2a = z_carry_m2_0.unflatten(1, (-1, 3, 3))[:, :, :, :, :, None]
+        # b2a[m2]: carry m2
+        y_b2a = z_carry_m2_1
+        # K2b with its dims moved as its fused mix reads them
+        x_K2b_moved = x["K2b"].permute(0, 1, 4, 5, 2, 3).contiguous()
+        # K2b[r, m2*, k3, k3]: pool r; carry m2
+        # K2b[r, m2*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
+        y_K2b = _mix(mixes["m2:K2b"].weight, x_K2b_moved.mean(4).flatten(1, 3)).unflatten(
+            1, (-1, 3, 3)
+        )[:, :, :, :, None]
+        # K1a[m1, r*, k3, k3]: carry m1, r
+        # K1a[m1, r*, k3, k3]: carry m1, r; the terms so far ride in the matmul
+        y_K1a = _mix_into(
+            y_K1a,
+            mixes["m1,r:K1a"].weight,
+            x_K1a_moved.flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        # K1b[r, m1*, k3, k3]: carry r, m1
+        # K1b[r, m1*, k3, k3]: carry r, m1; the terms so far ride in the matmul
+        y_K1b = _mix_into(
+            y_K1b,
+            mixes["m1,r:K1b"].weight,
+            x_K1b_moved.flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        # K2a[m2, r*, k3, k3]: carry m2, r
+        # K2a[m2, r*, k3, k3]: carry m2, r; the terms so far ride in the matmul
+        y_K2a = _mix_into(
+            y_K2a,
+            mixes["m2,r:K2a"].weight,
+            x_K2a_moved.flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        # K2b[r, m2*, k3, k3]: carry r, m2
+        # K2b[r, m2*, k3, k3]: carry r, m2; the terms so far ride in the matmul
+        y_K2b = _mix_into(
+            y_K2b,
+            mixes["m2,r:K2b"].weight,
+            x_K2b_moved.flatten(1, 3),
+            fixed=(3, 3),
+            order=(0, 1, 4, 5, 2, 3),
+        )
+        return self._finish(
+            x,
+            {
+                "K0": y_K0,
+                "b0": y_b0,
+                "ln1_w": y_ln1_w,
+                "ln1_b": y_ln1_b,
+                "K1a": y_K1a,
+                "b1a": y_b1a,
+                "K1b": y_K1b,
+                "b1b": y_b1b,
+                "ln2_w": y_ln2_w,
+                "ln2_b": y_ln2_b,
+                "K2a": y_K2a,
+                "b2a": y_b2a,
+                "K2b": y_K2b,
+                "b2b": y_b2b,
+                "W": y_W,
+                "b": y_b,
+            },
+        )
+
+    def _finish(self, x: Weights, out: Weights) -> Weights:
+        """Every tensor at full shape (zeros where no term writes), then alpha (quasi),
+        then contiguous outputs unless the caller opted out."""
         y = _complete(out, x, self.out_channels)
         if self.relaxation is not None:
             y = act(self.relaxation(x), y)
+        if self.contiguous:  # (a no-op for the tensors that are)
+            y = {name: t.contiguous() for name, t in y.items()}
         return y
-
-    def _mix_pooled(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Pool everything, mix once, broadcast into every tensor (400 terms + bias)."""
-        z = nn.functional.linear(_reduce_pooled(x, n, m), self.weight_pooled, self.bias_pooled)
-        zs = z.split_with_sizes(self._split_pooled, dim=1)
-        # K0[r, cin*, k3, k3]: broadcast r
-        _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3))[:, :, None])
-        # b0[r]: broadcast r
-        _add(out, "b0", zs[1][:, :, None])
-        # ln1_w[r]: broadcast r
-        _add(out, "ln1_w", zs[2][:, :, None])
-        # ln1_b[r]: broadcast r
-        _add(out, "ln1_b", zs[3][:, :, None])
-        # b1b[r]: broadcast r
-        _add(out, "b1b", zs[4][:, :, None])
-        # ln2_w[r]: broadcast r
-        _add(out, "ln2_w", zs[5][:, :, None])
-        # ln2_b[r]: broadcast r
-        _add(out, "ln2_b", zs[6][:, :, None])
-        # b2b[r]: broadcast r
-        _add(out, "b2b", zs[7][:, :, None])
-        # W[y, r*]: broadcast r
-        _add(out, "W", zs[8].unflatten(1, (-1, 2))[:, :, :, None])
-        # b[y]: as is
-        _add(out, "b", zs[9].unflatten(1, (-1, 2)))
-
-    def _mix_carry_r(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry r (324 per channel pair)."""
-        z = _mix(self.weight_carry_r, m["carry_r"])
-        zs = z.split_with_sizes(self._split_carry_r, dim=1)
-        # K0[r, cin*, k3, k3]: carry r
-        _add(out, "K0", zs[0].unflatten(1, (-1, 1, 3, 3)).permute(0, 1, 5, 2, 3, 4))
-        # b0[r]: carry r
-        _add(out, "b0", zs[1])
-        # ln1_w[r]: carry r
-        _add(out, "ln1_w", zs[2])
-        # ln1_b[r]: carry r
-        _add(out, "ln1_b", zs[3])
-        # b1b[r]: carry r
-        _add(out, "b1b", zs[4])
-        # ln2_w[r]: carry r
-        _add(out, "ln2_w", zs[5])
-        # ln2_b[r]: carry r
-        _add(out, "ln2_b", zs[6])
-        # b2b[r]: carry r
-        _add(out, "b2b", zs[7])
-        # W[y, r*]: carry r
-        _add(out, "W", zs[8].unflatten(1, (-1, 2)))
-
-    def _mix_carry_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry m1 (100 per channel pair)."""
-        z = _mix(self.weight_carry_m1, _reduce_carry_m1(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_m1, dim=1)
-        # K1a[m1, r*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
-        _add(out, "K1a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
-        # b1a[m1]: carry m1
-        _add(out, "b1a", zs[1])
-
-    def _mix_carry_m1_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry m1 (81 per channel pair)."""
-        z = _mix(self.weight_carry_m1_v2, _reduce_carry_m1_v2(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_m1_v2, dim=1)
-        # K1b[r, m1*, k3, k3]: broadcast r; carry m1; in the layout of its fused mix
-        _add(out, "K1b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
-
-    def _mix_carry_m2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry m2 (100 per channel pair)."""
-        z = _mix(self.weight_carry_m2, _reduce_carry_m2(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_m2, dim=1)
-        # K2a[m2, r*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
-        _add(out, "K2a", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, :, None])
-        # b2a[m2]: carry m2
-        _add(out, "b2a", zs[1])
-
-    def _mix_carry_m2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry m2 (81 per channel pair)."""
-        z = _mix(self.weight_carry_m2_v2, _reduce_carry_m2_v2(x, n, m))
-        zs = z.split_with_sizes(self._split_carry_m2_v2, dim=1)
-        # K2b[r, m2*, k3, k3]: broadcast r; carry m2; in the layout of its fused mix
-        _add(out, "K2b", zs[0].unflatten(1, (-1, 3, 3))[:, :, :, :, None])
-
-    def _mix_carry_r_m1(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry r, m1 (81 per channel pair)."""
-        # K1a[m1, r*, k3, k3]: carry m1, r; the terms added so far ride in the matmul
-        out["K1a"] = _mix_into(
-            out.get("K1a"),
-            self.weight_carry_r_m1,
-            _reduce_carry_r_m1(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-    def _mix_carry_r_m1_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry r, m1 (81 per channel pair)."""
-        # K1b[r, m1*, k3, k3]: carry r, m1; the terms added so far ride in the matmul
-        out["K1b"] = _mix_into(
-            out.get("K1b"),
-            self.weight_carry_r_m1_v2,
-            _reduce_carry_r_m1_v2(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-    def _mix_carry_r_m2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry r, m2 (81 per channel pair)."""
-        # K2a[m2, r*, k3, k3]: carry m2, r; the terms added so far ride in the matmul
-        out["K2a"] = _mix_into(
-            out.get("K2a"),
-            self.weight_carry_r_m2,
-            _reduce_carry_r_m2(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
-
-    def _mix_carry_r_m2_v2(self, x: Weights, n: dict[str, int], m: Weights, out: Weights) -> None:
-        """Terms that carry r, m2 (81 per channel pair)."""
-        # K2b[r, m2*, k3, k3]: carry r, m2; the terms added so far ride in the matmul
-        out["K2b"] = _mix_into(
-            out.get("K2b"),
-            self.weight_carry_r_m2_v2,
-            _reduce_carry_r_m2_v2(x, n, m),
-            fixed=(3, 3),
-            order=(0, 1, 4, 5, 2, 3),
-        )
 
 
 class InvariantHead(nn.Module):
@@ -1151,15 +1548,24 @@ class InvariantHead(nn.Module):
     that no group element changes.
     """
 
-    def __init__(self, in_channels: int, out_features: int, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.in_features = in_channels * 20
-        self.linear = nn.Linear(self.in_features, out_features, bias=bias)
+        self.linear = nn.Linear(
+            self.in_features, out_features, bias=bias, device=device, dtype=dtype
+        )
 
     def forward(self, x: Weights) -> torch.Tensor:
-        n = sizes_of(x, self.in_channels)
-        r = _reduce_pooled(x, n, _carried(x, n, _shared(x)))
+        r = _invariant_summaries(x, self.in_channels)
         return self.linear(r)
 
 
@@ -1247,10 +1653,11 @@ class NonlinearInvariantHead(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Metanetwork building blocks (copied from qgen.runtime.blocks): nonlinearities, gates,
-# normalization, canonicalization and degree-2 products that respect the group, and a
-# MetaNetwork composing them with the layers. Which rule each tensor gets was decided at
-# build time from the kinds of its axes (a tensor obeys every kind's rule at once).
+# Metanetwork building blocks (their runtime copied from qgen.runtime.blocks above):
+# nonlinearities, gates, normalization, canonicalization and degree-2 products that respect
+# the group, and a MetaNetwork composing them with the layers. Which rule each tensor gets
+# was decided at build time from the kinds of its axes (a tensor obeys every kind's rule
+# at once).
 
 __all__ += [
     "BLOCK_TABLES",
@@ -2189,452 +2596,6 @@ BLOCK_TABLES: dict = {
     ),
     "canon_problem": "",
 }
-
-
-def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
-    flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
-    return flat.reshape(v.shape[0], weight.shape[0], *v.shape[2:])
-
-
-def _safe_norm(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``sqrt(sum of squares over dims)``, kept dims; clamped at ``tiny(dtype)`` before the
-    root, so the gradient is finite (zero) at all-zero entries."""
-    return v.square().sum(dims, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny).sqrt()
-
-
-def entry_invariant(v: torch.Tensor, norm_dims: tuple[int, ...], divide: bool) -> torch.Tensor:
-    """Per entry: the norm over ``norm_dims`` (invariant under orthogonal actions there),
-    then with ``divide`` the entry divided by its norm over channels (invariant under a
-    positive factor per entry). Odd in each entry's sign unless ``norm_dims``: callers make
-    it even where signs act."""
-    if norm_dims:
-        v = _safe_norm(v, norm_dims)
-    if divide:
-        v = v / _safe_norm(v, (1,))
-    return v
-
-
-def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``einsum(equation, a, b)`` divided by the sizes of the indices it sums over."""
-    inputs, out = equation.split("->")
-    count = 1
-    seen = set()
-    for letters, t in zip(inputs.split(","), (a, b), strict=True):
-        for letter, size in zip(letters, t.shape, strict=True):
-            if letter not in out and letter not in seen:
-                seen.add(letter)
-                count *= size
-    return torch.einsum(equation, a, b) / count
-
-
-def _pointwise(name: str):
-    functions = {
-        "relu": torch.relu,
-        "gelu": nn.functional.gelu,
-        "silu": nn.functional.silu,
-        "tanh": torch.tanh,
-    }
-    if name not in functions:
-        raise ValueError(f"activation {name!r}: use one of {sorted(functions)}")
-    return functions[name]
-
-
-class Activation(nn.Module):
-    """The equivariant nonlinearity of every tensor (the rule its axes' kinds allow).
-
-    * "any" (permutations only): ``activation`` pointwise (default ReLU);
-    * "homogeneous" (positive factors): ReLU, since ``relu(q x) = q relu(x)`` for ``q > 0``;
-    * "odd" (sign factors): tanh, since ``tanh(-x) = -tanh(x)``;
-    * "gate" (any other combination, or ``gated=True`` for every tensor): ScaleEq
-      ``(W v) * sigmoid(s)`` per entry ``v``, ``W`` a bias-free channel mix (it commutes
-      with every factor), ``s = A u + c`` for the entry invariant ``u``
-      (:func:`entry_invariant`), ``|A u| + c`` where signs act; for tensors with no
-      per-entry invariant (GL), ``s = B z + c`` from the whole-space invariants ``z``
-      (the degree-2 invariant products, per channel).
-    """
-
-    def __init__(
-        self, channels: int, tables: dict, activation: str = "relu", gated: bool = False
-    ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.rules = {t: "gate" if gated else rule for t, rule in tables["activation"].items()}
-        self.entry = tables["entry"]
-        self.function = _pointwise(activation)
-        gates = [t for t, rule in self.rules.items() if rule == "gate"]
-        self.invariants = tuple(p for p in tables["products"] if not p[3])
-        context = [t for t in gates if self.entry[t][3]]
-        self.mix = nn.ParameterDict({t: nn.Parameter(torch.eye(channels)) for t in gates})
-        self.bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(channels)) for t in gates})
-        self.gate = nn.ParameterDict(
-            {
-                t: nn.Parameter(torch.randn(channels, channels) / channels**0.5)
-                for t in gates
-                if not self.entry[t][3]
-            }
-        )
-        width = channels * len(self.invariants)
-        self.context = nn.ParameterDict(
-            {
-                t: nn.Parameter(torch.randn(channels, width) / max(width, 1) ** 0.5)
-                for t in (context if width else [])
-            }
-        )
-
-    def _context(self, x: Weights) -> torch.Tensor:
-        feats = [_mean_einsum(eq, x[a], x[b]) for a, b, eq, _ in self.invariants]
-        return torch.cat(feats, dim=1)
-
-    def forward(self, x: Weights) -> Weights:
-        z = self._context(x) if len(self.context) else None
-        out = {}
-        for name, v in x.items():
-            rule = self.rules[name]
-            if rule == "any":
-                out[name] = self.function(v)
-            elif rule == "homogeneous":
-                out[name] = torch.relu(v)
-            elif rule == "odd":
-                out[name] = torch.tanh(v)
-            else:
-                out[name] = self._gated(name, v, z)
-        return out
-
-    def _gated(self, name: str, v: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        norm_dims, divide, absolute, invariant_only = self.entry[name]
-        shape = (1, self.channels) + (1,) * (v.dim() - 2)
-        s = self.bias[name].reshape(shape)
-        if not invariant_only:
-            a = _channel_mix(self.gate[name], entry_invariant(v, norm_dims, divide))
-            s = s + (a.abs() if absolute else a)
-        elif z is not None and name in self.context:
-            s = s + (z @ self.context[name].T).reshape(z.shape[0], self.channels, *shape[2:])
-        return _channel_mix(self.mix[name], v) * torch.sigmoid(s)
-
-
-class ChannelNorm(nn.Module):
-    """``v / rms(v) * gain`` per tensor, the RMS over channels and the dims in
-    ``tables["norm"]`` (those where every kind keeps norms: an invariant scalar per
-    sample); tensors with a positively scaled or GL axis have no such invariant and pass
-    unchanged. ``gain`` is one learnable number per channel (a channel mix commutes)."""
-
-    def __init__(
-        self, channels: int, tables: dict, eps: float = 1e-5, reuse_input: bool = False
-    ) -> None:
-        super().__init__()
-        self.dims = {t: d for t, d in tables["norm"].items() if d is not None}
-        self.eps = eps
-        #: scale the input tensors in place when no gradient is recorded (for callers that
-        #: own them, as MetaNet does with its activations' outputs)
-        self.reuse_input = reuse_input
-        self.gain = nn.ParameterDict({t: nn.Parameter(torch.ones(channels)) for t in self.dims})
-
-    def forward(self, x: Weights) -> Weights:
-        out = dict(x)
-        for name, dims in self.dims.items():
-            v = x[name]
-            count = 1
-            for d in dims:
-                count *= v.shape[d]
-            # the norm is a fused reduction; the per-sample scale is formed before the one
-            # pass over v
-            square = torch.linalg.vector_norm(v, dim=dims, keepdim=True).square() / count
-            scale = (square + self.eps).rsqrt() * self.gain[name].reshape(
-                1, -1, *[1] * (v.dim() - 2)
-            )
-            if self.reuse_input and not torch.is_grad_enabled():
-                out[name] = v.mul_(scale)
-            else:
-                out[name] = v * scale
-        return out
-
-
-class InputNorm(nn.Module):
-    """``(x - mean) / scale`` per tensor, fitted on a dataset by :meth:`fit` (identity
-    before). ``scale`` is one number per tensor and channel (a constant commutes with every
-    linear action); ``mean`` is subtracted only for tensors in ``tables["centre"]`` (all
-    group axes pure permutations: a constant over them is invariant), one per channel and
-    index of the remaining fixed axes."""
-
-    def __init__(self, channels: int, tables: dict) -> None:
-        super().__init__()
-        self.centre = tables["centre"]
-        for name, shape in tables["shapes"].items():  # fixed sizes; 1 on group axes
-            self.register_buffer(f"scale_{name}", torch.ones(1, channels, *[1] * len(shape)))
-            self.register_buffer(f"mean_{name}", torch.zeros(1, channels, *shape))
-
-    @torch.no_grad()
-    def fit(self, x: Weights) -> InputNorm:
-        """Fit mean and scale to a dataset ``x`` (a weight-space dict, batch first)."""
-        for name, v in x.items():
-            dims = self.centre[name]
-            if dims is not None:
-                mean = v.mean((0, *dims), keepdim=True)
-                getattr(self, f"mean_{name}").copy_(mean)
-                v = v - mean
-            rest = tuple(d for d in range(v.dim()) if d != 1)
-            scale = v.square().mean(rest, keepdim=True).sqrt().clamp_min(1e-12)
-            getattr(self, f"scale_{name}").copy_(scale)
-        return self
-
-    def forward(self, x: Weights) -> Weights:
-        out = {}
-        for name, v in x.items():
-            inverse = 1 / getattr(self, f"scale_{name}")
-            if self.centre[name] is not None:  # (v - mean) / scale in one pass over v
-                out[name] = torch.addcmul(-getattr(self, f"mean_{name}") * inverse, v, inverse)
-            else:
-                out[name] = v * inverse
-        return out
-
-
-def canonicalize_with(x: Weights, steps: tuple) -> Weights:
-    """ScaleGMN-style canonicalization: for each type with a factor per index, in order,
-    divide out each index's factor from every tensor it acts on.
-
-    Positive factors: the norm ``f_i`` of index ``i``'s incoming entries (every tensor where
-    the type is a plain axis, over all other dims and channels) scales by ``q_i``; dividing
-    the incoming axes by ``f_i`` and multiplying the outgoing (dual) ones leaves a weight
-    space invariant under the scales. Signs: ``s_i = sign`` of the sum of incoming entries
-    of ``sign_sources`` (odd in the flip), multiplied onto both. Steps come in an order in
-    which every incoming tensor involves only types already canonical (or free of
-    factors), so the result is invariant under all factors and equivariant under the rest.
-    """
-    x = dict(x)
-    for _, factor, incoming, outgoing, sign_sources in steps:
-        if factor == "positive":
-            sq = 0
-            for name, dim in incoming:
-                v = x[name]
-                sq = sq + v.square().sum(tuple(d for d in range(1, v.dim()) if d != dim))
-            f = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [batch, n]
-            down, up = 1 / f, f
-        else:
-            s = 0
-            for name, dim in sign_sources:
-                v = x[name]
-                s = s + v.sum(tuple(d for d in range(1, v.dim()) if d != dim))
-            down = up = torch.where(s >= 0, 1.0, -1.0).to(next(iter(x.values())).dtype)
-        for factor_, axes in ((down, incoming), (up, outgoing)):
-            for name, dim in axes:
-                v = x[name]
-                shape = [v.shape[0]] + [1] * (v.dim() - 1)
-                shape[dim] = v.shape[dim]
-                x[name] = v * factor_.reshape(shape)
-    return x
-
-
-class Products(nn.Module):
-    """Degree-2 equivariant terms: per product ``(a, b, equation, targets)``, the channels
-    of ``A`` and ``B`` are mixed (``U A``, ``V B``, bias-free, ``out_channels`` each) and
-    multiplied channel by channel by ``equation`` (contractions, shared indices, pooling:
-    each allowed by the kinds, so the product transforms as every tensor in ``targets``),
-    averaged over the summed indices, and added to each target with a gain per channel.
-    ``forward`` returns the sums per target and the invariant products (empty ``targets``)
-    ``[batch, out_channels * invariants]`` (None if there are none)."""
-
-    def __init__(self, in_channels: int, out_channels: int, tables: dict) -> None:
-        super().__init__()
-        self.products = tuple(tables["products"])
-        k = len(self.products)
-        scale = in_channels**-0.5
-        self.u = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
-        self.v = nn.Parameter(torch.randn(k, out_channels, in_channels) * scale)
-        rows = sum(len(p[3]) for p in self.products)
-        self.gain = nn.Parameter(torch.ones(rows, out_channels))
-
-    def forward(self, x: Weights) -> tuple[Weights, torch.Tensor | None]:
-        out: Weights = {}
-        invariants = []
-        row = 0
-        for i, (a, b, equation, targets) in enumerate(self.products):
-            p = _mean_einsum(equation, _channel_mix(self.u[i], x[a]), _channel_mix(self.v[i], x[b]))
-            if not targets:
-                invariants.append(p)
-            for target in targets:
-                g = self.gain[row].reshape(1, -1, *[1] * (p.dim() - 2))
-                out[target] = out[target] + g * p if target in out else g * p
-                row += 1
-        return out, torch.cat(invariants, dim=1) if invariants else None
-
-
-class InvariantPool(nn.Module):
-    """Invariant features: per tensor with a rule in ``tables["pool"]``, the entry
-    invariant ``u`` (:func:`entry_invariant`) averaged over the axes whose kinds only move
-    entries (fixed axes kept): ``mean |u|`` and ``mean u`` (``mean u^2`` where signs act,
-    so even) per channel; with ``hidden``, first embedded per entry by ``relu(E u + e)``
-    (plus ``relu(-E u + e)`` where signs act), as in DeepSets. ``canonical``: the input is
-    canonicalized (:func:`canonicalize_with`), its entries invariant as they are, so ``u``
-    is the entry itself (its norm over orthogonal axes): magnitudes are kept, where
-    ``x / |x|`` keeps only directions. ``[batch, features]``."""
-
-    def __init__(
-        self, in_channels: int, tables: dict, hidden: int | None = None, canonical: bool = False
-    ) -> None:
-        super().__init__()
-        self.entry = tables["entry"]
-        self.canonical = canonical
-        self.pool = {t: rule for t, rule in tables["pool"].items() if rule is not None}
-        self.hidden = hidden
-        if hidden is not None:
-            self.embed = nn.ModuleDict({t: nn.Linear(in_channels, hidden) for t in self.pool})
-        width = hidden if hidden is not None else 2 * in_channels
-        self.features = width * sum(w for _, w in self.pool.values())
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        feats = []
-        for name, (pool_dims, _) in self.pool.items():
-            norm_dims, divide, absolute, _ = self.entry[name]
-            if self.canonical:  # factors already divided out: entries are invariant
-                divide = absolute = False
-            u = entry_invariant(x[name], norm_dims, divide)
-            if self.hidden is not None:
-                u = u.movedim(1, -1)
-                h = torch.relu(self.embed[name](u))
-                if absolute:
-                    h = h + torch.relu(self.embed[name](-u))
-                dims = tuple(d - 1 for d in pool_dims)
-                h = h.mean(dims) if dims else h
-            elif pool_dims:  # fused reductions, no |u| or u^2 materialized
-                count = 1
-                for d in pool_dims:
-                    count *= u.shape[d]
-                first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
-                if absolute:
-                    second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
-                else:
-                    second = u.mean(pool_dims)
-                h = torch.cat([first, second], dim=1)
-            else:
-                h = torch.cat([u.abs(), u.square() if absolute else u], dim=1)
-            feats.append(h.flatten(1))
-        return torch.cat(feats, dim=1)
-
-
-class MetaNet(nn.Module):
-    """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
-    between consecutive layers, after a fitted input normalizer (and optional
-    canonicalization), then either an invariant head (:class:`InvariantPool`, the linear
-    invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
-    to ``out_features`` channels.
-
-    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
-    space has factors and a canonicalization): the head pools the canonicalized features
-    (equivariant features transform as the weight space does, channel by channel).
-    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
-    ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
-    linear functional).
-    """
-
-    def __init__(
-        self,
-        tables: dict,
-        layer,
-        linear_head,
-        in_channels: int,
-        hidden: int,
-        depth: int,
-        out_features: int,
-        *,
-        output: str = "invariant",
-        degree2: bool = False,
-        activation: str = "relu",
-        gated: bool = False,
-        norm: bool = True,
-        canonicalize: bool = False,
-        quasi: bool = False,
-        head_hidden: int = 64,
-        pool_hidden: int | None = None,
-        head_canonical: bool | None = None,
-    ) -> None:
-        super().__init__()
-        if output not in ("invariant", "equivariant"):
-            raise ValueError(f"output={output!r}: use 'invariant' or 'equivariant'")
-        if depth < 1:
-            raise ValueError(f"depth={depth}: a MetaNetwork needs at least one layer")
-        if canonicalize and tables["canon"] is None:
-            raise ValueError(f"canonicalize=True: {tables['canon_problem']}")
-        if canonicalize and output == "equivariant":
-            raise ValueError(
-                "canonicalize=True with output='equivariant': a canonicalized weight space is "
-                "invariant under the factors, so the output would not be equivariant"
-            )
-        if degree2 and not tables["products"]:
-            raise ValueError(f"degree2=True: no degree-2 products ({tables['products_problem']})")
-        self.tables = tables
-        self.output = output
-        self.canonicalize = canonicalize
-        self.normalizer = InputNorm(in_channels, tables)
-        widths = [in_channels] + [hidden] * depth
-        pairs = list(zip(widths, widths[1:], strict=False))
-        self.layers = nn.ModuleList(layer(a, b, quasi=quasi) for a, b in pairs)
-        self.products = nn.ModuleList(Products(a, b, tables) for a, b in pairs) if degree2 else None
-        self.activations = nn.ModuleList(
-            Activation(hidden, tables, activation, gated) for _ in pairs
-        )
-        # channel norms between layers: after every block a layer follows (the last block
-        # feeds the head directly when the output is invariant)
-        between = len(pairs) if output == "equivariant" else len(pairs) - 1
-        self.norms = nn.ModuleList(
-            ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
-        )
-        self.norms = self.norms if norm else None
-        if output == "equivariant":
-            self.out = layer(hidden, out_features, quasi=quasi)
-            return
-        if head_canonical is None:
-            head_canonical = bool(tables["canon"])
-        if head_canonical and not tables["canon"]:
-            raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
-        self.head_canonical = head_canonical
-        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
-        features = self.pool.features
-        self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
-        features += head_hidden if self.linear_head is not None else 0
-        invariant = sum(not p[3] for p in tables["products"])
-        self.head_products = Products(hidden, hidden, tables) if degree2 and invariant else None
-        features += hidden * invariant if self.head_products is not None else 0
-        if not features:
-            raise ValueError(
-                "output='invariant': these blocks compute no invariant of this weight space "
-                "(no linear invariant, no pooled entry invariant, no degree-2 invariant; "
-                "try degree2=True, or output='equivariant')"
-            )
-        self.mlp = nn.Sequential(
-            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out_features)
-        )
-
-    def fit_normalizer(self, x: Weights) -> MetaNet:
-        """Fit the input normalizer on a dataset (canonicalized first if that is on)."""
-        self.normalizer.fit(canonicalize_with(x, self.tables["canon"]) if self.canonicalize else x)
-        return self
-
-    def features(self, x: Weights) -> Weights:
-        """The weight-space features after the last block."""
-        if self.canonicalize:
-            x = canonicalize_with(x, self.tables["canon"])
-        x = self.normalizer(x)
-        for i, layer in enumerate(self.layers):
-            y = layer(x)
-            if self.products is not None:
-                for name, p in self.products[i](x)[0].items():
-                    y[name] = y[name] + p
-            y = self.activations[i](y)
-            x = self.norms[i](y) if self.norms is not None and i < len(self.norms) else y
-        return x
-
-    def forward(self, x: Weights):
-        x = self.features(x)
-        if self.output == "equivariant":
-            return self.out(x)
-        pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
-        feats = [self.pool(pooled)] if self.pool.features else []
-        if self.linear_head is not None:
-            feats.append(self.linear_head(x))
-        if self.head_products is not None:
-            feats.append(self.head_products(x)[1])
-        return self.mlp(torch.cat(feats, dim=1))
 
 
 class EquivariantActivation(Activation):

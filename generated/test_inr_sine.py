@@ -201,11 +201,13 @@ def test_bias_and_invariants_have_the_solved_dimensions():
     sizes = all_sizes({t: space.GENERIC_SIZES[t] for t in GROUP_TYPES})
     x = random_weights(sizes, 1, 1, torch.float64, torch.Generator().manual_seed(0))
     layer = space.EquivariantLayer(1, 1).double()
+    biases = []  # the mixes' bias (coefficients) entries; every weight set to zero
     with torch.no_grad():
-        for name, p in layer.named_parameters():
-            if name.startswith("weight_"):
+        for name, p in layer.mixes.named_parameters():
+            if "bias" in name:
+                biases.append(p)
+            else:
                 p.zero_()
-    biases = [p for name, p in layer.named_parameters() if name.startswith("bias_")]
     for name, count in space.BIAS_COUNTS.items():
         outputs = []
         with torch.no_grad():

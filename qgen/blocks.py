@@ -339,23 +339,17 @@ RULE_TEXT = {
     "odd": "tanh (sign factors: odd)",
     "gate": "gated, ScaleEq",
 }
-#: the runtime definitions every generated module carries (with what they use)
-RUNTIME = "qgen.runtime.blocks"
-RUNTIME_NAMES = ("Activation", "ChannelNorm", "InputNorm", "MetaNet", "canonicalize_with")
 
 
 def template_context(spec: Spec, linear_invariants: int) -> dict:
-    """What templates/blocks.py.j2 needs: the tables as ruff-formatted literal text, the
-    copied runtime source, and per-tensor summaries for docstrings; ``linear_invariants``
-    is the number of invariant linear functionals (what ``InvariantHead`` pools)."""
-    from qgen.pytext import literal_lines
-    from qgen.runtime.source import extract
+    """What templates/blocks.py.j2 needs: the tables as ruff-formatted literal text and
+    per-tensor summaries for docstrings; ``linear_invariants`` is the number of invariant
+    linear functionals (what ``InvariantHead`` pools)."""
+    from qgen.pytext import literal
 
     tables = block_tables(spec)
-    prefix = "BLOCK_TABLES: dict = "
     return {
-        "tables_text": prefix + literal_lines(tables, len(prefix)),
-        "source": extract(RUNTIME, RUNTIME_NAMES, skip=("Weights",)),
+        "tables_text": "BLOCK_TABLES: dict = " + literal(tables),
         "rules": {
             t: _gate_text(spec, t, tables["entry"][t]) if r == "gate" else RULE_TEXT[r]
             for t, r in tables["activation"].items()

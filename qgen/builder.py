@@ -8,8 +8,7 @@ import tempfile
 import types
 from pathlib import Path
 
-from qgen.codegen import render_module as _render_module
-from qgen.codegen import render_tests as _render_tests
+from qgen.codegen import render, render_module
 from qgen.spec import Spec, load_spec
 
 __all__ = ["build", "compile_spec"]
@@ -17,20 +16,6 @@ __all__ = ["build", "compile_spec"]
 
 def _as_spec(spec: Spec | str | os.PathLike) -> Spec:
     return spec if isinstance(spec, Spec) else load_spec(spec)
-
-
-def _buildable(spec: Spec) -> Spec:
-    """Everything a spec can declare is generated (what generated code cannot sample, an
-    SO(3) irrep, is refused while rendering, before anything is written)."""
-    return spec
-
-
-def render_module(spec: Spec) -> str:
-    return _render_module(_buildable(spec))
-
-
-def render_tests(spec: Spec) -> str:
-    return _render_tests(_buildable(spec))
 
 
 def build(
@@ -43,9 +28,10 @@ def build(
     partial file and an existing file is only ever replaced by a complete new one.
     """
     spec = _as_spec(spec)
-    files = {f"{spec.name}.py": render_module(spec)}
+    rendered = render(spec)  # everything is rendered (and refused) before anything is written
+    files = {f"{spec.name}.py": rendered.module}
     if tests:
-        files[f"test_{spec.name}.py"] = render_tests(spec)
+        files[f"test_{spec.name}.py"] = rendered.tests
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[str, Path]] = []

@@ -101,6 +101,9 @@ class Group:
     #: and ``n_maps`` counts its basis elements per channel pair
     escnn: bool = False
     n_maps: int | None = None
+    #: the group's stable name (its key in ``EquivariantLayer.mixes``, so in state dicts),
+    #: set by :func:`plan_layer`; see :func:`_keys`
+    key: str = ""
 
     def pairs(self) -> list[tuple[str, str]]:
         """The blocks ``(out, in)`` the group computes terms of."""
@@ -342,6 +345,8 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
             used.add(name)
             groups.append(_in_storage_order(Group(name, carried, ins, outs)))
 
+    for g, key in zip(groups, _keys(groups), strict=True):
+        g.key = key
     fixed = FixedMaps(spec)
     for g in groups:
         g.escnn = any(fixed.escnn(p.tensor) for p in [*g.inputs, *g.outputs])
@@ -360,6 +365,29 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
     )
     _check_counts(plan)
     return plan
+
+
+def _keys(groups: list[Group]) -> list[str]:
+    """Stable names of the groups: ``"pooled"``, else the carried types and the tensors the
+    group writes, each sorted, ``"h1,h2:W2"`` (``"r:W1_1+10"``: ``W1_1`` and 10 more, when
+    the list is long); groups that would share a name (same carried types and
+    output tensors, other patterns) get ``#2``, ``#3``, ... in the order of their output
+    patterns. A name depends only on the terms a group computes, not on the order in
+    which the spec declares types and tensors or the planner formed the groups."""
+    base = []
+    for g in groups:
+        outputs = sorted({q.tensor for q in g.outputs})
+        written = ",".join(outputs)
+        if len(written) > 24:  # the first tensor and how many more: keys stay short
+            written = f"{outputs[0]}+{len(outputs) - 1}"
+        base.append(",".join(sorted(g.carried)) + ":" + written if g.carried else "pooled")
+    keys = list(base)
+    for name in {b for b in base if base.count(b) > 1}:
+        same = [i for i, b in enumerate(base) if b == name]
+        same.sort(key=lambda i: sorted((q.tensor, q.labels) for q in groups[i].outputs))
+        for k, i in enumerate(same[1:], start=2):
+            keys[i] = f"{name}#{k}"
+    return keys
 
 
 class FixedMaps:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from qgen.blocks import block_tables, canonicalization, products
 from qgen.builder import compile_spec
-from qgen.pytext import WIDTH, literal_lines
+from qgen.pytext import WIDTH, format_source, literal
 from qgen.runtime import blocks as B
 from qgen.runtime.source import definitions, extract
 from qgen.spec import load_spec, parse_spec
@@ -249,8 +249,8 @@ def test_runtime_imports_torch_alone():
     assert imported == {"__future__", "torch"}
 
 
-def test_literal_lines_round_trip_and_fit():
+def test_literal_tables_round_trip_and_fit():
     value = block_tables(load_spec(ROOT / "examples" / "cnn_c4.yaml"))
-    text = literal_lines(value, len("T = "))
-    assert ast.literal_eval(text) == value
-    assert all(len(line) <= WIDTH for line in ("T = " + text).splitlines())
+    text = format_source("T = " + literal(value) + "\n")
+    assert ast.literal_eval(text.removeprefix("T = ")) == value
+    assert all(len(line) <= WIDTH for line in text.splitlines())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -145,9 +146,29 @@ def test_examples_are_complete(example, n):
 
 
 def test_a_layer_that_misses_terms_fails_the_completeness_check(monkeypatch):
+    # a program that drops what one group adds to its tensors: its terms are missing
+    import qgen.codegen as codegen
+    from qgen.program import Accumulate, MixInto, Program, drop_dead
+
     spec = load_spec(ROOT / "examples" / "mlp_relu.yaml")
+    compile_program = codegen.compile_program
+
+    def without_carry_h1(plan):
+        program = compile_program(plan)
+        ops, written = [], set()
+        for op in program.ops:
+            if isinstance(op, Accumulate) and op.value.startswith("p:carry_h1"):
+                continue
+            if isinstance(op, Accumulate | MixInto):
+                op = dataclasses.replace(op, first=op.tensor not in written)
+                written.add(op.tensor)
+            ops.append(op)
+        outputs = tuple((t, v if t in written else None) for t, v in program.outputs)
+        return drop_dead(Program(tuple(ops), outputs))
+
+    monkeypatch.setattr(codegen, "compile_program", without_carry_h1)
     module = qgen.compile(spec)
-    monkeypatch.setattr(module.EquivariantLayer, "_mix_carry_h1", lambda self, x, n, m, out: None)
+    assert "h1:W1,b1" not in module.EquivariantLayer.forward.__code__.co_consts
     sizes = full_sizes(spec, {t: 2 for t in spec.group_types})
     with pytest.raises(AssertionError):
         check_completeness(spec, module, sizes)
@@ -206,7 +227,7 @@ def test_failed_build_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
     def broken(spec):
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(build_module, "render_tests", broken)
+    monkeypatch.setattr(build_module, "render", broken)
     with pytest.raises(RuntimeError):
         qgen.build(EXAMPLES[0], tmp_path, tests=True)
     assert target.read_bytes() == before
@@ -234,13 +255,15 @@ def test_a_hidden_weight_is_read_once_per_kept_axes_pattern():
     # summary) is read off the mean of a group's inputs, not off W2 again
     spec = load_spec(ROOT / "examples" / "mlp_gelu.yaml")
     source = render_module(spec)
-    assert source.count('x["W2"].mean(') == 2
-    assert 'x["W2"].mean((2, 3))' not in source
+    forward = source[source.index("class EquivariantLayer(") :]
+    forward = forward[forward.index("    def forward(self, x: Weights) -> Weights:") :]
+    forward = forward[: forward.index("    def _finish(")]
+    assert forward.count("x_W2.mean(") == 2 and 'x_W2 = x["W2"]' in forward
+    assert "mean((2, 3))" not in forward
     module = qgen.compile(spec)
     sizes = {"x": 4, "h1": 5, "h2": 6, "y": 3}
     x = {t.name: torch.randn(3, 2, *(sizes[a.type] for a in t.axes)) for t in spec.tensors}
-    n = module.sizes_of(x, 2)
-    summaries = module._reduce_pooled(x, n, module._carried(x, n, module._shared(x)))
+    summaries = module._invariant_summaries(x, 2)
     direct = torch.cat(
         [
             x["W1"].mean(2).flatten(1, 2),
@@ -255,28 +278,36 @@ def test_a_hidden_weight_is_read_once_per_kept_axes_pattern():
     torch.testing.assert_close(summaries, direct, rtol=0, atol=1e-6)
 
 
-def test_terms_of_a_kernel_are_summed_in_its_mix_layout():
+def test_terms_of_a_kernel_are_summed_in_its_mix_layout(monkeypatch):
     # the broadcast terms of K2[c2, c1, k3, k3] are summed as [batch, channels, k3, k3,
     # c2, c1], the layout of the mix that carries both neuron axes: that sum is the
-    # matmul's addend as it is (no copy), and the result is a permuted view of it
+    # matmul's addend as it is (accumulated in place), and the result a permuted view
     text = "name: cnn\narch: cnn\nchannels: [1, 4, 5]\nkernel: 3\nclasses: 2\nactivation: gelu\n"
     spec = parse_spec(text)
     module = qgen.compile(spec)
-    layer = module.EquivariantLayer(2, 3)
+    source = module.__source__
+    assert "owned=True" in source and "order=(0, 1, 4, 5, 2, 3)" in source
+    layer = module.EquivariantLayer(2, 3, contiguous=False)
     x = {
         t.name: torch.randn(6, 2, *(spec.types[a.type].size for a in t.axes)) for t in spec.tensors
     }
-    n, out = module.sizes_of(x, 2), {}
-    m = module._carried(x, n, module._shared(x))
-    groups = [k for k in vars(type(layer)) if k.startswith("_mix_")]
-    assert groups[-1] == "_mix_carry_c1_c2"
-    for name in groups[:-1]:
-        getattr(layer, name)(x, n, m, out)
-    acc = out["K2"]
-    assert acc.is_contiguous() and acc.shape == (6, 3, 3, 3, 5, 4)
-    layer._mix_carry_c1_c2(x, n, m, out)
-    assert out["K2"].shape == (6, 3, 5, 4, 3, 3)
-    assert out["K2"].data_ptr() == acc.data_ptr()  # accumulated into the sum in place
+    seen = {}
+    mix_into = module._mix_into
+
+    def spy(acc, weight, r, fixed=(), order=None, owned=False):
+        if order == (0, 1, 4, 5, 2, 3):
+            seen["acc"] = (acc.shape, acc.is_contiguous(), acc.data_ptr(), owned)
+        out = mix_into(acc, weight, r, fixed, order, owned)
+        if order == (0, 1, 4, 5, 2, 3):
+            seen["out"] = (out.shape, out.data_ptr())
+        return out
+
+    monkeypatch.setitem(module.EquivariantLayer.forward.__globals__, "_mix_into", spy)
+    with torch.no_grad():
+        layer(x)
+    shape, contiguous, pointer, owned = seen["acc"]
+    assert shape == (6, 3, 3, 3, 5, 4) and contiguous and owned
+    assert seen["out"] == ((6, 3, 5, 4, 3, 3), pointer)  # accumulated into the sum in place
 
 
 def test_batch_mix_gradients_match_autograd_through_the_broadcast_weight(monkeypatch):

@@ -76,13 +76,16 @@ class GroupKind(ABC):
     #: permutation and a scale per index: ``(g.x)[i] = scale[i] * x[index[i]]``, with
     #: ``1 / scale`` on dual axes) or "matrix" (``A`` on plain axes, ``A^{-T}`` on dual)
     action: ClassVar[str | None] = None
-    #: template (under templates/) defining ``_sample_<name>(n, generator)``
+    #: the runtime function ``(n, generator) -> element`` drawing a random element (a
+    #: top-level definition of a module in ``runtime``, copied into generated modules)
     sampler: ClassVar[str | None] = None
-    #: for continuous kinds: template defining the ``nn.Module`` class ``relax_class``
-    #: that maps per-index features ``[batch, n, features]`` and ``eps`` to a batched
-    #: element of the identity component (quasi-equivariant layers)
-    relaxation: ClassVar[str | None] = None
+    #: for continuous kinds: the runtime ``nn.Module`` class that maps per-index features
+    #: ``[batch, n, features]`` and ``eps`` to a batched element of the identity component
+    #: (quasi-equivariant layers)
     relax_class: ClassVar[str | None] = None
+    #: modules holding the kind's runtime definitions (sampler, relaxation), searched
+    #: after qgen's own (:data:`qgen.runtime.source.RUNTIME_MODULES`)
+    runtime: ClassVar[tuple[str, ...]] = ()
 
     # What the kind permits between layers (read by :mod:`qgen.blocks`, which turns it
     # into per-tensor tables; a tensor with axes of several kinds obeys all of them).

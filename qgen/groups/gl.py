@@ -15,8 +15,7 @@ class GL(PairingKind):
     name = "gl"
     summary = "GL(n): A on plain axes, A^-T on dual axes (linear layers, attention heads)"
     action = "matrix"
-    sampler = "groups/gl.py.j2"
-    relaxation = "groups/gl_relax.py.j2"
+    sampler = "_sample_gl"
     relax_class = "_RelaxGL"
     # GL mixes coordinates and rescales freely: no pointwise function, no invariant norm,
     # no centring (the defaults); gates read GL invariants (contractions of plain with dual)

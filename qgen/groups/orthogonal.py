@@ -14,8 +14,7 @@ class Orthogonal(PairingKind):
     name = "orthogonal"
     summary = "O(n); plain and dual axes transform alike"
     action = "matrix"
-    sampler = "groups/orthogonal.py.j2"
-    relaxation = "groups/orthogonal_relax.py.j2"
+    sampler = "_sample_orthogonal"
     relax_class = "_RelaxOrthogonal"
     norm_invariant = True
 

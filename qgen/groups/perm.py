@@ -15,7 +15,7 @@ class Perm(PartitionKind):
     name = "perm"
     summary = "S_n permutes the indices"
     action = "monomial"
-    sampler = "groups/perm.py.j2"
+    sampler = "_sample_perm"
     pointwise = "any"
     norm_invariant = True
     may_centre = True

@@ -15,8 +15,7 @@ class Scaled(PartitionKind):
     name = "scaled"
     summary = "permutations with a positive scale per index (ReLU); dual axes scale by 1/q"
     action = "monomial"
-    sampler = "groups/scaled.py.j2"
-    relaxation = "groups/scaled_relax.py.j2"
+    sampler = "_sample_scaled"
     relax_class = "_RelaxScaled"
     continuous = True
     pointwise = "homogeneous"

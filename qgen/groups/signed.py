@@ -14,7 +14,7 @@ class Signed(PartitionKind):
     name = "signed"
     summary = "signed permutations: S_n with a sign flip per index (tanh, sin)"
     action = "monomial"
-    sampler = "groups/signed.py.j2"
+    sampler = "_sample_signed"
     pointwise = "odd"
     entry_factor = "sign"
     norm_invariant = True

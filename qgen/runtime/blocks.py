@@ -77,6 +77,7 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def _pointwise(name: str):
+    """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
         "relu": torch.relu,
         "gelu": nn.functional.gelu,
