@@ -25,9 +25,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from qgen.groups import GroupKind, get_kind, kind_of
+from qgen.decls import Spec, TensorDecl
+from qgen.groups import GroupKind, get_kind
 from qgen.partitions import Partition
-from qgen.spec import FIXED, Spec, TensorDecl
 
 __all__ = [
     "Block",
@@ -236,14 +236,12 @@ class Block:
             if decl.tie is not None:
                 pairs = _grid_pairs(self.axes, decl.tie)
                 if pairs:
-                    factors.append(GridFactor(name, kind_of(decl), pairs, decl.size))
+                    factors.append(GridFactor(name, _kind(decl), pairs, decl.size))
                 continue
             if name not in by_type or decl.within is not None or name in tied:
                 continue
-            nested = [
-                (t, get_kind(d.kind)) for t, d in types.items() if d.within == name and t in by_type
-            ]
-            kind = kind_of(decl) if decl.rep is not None else get_kind(decl.kind)
+            nested = [(t, _kind(d)) for t, d in types.items() if d.within == name and t in by_type]
+            kind = _kind(decl)
             if not nested:
                 size = decl.size if kind.needs_size else None
                 factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
@@ -333,7 +331,8 @@ class WeightSpaceBasis:
         types = self.spec.types
         grid = {t: d.name for d in types.values() if d.tie for t in d.tie}
         acting = {
-            n: grid.get(n) or (d.within or n if d.kind != FIXED else None) for n, d in types.items()
+            n: grid.get(n) or (d.within or n if not _kind(d).trivial_action else None)
+            for n, d in types.items()
         }
         return {
             t.name: frozenset(acting[a.type] for a in t.axes if acting[a.type] is not None)
@@ -510,6 +509,11 @@ def _grid_pairs(axes: tuple[BlockAxis, ...], tie: tuple[str, str]) -> tuple[Bloc
         else:
             out += [next(a for a in mine if a.type == t) for t in tie]
     return tuple(out)
+
+
+def _kind(decl) -> GroupKind:
+    """:func:`qgen.groups.kind_of`, through this module's ``get_kind`` (which tests patch)."""
+    return get_kind(decl.kind).for_decl(decl)
 
 
 def solve(spec: Spec) -> WeightSpaceBasis:

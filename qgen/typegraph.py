@@ -21,28 +21,14 @@ from dataclasses import dataclass, field
 
 from qgen.adapters import Source, WeightSpace
 from qgen.errors import QgenError
+from qgen.groups import meet
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, dump_spec, nesting_problem, parse_spec
 
-__all__ = ["Ax", "TypeGraph", "UnsupportedModel"]
-
-#: group kinds ordered from largest; _SUBGROUPS[k] lists the kinds contained in k
-_ORDER = ("gl", "orthogonal", "scaled", "signed", "perm")
-_SUBGROUPS = {
-    "gl": {"gl", "orthogonal", "scaled", "signed", "perm"},
-    "orthogonal": {"orthogonal", "signed", "perm"},
-    "scaled": {"scaled", "perm"},
-    "signed": {"signed", "perm"},
-    "perm": {"perm"},
-}
+__all__ = ["Ax", "TypeGraph", "UnsupportedModel", "meet"]
 
 
 class UnsupportedModel(QgenError):
     """The model uses something qgen cannot map to a weight-space symmetry."""
-
-
-def meet(a: str, b: str) -> str:
-    """The largest kind contained in both ``a`` and ``b``."""
-    return next(k for k in _ORDER if k in _SUBGROUPS[a] and k in _SUBGROUPS[b])
 
 
 @dataclass(frozen=True)

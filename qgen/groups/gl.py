@@ -21,6 +21,7 @@ class GL(PairingKind):
     # GL mixes coordinates and rescales freely: no pointwise function, no invariant norm,
     # no centring (the defaults); gates read GL invariants (contractions of plain with dual)
     pointwise = None
+    subgroups = frozenset({"orthogonal", "scaled", "signed", "perm"})
 
     def allows_pair(self, a: int, b: int) -> bool:
         return a + b == 0

@@ -18,6 +18,7 @@ class Orthogonal(PairingKind):
     relaxation = "groups/orthogonal_relax.py.j2"
     relax_class = "_RelaxOrthogonal"
     norm_invariant = True
+    subgroups = frozenset({"signed", "perm"})
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

@@ -20,6 +20,9 @@ class Perm(PartitionKind):
     norm_invariant = True
     may_centre = True
     pool_invariant = True
+    holds_nested = True
+    subgroups = frozenset()
+    nonlinear_head = True
 
     def allows(self, part_variances: Variances) -> bool:
         return True
