@@ -194,6 +194,14 @@ class GroupKind(ABC):
         """The group in words (for ``qgen explain``)."""
         return self.name
 
+    #: the heading under which ``qgen count`` lists :meth:`count_note` lines
+    count_heading: ClassVar[str] = ""
+
+    def count_note(self, decl: TypeDecl) -> str | None:
+        """How the commutant on a type of the kind is computed, for ``qgen count``
+        (None: nothing to say beyond the counts)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<group kind {self.name}>"
 

@@ -352,6 +352,18 @@ class EscnnKind(FixedAxisKind):
     def describe(self) -> str:
         return self.rep.describe() if self.rep is not None else self.name
 
+    count_heading = "escnn types (one dense commutant factor per block):"
+
+    def count_note(self, decl: TypeDecl) -> str | None:
+        rep = decl.rep
+        if decl.tie is not None:
+            how = f"on ({decl.tie[0]}, {decl.tie[1]}): orbit counting (Burnside), exact"
+        else:
+            how = f"dim {decl.size}: Schur's lemma on escnn's irreps"
+            if not rep.finite:
+                how += ", band limit (frequency) x (axes in the block)"
+        return f"{rep.describe()} {how}"
+
     def for_decl(self, decl: TypeDecl) -> EscnnKind:
         return _configured(decl.rep) if decl.rep is not None else self
 
