@@ -15,6 +15,30 @@ product of the per-type counts. Fixed axes contribute a dense factor.
 
 Every count here is the length of (a size-filtered view of) the same term
 enumeration that layers are built from.
+
+Known counts. An MLP with widths [2, 3, 4, 3, 2] whose input and output neurons keep
+their order (examples/mlp_relu.yaml): with permutations of the hidden neurons, the
+symmetry of DWSNets (Navon et al. 2023, "Equivariant architectures for learning in
+deep weight spaces") and of NFN's HNP layers (Zhou et al. 2023, "Permutation
+equivariant neural functionals"), 164 equivariant linear maps; with positive scalings
+too (ReLU) 21, with sign flips (tanh) 25:
+
+>>> from qgen.spec import parse_spec
+>>> def maps(group, io="fixed", widths=(2, 3, 4, 3, 2)):
+...     text = f"{{name: m, arch: mlp, widths: {list(widths)}, group: {group}, io: {io}}}"
+...     return solve(parse_spec(text)).counts()["total"]["equivariant"]
+>>> maps("perm"), maps("scaled"), maps("signed")
+(164, 21, 25)
+
+With the input and output neurons permuted too (NFN's NP setting), each of the ``L``
+layers' types distinct: every ordered pair of the ``2L`` tensors has one map (a constant
+broadcast of a pooled input), and the pairs that share a type have more, ``10L - 4`` in
+all, so ``4L^2 + 10L - 4``:
+
+>>> [maps("perm", "perm", range(2, L + 3)) for L in range(1, 6)]
+[10, 32, 62, 100, 146]
+>>> [4 * L**2 + 10 * L - 4 for L in range(1, 6)]
+[10, 32, 62, 100, 146]
 """
 
 from __future__ import annotations
