@@ -1,7 +1,7 @@
 """Build-time tables for the metanetwork building blocks (:mod:`qgen.runtime.blocks`).
 
 Each kind declares what it permits (:class:`~qgen.groups.base.GroupKind`: ``pointwise``,
-``entry_factor``, ``norm_invariant``, ``may_centre``, ``pool_invariant``, ``action``); a
+``entry_factor``, ``norm_invariant``, ``may_centre``, ``action``); a
 tensor whose axes carry several kinds must satisfy every rule at once. A group element
 acts on one entry ``W[i, j, ...]`` (a vector over channels) by
 

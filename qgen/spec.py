@@ -272,7 +272,10 @@ class _Parser:
         if "group" in body and isinstance(body["group"][1], yaml.MappingNode):
             entry.group = entry.data("group")
             families = [k for k in kinds if k.family]
+            if not families:
+                self.fail("a group is a kind name, e.g. group: perm", body["group"][1], where)
             data = entry.group if isinstance(entry.group, dict) else {}
+            # the family named among the keys; else the first, whose parser says how to write it
             return next((k for k in families if k.name in data), families[0])
         for key, (knode, _) in body.items():
             if key in extra:

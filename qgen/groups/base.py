@@ -111,6 +111,23 @@ class GroupKind(ABC):
     relaxation: ClassVar[str | None] = None
     relax_class: ClassVar[str | None] = None
 
+    # What the kind permits between layers (read by :mod:`qgen.blocks`, which turns it
+    # into per-tensor tables; a tensor with axes of several kinds obeys all of them).
+    #: the pointwise functions that commute with the action on one entry: "any" (the
+    #: element only moves entries), "homogeneous" (it also multiplies them by positive
+    #: numbers: ReLU, LeakyReLU), "odd" (by signs: tanh), or None (it mixes entries:
+    #: no pointwise function is equivariant)
+    pointwise: ClassVar[str | None] = None
+    #: for a kind that moves entries and multiplies each by one number: which numbers,
+    #: "positive" or "sign" (None when it only moves them or mixes them); canonicalization
+    #: divides out positive factors and fixes signs
+    entry_factor: ClassVar[str | None] = None
+    #: whether the Euclidean norm over an axis of the type is invariant (orthogonal actions)
+    norm_invariant: ClassVar[bool] = False
+    #: whether subtracting a constant from every entry of a tensor whose group axes are all
+    #: of kinds that allow it commutes with the action (pure permutations)
+    may_centre: ClassVar[bool] = False
+
     # How specs declare a type of the kind (read by the parser, :mod:`qgen.spec`).
     #: whether the kind is a family configured by the type's entry, written
     #: ``group: {<name>: MEMBER, ...}`` (a mapping) with the keys in :attr:`entry_keys`,
@@ -131,26 +148,6 @@ class GroupKind(ABC):
     #: whether the nonlinear invariant head (per-entry canonicalization: moves entries and
     #: multiplies each by a positive number or a sign) handles axes of the kind
     nonlinear_head: ClassVar[bool] = False
-
-    # What the kind permits between layers (read by :mod:`qgen.blocks`, which turns it
-    # into per-tensor tables; a tensor with axes of several kinds obeys all of them).
-    #: the pointwise functions that commute with the action on one entry: "any" (the
-    #: element only moves entries), "homogeneous" (it also multiplies them by positive
-    #: numbers: ReLU, LeakyReLU), "odd" (by signs: tanh), or None (it mixes entries:
-    #: no pointwise function is equivariant)
-    pointwise: ClassVar[str | None] = None
-    #: for a kind that moves entries and multiplies each by one number: which numbers,
-    #: "positive" or "sign" (None when it only moves them or mixes them); canonicalization
-    #: divides out positive factors and fixes signs
-    entry_factor: ClassVar[str | None] = None
-    #: whether the Euclidean norm over an axis of the type is invariant (orthogonal actions)
-    norm_invariant: ClassVar[bool] = False
-    #: whether subtracting a constant from every entry of a tensor whose group axes are all
-    #: of kinds that allow it commutes with the action (pure permutations)
-    may_centre: ClassVar[bool] = False
-    #: whether the mean over an axis of the type is invariant (pure permutations): a pooled
-    #: axis in a degree-2 product or an invariant feature
-    pool_invariant: ClassVar[bool] = False
 
     @abstractmethod
     def terms(self, variances: Variances) -> tuple[Partition, ...]:

@@ -45,7 +45,6 @@ class Fixed(FixedAxisKind):
     pointwise = "any"
     norm_invariant = True
     may_centre = True
-    pool_invariant = True
     nonlinear_head = True
 
     def count(self, variances: Variances, n: int | None) -> int:

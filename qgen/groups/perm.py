@@ -34,7 +34,6 @@ class Perm(PartitionKind):
     pointwise = "any"
     norm_invariant = True
     may_centre = True
-    pool_invariant = True
     holds_nested = True
     subgroups = frozenset()
     nonlinear_head = True
