@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from qgen.adapters import Source, WeightSpace
 from qgen.errors import QgenError
-from qgen.groups import meet
+from qgen.groups import meet, self_dual_part
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, dump_spec, nesting_problem, parse_spec
 
 __all__ = ["Ax", "TypeGraph", "UnsupportedModel", "meet"]
@@ -93,7 +93,7 @@ class TypeGraph:
         rel = pa ^ pb ^ dual
         if ra == rb:
             if rel:  # A = A^-T
-                self.restrict(ra, "orthogonal")
+                self.kind[ra] = self_dual_part(self.kind[ra])
             return ra
         if ra in self.size and rb in self.size and self.size[ra] != self.size[rb]:
             raise UnsupportedModel(

@@ -38,6 +38,7 @@ __all__ = [
     "lattice_kinds",
     "meet",
     "register",
+    "self_dual_part",
 ]
 
 _KINDS: Registry[GroupKind] = Registry("group kind")
@@ -77,6 +78,16 @@ def meet(a: str, b: str) -> str:
     """
     common = _contained(a) & _contained(b)
     return next(k for k in _KINDS.names() if k in common and _contained(k) >= common)
+
+
+def self_dual_part(name: str) -> str:
+    """The largest kind contained in ``name`` whose elements satisfy ``A^-T = A``.
+
+    >>> self_dual_part("gl"), self_dual_part("scaled"), self_dual_part("signed")
+    ('orthogonal', 'perm', 'signed')
+    """
+    dual = frozenset(k for k in _contained(name) if _KINDS.get(k).self_dual)
+    return next(k for k in _KINDS.names() if k in dual and _contained(k) >= dual)
 
 
 def _contained(name: str) -> frozenset[str]:

@@ -145,6 +145,10 @@ class GroupKind(ABC):
     #: (its place in the subgroup lattice through which an operation restricts a type to
     #: the largest group it commutes with); None: not a kind the reader infers
     subgroups: ClassVar[frozenset[str] | None] = None
+    #: whether every element satisfies ``A^-T = A`` (plain and dual axes transform alike):
+    #: what remains of a group on features tied to their own dual (attention's keys and
+    #: queries in one type)
+    self_dual: ClassVar[bool] = False
     #: whether the nonlinear invariant head (per-entry canonicalization: moves entries and
     #: multiplies each by a positive number or a sign) handles axes of the kind
     nonlinear_head: ClassVar[bool] = False

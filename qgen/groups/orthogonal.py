@@ -23,6 +23,7 @@ class Orthogonal(PairingKind):
     relax_class = "_RelaxOrthogonal"
     norm_invariant = True
     subgroups = frozenset({"signed", "perm"})
+    self_dual = True
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

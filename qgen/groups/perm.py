@@ -36,6 +36,7 @@ class Perm(PartitionKind):
     may_centre = True
     holds_nested = True
     subgroups = frozenset()
+    self_dual = True
     nonlinear_head = True
 
     def allows(self, part_variances: Variances) -> bool:

@@ -19,6 +19,7 @@ class Signed(PartitionKind):
     entry_factor = "sign"
     norm_invariant = True
     subgroups = frozenset({"perm"})
+    self_dual = True
     nonlinear_head = True
 
     def allows(self, part_variances: Variances) -> bool:
