@@ -21,6 +21,11 @@ YAML is read with PyYAML's *safe* composer only (no object construction from
 tags), and the node tree is walked by hand so that every error can name its
 line. Names become identifiers in generated code, so they are restricted to
 ASCII Python identifiers that are not keywords.
+
+The parser knows the generic keys of a type (``group``, ``size``, ``within``); what a
+kind makes of its entry is the kind's :meth:`~qgen.groups.GroupKind.parse_decl` (a
+family such as escnn's reads ``group: {escnn: ...}`` and ``rep:``). The model types
+live in :mod:`qgen.decls` and are re-exported here.
 """
 
 from __future__ import annotations
