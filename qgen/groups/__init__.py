@@ -36,6 +36,7 @@ __all__ = [
     "kind_of",
     "kind_names",
     "lattice_kinds",
+    "lattice_top",
     "meet",
     "register",
     "self_dual_part",
@@ -68,6 +69,17 @@ def kind_of(decl) -> GroupKind:
 def lattice_kinds() -> tuple[str, ...]:
     """Kinds with a place in the subgroup lattice (what the model reader infers)."""
     return tuple(n for n in _KINDS.names() if _KINDS.get(n).subgroups is not None)
+
+
+def lattice_top() -> str:
+    """The lattice kind that contains every other (the group a type starts from before
+    the model reader restricts it).
+
+    >>> lattice_top()
+    'gl'
+    """
+    kinds = set(lattice_kinds())
+    return next(k for k in lattice_kinds() if _contained(k) >= kinds)
 
 
 def meet(a: str, b: str) -> str:
