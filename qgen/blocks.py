@@ -1,7 +1,7 @@
 """Build-time tables for the metanetwork building blocks (:mod:`qgen.runtime.blocks`).
 
 Each kind declares what it permits (:class:`~qgen.groups.base.GroupKind`: ``pointwise``,
-``entry_factor``, ``norm_invariant``, ``may_centre``, ``pool_invariant``, ``action``); a
+``entry_factor``, ``norm_invariant``, ``may_centre``, ``action``); a
 tensor whose axes carry several kinds must satisfy every rule at once. A group element
 acts on one entry ``W[i, j, ...]`` (a vector over channels) by
 
@@ -41,7 +41,14 @@ from qgen.groups import GroupKind, PairingKind, PartitionKind, kind_of
 from qgen.partitions import Partition, set_partitions
 from qgen.spec import Spec
 
-__all__ = ["AxisKind", "axis_kinds", "block_tables", "canonicalization", "products"]
+__all__ = [
+    "AxisKind",
+    "axis_kinds",
+    "block_tables",
+    "canonicalization",
+    "nonlinear_head",
+    "products",
+]
 
 _LETTERS = "ijklmnopqrstuvwxyzadefghABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -307,6 +314,16 @@ def _canon_step(spec: Spec, kinds, t: str, done: set[str]):
 
 
 # --------------------------------------------------------------------------------------
+
+
+def nonlinear_head(spec: Spec) -> bool:
+    """Whether the weight space gets a nonlinear invariant head (per-entry
+    canonicalization, templates/heads/nonlinear_invariant.py.j2): every type's kind
+    supports it (:attr:`GroupKind.nonlinear_head`: entries are only moved and multiplied
+    by a factor) and some kind multiplies entries by a factor (a scale or a sign), where a
+    linear invariant head sees little."""
+    kinds = [kind_of(d) for d in spec.types.values()]
+    return all(k.nonlinear_head for k in kinds) and any(k.entry_factor for k in kinds)
 
 
 def block_tables(spec: Spec) -> dict:

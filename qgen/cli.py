@@ -61,7 +61,7 @@ def _parse_sizes(tokens: Sequence[str] | None, basis: WeightSpaceBasis) -> dict[
 
 
 def _cmd_count(args: argparse.Namespace) -> int:
-    from qgen.report import count_json, count_table, escnn_lines, threshold_lines
+    from qgen.report import commutant_lines, count_json, count_table, threshold_lines
 
     basis = solve(load_spec(args.spec))
     sizes = _parse_sizes(args.sizes, basis)
@@ -70,7 +70,7 @@ def _cmd_count(args: argparse.Namespace) -> int:
         return 0
     print("\n".join(count_table(basis, sizes)))
     print()
-    if lines := escnn_lines(basis):
+    if lines := commutant_lines(basis):
         print("\n".join(lines))
         print()
     print("\n".join(threshold_lines(basis, sizes)))

@@ -83,10 +83,10 @@ def describe_block(block: Block) -> list[str]:
     terms = list(block.terms())
     mult = block.fixed_multiplicity
     fixed = ""
-    escnn = [f for f in block.fixed_factors if getattr(f.kind, "rep", None) is not None]
-    if escnn:
-        names = ", ".join(f"{f.type} ({f.kind.rep.describe()}): {f.count({})}" for f in escnn)
-        rest = "; dense over the other fixed axes" if len(escnn) < len(block.fixed_factors) else ""
+    acting = [f for f in block.fixed_factors if not f.kind.trivial_action]
+    if acting:
+        names = ", ".join(f"{f.type} ({f.kind.describe()}): {f.count({})}" for f in acting)
+        rest = "; dense over the other fixed axes" if len(acting) < len(block.fixed_factors) else ""
         fixed = f" x {mult} (commutant on escnn axes, {names}{rest})"
     elif block.fixed_factors:
         fixed = f" x {mult} (dense over fixed axes)"

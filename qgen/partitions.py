@@ -34,7 +34,15 @@ def _canonical(blocks) -> Partition:
 
 @cache
 def set_partitions(m: int) -> tuple[Partition, ...]:
-    """All set partitions of ``{0, ..., m-1}`` (Bell(m) of them; one, empty, for m = 0)."""
+    """All set partitions of ``{0, ..., m-1}`` (Bell(m) of them; one, empty, for m = 0).
+
+    With ``m = k + l`` these index the S_n-equivariant maps ``R^(n^k) -> R^(n^l)``
+    (Maron et al. 2019, "Invariant and equivariant graph networks"; see
+    :mod:`qgen.groups.perm`). The Bell numbers:
+
+    >>> [len(set_partitions(m)) for m in range(7)]
+    [1, 1, 2, 5, 15, 52, 203]
+    """
     if m == 0:
         return ((),)
     return tuple(sorted(_canonical(p) for p in multiset_partitions(list(range(m)))))
@@ -42,7 +50,11 @@ def set_partitions(m: int) -> tuple[Partition, ...]:
 
 @cache
 def pairings(m: int) -> tuple[Partition, ...]:
-    """All perfect matchings of ``{0, ..., m-1}`` ((m-1)!! of them; none for odd m)."""
+    """All perfect matchings of ``{0, ..., m-1}`` ((m-1)!! of them; none for odd m).
+
+    >>> [len(pairings(m)) for m in range(7)]
+    [1, 0, 1, 0, 3, 0, 15]
+    """
     if m == 0:
         return ((),)
     if m % 2:

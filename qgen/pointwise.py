@@ -14,7 +14,8 @@ neurons (``W1 -> A W1``, ``b1 -> A b1``, ``W2 -> W2 A^-1``) when ``f(A z) = A f(
 :data:`POINTWISE` maps module classes, functions and tensor method names to a group
 kind, or to a callable that reads the kind off a module instance. Extend it with
 :func:`register_pointwise` (``register_pointwise(MyAct, "perm")``) for activations of
-your own; the kind must be one the statement above proves.
+your own; the kind must be one the statement above proves, and one the model reader
+infers (:func:`qgen.groups.lattice_kinds`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["POINTWISE", "pointwise_kind", "register_pointwise"]
+from qgen.groups import lattice_kinds
 
-KINDS = ("gl", "scaled", "signed", "perm")
+__all__ = ["POINTWISE", "pointwise_kind", "register_pointwise"]
 
 Kind = str | Callable[[nn.Module], str]
 
@@ -108,9 +109,11 @@ POINTWISE: dict[object, Kind] = {
 
 def register_pointwise(target: object, kind: Kind) -> None:
     """Declare that ``target`` (a module class, function or method name) acts pointwise
-    and commutes with the group ``kind`` (one of gl, scaled, signed, perm)."""
-    if isinstance(kind, str) and kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    and commutes with the group ``kind`` (a kind of the subgroup lattice: perm, signed,
+    scaled, gl, orthogonal)."""
+    kinds = lattice_kinds()
+    if isinstance(kind, str) and kind not in kinds:
+        raise ValueError(f"kind must be one of {', '.join(kinds)}, got {kind!r}")
     POINTWISE[target] = kind
 
 

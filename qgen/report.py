@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from qgen.basis import WeightSpaceBasis
+from qgen.groups import kind_of
 
 if TYPE_CHECKING:  # verify needs torch; counting should not pay for importing it
     from qgen.verify import VerifyReport
@@ -49,20 +50,15 @@ def count_table(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:
     ]
 
 
-def escnn_lines(basis: WeightSpaceBasis) -> list[str]:
-    """How the commutant of each escnn type is computed, for ``qgen count``."""
-    lines = []
+def commutant_lines(basis: WeightSpaceBasis) -> list[str]:
+    """How the commutant of each type is computed where its kind says (the fixed-axis
+    symmetries: escnn groups and grids), under each kind's heading, for ``qgen count``."""
+    sections: dict[str, list[str]] = {}
     for t in basis.spec.types.values():
-        if t.rep is None:
-            continue
-        if t.tie is not None:
-            how = f"on ({t.tie[0]}, {t.tie[1]}): orbit counting (Burnside), exact"
-        else:
-            how = f"dim {t.size}: Schur's lemma on escnn's irreps"
-            if not t.rep.finite:
-                how += ", band limit (frequency) x (axes in the block)"
-        lines.append(f"  {t.name}: {t.rep.describe()} {how}")
-    return ["escnn types (one dense commutant factor per block):", *lines] if lines else []
+        kind = kind_of(t)
+        if (how := kind.count_note(t)) is not None:
+            sections.setdefault(kind.count_heading, []).append(f"  {t.name}: {how}")
+    return [line for heading, lines in sections.items() for line in (heading, *lines)]
 
 
 def threshold_lines(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:

@@ -21,147 +21,54 @@ YAML is read with PyYAML's *safe* composer only (no object construction from
 tags), and the node tree is walked by hand so that every error can name its
 line. Names become identifiers in generated code, so they are restricted to
 ASCII Python identifiers that are not keywords.
+
+The parser knows the generic keys of a type (``group``, ``size``, ``within``); what a
+kind makes of its entry is the kind's :meth:`~qgen.groups.GroupKind.parse_decl` (a
+family such as escnn's reads ``group: {escnn: ...}`` and ``rep:``). The model types
+live in :mod:`qgen.decls` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import keyword
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
+from qgen.decls import (
+    FIXED,
+    Axis,
+    Spec,
+    TensorDecl,
+    TypeDecl,
+    dump_spec,
+    identifier_problem,
+    nesting_problem,
+)
 from qgen.errors import SpecError
-from qgen.groups import kind_names
-from qgen.groups.escnn import EscnnRep, parse_group, parse_rep, rep_size
+from qgen.groups import GroupKind, get_kind, kind_names
+from qgen.presets import Params, get_preset, preset_names
 
-__all__ = ["Axis", "Spec", "TensorDecl", "TypeDecl", "dump_spec", "load_spec", "parse_spec"]
+__all__ = [
+    "FIXED",
+    "Axis",
+    "Spec",
+    "TensorDecl",
+    "TypeDecl",
+    "dump_spec",
+    "identifier_problem",
+    "load_spec",
+    "nesting_problem",
+    "parse_spec",
+]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_MAX_NAME = 64
 _TOP_KEYS = ("name", "types", "tensors", "arch")
-_TYPE_KEYS = ("group", "size", "within", "rep")
-FIXED = "fixed"
-ESCNN = "escnn"
+_BASE_TYPE_KEYS = ("group", "size", "within")
 _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
 )
-
-
-@dataclass(frozen=True)
-class TypeDecl:
-    """An index type: a group kind (``fixed`` when none) and an optional size."""
-
-    name: str
-    kind: str
-    size: int | None = None
-    #: the outer type this one is nested in (one element of this type's group per index
-    #: of the outer type: the wreath product, e.g. per-head GL in attention)
-    within: str | None = None
-    #: for an escnn type: the group and representation (see :mod:`qgen.groups.escnn`)
-    rep: EscnnRep | None = None
-    #: for a grid type: the two fixed types whose axes it acts on jointly
-    tie: tuple[str, str] | None = None
-    #: the ``rep:`` entry as written (plain data), for dumping the spec back
-    rep_data: object = field(default=None, compare=False, repr=False)
-
-    @property
-    def fixed(self) -> bool:
-        """Whether the size is part of the type (no group, or an escnn group on it)."""
-        return self.kind in (FIXED, ESCNN)
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One axis of a tensor: its type, and whether it carries the dual action."""
-
-    type: str
-    dual: bool = False
-
-    def __str__(self) -> str:
-        return self.type + ("*" if self.dual else "")
-
-
-@dataclass(frozen=True)
-class TensorDecl:
-    """A tensor of the weight space: a name and its axes, in storage order."""
-
-    name: str
-    axes: tuple[Axis, ...]
-
-    def __str__(self) -> str:
-        return f"{self.name}: [{', '.join(map(str, self.axes))}]"
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A validated weight-space spec."""
-
-    name: str
-    types: Mapping[str, TypeDecl]
-    tensors: tuple[TensorDecl, ...]
-    source: str = "<spec>"
-    text: str = field(default="", repr=False, compare=False)
-
-    @property
-    def sha256(self) -> str:
-        """Content hash of the spec text (identifies the spec in generated files)."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
-
-    def tensor(self, name: str) -> TensorDecl:
-        for t in self.tensors:
-            if t.name == name:
-                return t
-        raise KeyError(name)
-
-    @property
-    def group_types(self) -> tuple[str, ...]:
-        """Names of the types that carry a group (not fixed), in declaration order."""
-        return tuple(n for n, t in self.types.items() if not t.fixed)
-
-    def to_dict(self) -> dict:
-        """The spec as plain data, in the YAML layout (explicit form)."""
-        types: dict[str, dict] = {}
-        for t in self.types.values():
-            entry: dict = {}
-            if t.rep is not None:
-                entry["group"] = {"escnn": t.rep.family, **({"N": t.rep.N} if t.rep.N else {})}
-                entry["rep"] = t.rep_data
-            elif not t.fixed:
-                entry["group"] = t.kind
-            if t.size is not None and t.tie is None:
-                entry["size"] = t.size
-            if t.within is not None:
-                entry["within"] = t.within
-            types[t.name] = entry
-        return {
-            "name": self.name,
-            "types": types,
-            "tensors": {t.name: [str(a) for a in t.axes] for t in self.tensors},
-        }
-
-
-def dump_spec(spec: Spec) -> str:
-    """The explicit YAML form of ``spec`` (valid input to every command)."""
-    lines = [f"name: {spec.name}", "types:"]
-    for t in spec.types.values():
-        entries = ([f"group: {t.kind}"] if not t.fixed else []) + (
-            [f"size: {t.size}"] if t.size is not None and t.tie is None else []
-        )
-        if t.rep is not None:
-            n = f", N: {t.rep.N}" if t.rep.N else ""
-            entries.append(f"group: {{escnn: {t.rep.family}{n}}}")
-            entries.append("rep: " + json.dumps(t.rep_data).replace('"', ""))
-        if t.within is not None:
-            entries.append(f"within: {t.within}")
-        lines.append(f"  {t.name}: {{{', '.join(entries)}}}")
-    lines.append("tensors:")
-    lines += [f"  {t.name}: [{', '.join(map(str, t.axes))}]" for t in spec.tensors]
-    return "\n".join(lines) + "\n"
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -190,7 +97,9 @@ class _Parser:
         self.text = text
         self.source = source
 
-    def fail(self, message: str, node: yaml.Node | None = None, where: str | None = None):
+    def fail(
+        self, message: str, node: yaml.Node | None = None, where: str | None = None
+    ) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
         raise SpecError(message, source=self.source, line=line, where=where)
 
@@ -242,8 +151,6 @@ class _Parser:
         return self.scalar(node, where)
 
     def preset(self, top: dict[str, tuple[yaml.Node, yaml.Node]]):
-        from qgen.presets import Params, get_preset, preset_names
-
         arch_node = top["arch"][1]
         arch = self.scalar(arch_node, "arch")
         if arch not in preset_names():
@@ -277,9 +184,6 @@ class _Parser:
             self.fail(
                 f"YAML tag {node.tag!r} is not allowed in a spec; write plain values", node, where
             )
-
-    def _fail_at(self, node: yaml.Node, where: str):
-        return lambda message: self.fail(message, node, where)
 
     def mapping(
         self, node: yaml.Node, where: str, allowed: tuple[str, ...] | None = None
@@ -322,141 +226,77 @@ class _Parser:
         entries = self.mapping(node, "types")
         if not entries:
             self.fail("declare at least one type", node, "types")
-        kinds = kind_names()
+        kinds = [get_kind(k) for k in kind_names()]
+        extra = {key: message for k in kinds for key, message in k.entry_keys.items()}
+        allowed = _BASE_TYPE_KEYS + tuple(extra)
         types: dict[str, TypeDecl] = {}
+        parsed: dict[str, _Entry] = {}
         nested_in: list[tuple[str, object, yaml.Node]] = []
-        ties: list[tuple[str, tuple[str, str], yaml.Node]] = []
         for name, (knode, vnode) in entries.items():
             where = f"types.{name}"
             if problem := identifier_problem(name, "type name"):
                 self.fail(problem, knode, where)
             if vnode.tag == "tag:yaml.org,2002:null":
                 self.fail("a type needs a group or a size, e.g. {group: perm}", vnode, where)
-            body = self.mapping(vnode, where, allowed=_TYPE_KEYS)
-            kind = FIXED
-            rep = tie = rep_data = None
-            if "group" in body and isinstance(body["group"][1], yaml.MappingNode):
-                gnode = body["group"][1]
-                kind = ESCNN
-                family, n = parse_group(
-                    self.plain(gnode, where + ".group"), self._fail_at(gnode, where + ".group")
-                )
-                if "rep" not in body:
-                    self.fail(
-                        "an escnn type needs a representation, e.g. rep: standard", vnode, where
-                    )
-                rnode = body["rep"][1]
-                rep_data = self.plain(rnode, where + ".rep")
-                rep, tie = parse_rep(family, n, rep_data, self._fail_at(rnode, where + ".rep"))
-            elif "rep" in body:
-                self.fail(
-                    "'rep' needs an escnn group, e.g. group: {escnn: dihedral, N: 4}",
-                    body["rep"][0],
-                    where,
-                )
-            elif "group" in body:
-                gnode = body["group"][1]
-                group = self.scalar(gnode, where + ".group")
-                if group == ESCNN:
-                    self.fail(
-                        "an escnn group is a mapping, e.g. group: {escnn: dihedral, N: 4}, "
-                        "with rep: standard",
-                        gnode,
-                        where + ".group",
-                    )
-                if not isinstance(group, str) or group not in kinds:
-                    self.fail(
-                        f"unknown group kind {group!r}; choose one of: {', '.join(kinds)} "
-                        "(or leave out 'group' for a fixed axis)",
-                        gnode,
-                        where + ".group",
-                    )
-                kind = group
-            size = None
-            if "size" in body:
-                snode = body["size"][1]
-                size = self.scalar(snode, where + ".size")
-                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    self.fail(
-                        f"size must be a positive integer, got {size!r}", snode, where + ".size"
-                    )
-            if rep is not None and tie is None:
-                dim = rep_size(rep, self._fail_at(body["rep"][1], where + ".rep"))
-                if size is not None and size != dim:
-                    self.fail(
-                        f"size {size} does not match the representation's dimension {dim}",
-                        body["size"][1],
-                        where + ".size",
-                    )
-                size = dim
-            if tie is not None:
-                if size is not None:
-                    self.fail(
-                        "a grid type takes its size from its two axes; drop 'size'",
-                        body["size"][1],
-                        where + ".size",
-                    )
-                ties.append((name, tie, body["rep"][1]))
-            if kind == FIXED and size is None:
-                self.fail(
-                    "a fixed type (no group) needs a size, e.g. {size: 3}; "
-                    "or give it a group such as {group: perm}",
-                    vnode,
-                    where,
-                )
-            within = None
-            if "within" in body:
-                wnode = body["within"][1]
+            entry = _Entry(self, name, vnode, self.mapping(vnode, where, allowed=allowed))
+            kind = self.kind(entry, kinds, extra)
+            decl = kind.parse_decl(entry)
+            if "within" in entry.body:
+                wnode = entry.body["within"][1]
                 within = self.scalar(wnode, where + ".within")
-                if kind in (FIXED, ESCNN):
+                if kind.needs_size:
                     self.fail(
                         "a nested type needs a group, e.g. {group: gl, within: head}", wnode, where
                     )
                 nested_in.append((name, within, wnode))
-            types[name] = TypeDecl(
-                name=name, kind=kind, size=size, within=within, rep=rep, tie=tie, rep_data=rep_data
-            )
-        tied: dict[str, str] = {}
-        for name, tie, rnode in ties:
-            where = f"types.{name}.rep.grid"
-            for t in tie:
-                if t not in types:
-                    self.fail(f"grid names undeclared type {t!r}", rnode, where)
-                if types[t].kind != FIXED:
-                    self.fail(
-                        f"grid axis type {t!r} must be a fixed type (a size, no group)",
-                        rnode,
-                        where,
-                    )
-                if t in tied and tied[t] != name:
-                    self.fail(f"type {t!r} is already tied to grid {tied[t]!r}", rnode, where)
-                tied[t] = name
-            k0, k1 = (types[t].size for t in tie)
-            if k0 != k1:
-                self.fail(
-                    f"a grid needs a square kernel; {tie[0]} has size {k0}, {tie[1]} size {k1}",
-                    rnode,
-                    where,
-                )
-            types[name] = TypeDecl(
-                name=name,
-                kind=ESCNN,
-                size=k0 * k0,
-                rep=EscnnRep(types[name].rep.family, types[name].rep.N, grid=k0),
-                tie=tie,
-                rep_data=types[name].rep_data,
-            )
+                decl = replace(decl, within=within)
+            types[name] = decl
+            parsed[name] = entry
+        for name, entry in parsed.items():
+            types[name] = get_kind(types[name].kind).link_decl(types[name], entry, types)
+        outer_kinds = " or ".join(k.name for k in kinds if k.holds_nested)
         for name, outer, wnode in nested_in:
             where = f"types.{name}.within"
             if outer not in types:
                 self.fail(f"'within' names undeclared type {outer!r}", wnode, where)
-            if types[outer].kind != "perm" or types[outer].within is not None:
+            if not get_kind(types[outer].kind).holds_nested or types[outer].within is not None:
                 self.fail(
-                    f"the outer type {outer!r} must be a perm type that is not itself nested",
+                    f"the outer type {outer!r} must be a {outer_kinds} type that is not itself "
+                    "nested",
                     wnode,
                     where,
                 )
         return types
+
+    def kind(self, entry: _Entry, kinds: list[GroupKind], extra: dict[str, str]) -> GroupKind:
+        """The kind an entry declares, with its ``group:`` value read into ``entry.group``:
+        a mapping selects a family (by its name among the keys), a name a kind, no
+        ``group:`` the plain fixed axis; a family's own keys need the family."""
+        where = f"types.{entry.name}"
+        body = entry.body
+        if "group" in body and isinstance(body["group"][1], yaml.MappingNode):
+            entry.group = entry.data("group")
+            families = [k for k in kinds if k.family]
+            if not families:
+                self.fail("a group is a kind name, e.g. group: perm", body["group"][1], where)
+            data = entry.group if isinstance(entry.group, dict) else {}
+            # the family named among the keys; else the first, whose parser says how to write it
+            return next((k for k in families if k.name in data), families[0])
+        for key, (knode, _) in body.items():
+            if key in extra:
+                self.fail(extra[key], knode, where)
+        if "group" not in body:
+            return get_kind(FIXED)
+        gnode = body["group"][1]
+        group = entry.group = self.scalar(gnode, where + ".group")
+        if not isinstance(group, str) or group not in kind_names():
+            self.fail(
+                f"unknown group kind {group!r}; choose one of: {', '.join(kind_names())} "
+                "(or leave out 'group' for a fixed axis)",
+                gnode,
+                where + ".group",
+            )
+        return get_kind(group)
 
     def tensors(self, node: yaml.Node, types: Mapping[str, TypeDecl]) -> tuple[TensorDecl, ...]:
         entries = self.mapping(node, "tensors")
@@ -479,10 +319,18 @@ class _Parser:
             axes = tuple(
                 self.axis(anode, f"{where}[{i}]", types) for i, anode in enumerate(vnode.value)
             )
-            if problem := nesting_problem(axes, types) or grid_problem(axes, types):
+            if problem := nesting_problem(axes, types) or self.axes_problem(axes, types):
                 self.fail(problem, vnode, where)
             tensors.append(TensorDecl(name=name, axes=axes))
         return tuple(tensors)
+
+    @staticmethod
+    def axes_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
+        """What a type's kind finds wrong with a tensor's axes (a grid's pairs), or None."""
+        for decl in types.values():
+            if problem := get_kind(decl.kind).axes_problem(decl, axes):
+                return problem
+        return None
 
     def axis(self, node: yaml.Node, where: str, types: Mapping[str, TypeDecl]) -> Axis:
         raw = self.scalar(node, where)
@@ -502,61 +350,37 @@ class _Parser:
         return Axis(type=base, dual=stars == 1)
 
 
-def identifier_problem(value: object, what: str) -> str | None:
-    """Why ``value`` is not an acceptable name, or None.
+class _Entry:
+    """A type's entry, as the kinds see it (:class:`qgen.groups.DeclEntry`)."""
 
-    Names from specs end up in generated Python code; this is the gate that
-    keeps them inert: short ASCII Python identifiers, no keywords, no dunders.
-    """
-    if not isinstance(value, str):
-        return f"the {what} must be a name, got {value!r}"
-    if not _IDENTIFIER.match(value):
-        return (
-            f"the {what} {value!r} is not a Python identifier "
-            "(letters, digits and '_', not starting with a digit)"
-        )
-    if keyword.iskeyword(value):
-        return f"the {what} {value!r} is a Python keyword; choose another name"
-    if value.startswith("__"):
-        return f"the {what} {value!r} starts with '__', which is reserved; choose another name"
-    if len(value) > _MAX_NAME:
-        return f"the {what} is longer than {_MAX_NAME} characters"
-    return None
+    def __init__(self, parser: _Parser, name: str, node: yaml.Node, body: dict[str, tuple]) -> None:
+        self.parser = parser
+        self.name = name
+        self.node = node
+        self.body = body
+        self.where = f"types.{name}"
+        self.group: object = None
 
+    def has(self, key: str) -> bool:
+        return key in self.body
 
-def nesting_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
-    """A tensor with an axis of a nested type needs exactly one axis of its outer type."""
-    for a in axes:
-        outer = types[a.type].within
-        if outer is not None:
-            n = sum(b.type == outer for b in axes)
-            if n != 1:
-                return (
-                    f"axis {a} is nested in {outer!r}, so the tensor needs exactly one {outer} "
-                    f"axis (the head it belongs to); it has {n}"
-                )
-    return None
+    def data(self, key: str) -> object:
+        return self.parser.plain(self.body[key][1], f"{self.where}.{key}")
 
+    def size(self) -> int | None:
+        if "size" not in self.body:
+            return None
+        size = self.parser.scalar(self.body["size"][1], self.where + ".size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            self.fail(f"size must be a positive integer, got {size!r}", "size")
+        return size
 
-def grid_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
-    """A grid acts on pairs of axes: a tensor with an axis of a grid's types has exactly
-    one axis of each (two axes when both are the same type); the grid type is no axis."""
-    for decl in types.values():
-        if decl.tie is None:
-            continue
-        if any(a.type == decl.name for a in axes):
-            return (
-                f"type {decl.name!r} is a grid over {decl.tie[0]} and {decl.tie[1]}; "
-                "use those axes in tensors"
-            )
-        kx, ky = decl.tie
-        nx, ny = (sum(a.type == t for a in axes) for t in decl.tie)
-        if (nx or ny) and ((kx != ky and (nx, ny) != (1, 1)) or (kx == ky and nx != 2)):
-            return (
-                f"grid {decl.name!r} acts on one {kx} axis and one {ky} axis together; "
-                f"this tensor has {nx} {kx} and {ny} {ky} axes"
-            )
-    return None
+    def fail(self, message: str, key: str | None = None, sub: str | None = None) -> NoReturn:
+        if key is None:
+            self.parser.fail(message, self.node, self.where)
+        else:
+            where = f"{self.where}.{key}" + (f".{sub}" if sub else "")
+            self.parser.fail(message, self.body[key][1], where)
 
 
 def _is_preset(root: yaml.Node) -> bool:

@@ -20,29 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qgen.adapters import Source, WeightSpace
+from qgen.decls import FIXED
 from qgen.errors import QgenError
+from qgen.groups import lattice_top, meet, self_dual_part
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, dump_spec, nesting_problem, parse_spec
 
-__all__ = ["Ax", "TypeGraph", "UnsupportedModel"]
-
-#: group kinds ordered from largest; _SUBGROUPS[k] lists the kinds contained in k
-_ORDER = ("gl", "orthogonal", "scaled", "signed", "perm")
-_SUBGROUPS = {
-    "gl": {"gl", "orthogonal", "scaled", "signed", "perm"},
-    "orthogonal": {"orthogonal", "signed", "perm"},
-    "scaled": {"scaled", "perm"},
-    "signed": {"signed", "perm"},
-    "perm": {"perm"},
-}
+__all__ = ["Ax", "TypeGraph", "UnsupportedModel", "meet"]
 
 
 class UnsupportedModel(QgenError):
     """The model uses something qgen cannot map to a weight-space symmetry."""
-
-
-def meet(a: str, b: str) -> str:
-    """The largest kind contained in both ``a`` and ``b``."""
-    return next(k for k in _ORDER if k in _SUBGROUPS[a] and k in _SUBGROUPS[b])
 
 
 @dataclass(frozen=True)
@@ -77,9 +64,12 @@ class TypeGraph:
     tensors: list[_Tensor] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
 
-    def new(self, name: str, kind: str = "gl", size: int | None = None, prefix: str = "h") -> str:
+    def new(
+        self, name: str, kind: str | None = None, size: int | None = None, prefix: str = "h"
+    ) -> str:
+        """A new type, of ``kind`` or else the largest kind (operations restrict it)."""
         self.parent[name] = (name, False)
-        self.kind[name] = kind
+        self.kind[name] = kind or lattice_top()
         self.prefix[name] = prefix
         self.order.append(name)
         if size is not None:
@@ -107,7 +97,7 @@ class TypeGraph:
         rel = pa ^ pb ^ dual
         if ra == rb:
             if rel:  # A = A^-T
-                self.restrict(ra, "orthogonal")
+                self.kind[ra] = self_dual_part(self.kind[ra])
             return ra
         if ra in self.size and rb in self.size and self.size[ra] != self.size[rb]:
             raise UnsupportedModel(
@@ -171,15 +161,15 @@ class TypeGraph:
         kinds = {r: self.kind[r] for r in self.parent if self.root(r) == r}
         ends = {self.root(t) for t in inputs + outputs}
         for r in ends:
-            kinds[r] = "fixed" if io == "fixed" else "perm"
+            kinds[r] = FIXED if io == FIXED else "perm"
         splits = {r: s for r, s in self.split.items() if self.root(r) == r}
         # a split of a fixed type fixes its blocks: every type split by the same outer is
         # fixed as a whole (sound; it gives up the within-block symmetry of the others)
-        frozen = {self.root(o) for r, (o, _) in splits.items() if kinds[r] == "fixed"}
+        frozen = {self.root(o) for r, (o, _) in splits.items() if kinds[r] == FIXED}
         self._frozen: dict[str, int] = {}
         for r, (o, blocks) in list(splits.items()):
             if self.root(o) in frozen:
-                kinds[r] = "fixed"
+                kinds[r] = FIXED
                 self._frozen[r] = blocks
                 self.fixed_axis(blocks), self.fixed_axis(self.size[r] // blocks)
                 del splits[r]
@@ -209,7 +199,7 @@ class TypeGraph:
             else:
                 decls[n] = TypeDecl(n, kinds.get(r, "perm"), self.size[r])
         for k, size in sorted(self.fixed.items()):
-            decls[k] = TypeDecl(k, "fixed", size)
+            decls[k] = TypeDecl(k, FIXED, size)
         # outer types first, so that `within:` names a type declared above it
         decls = dict(sorted(decls.items(), key=lambda kv: kv[1].within is not None))
 

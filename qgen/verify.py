@@ -190,7 +190,7 @@ def _fixed_basis(factor, position: dict, shape: list[int]) -> torch.Tensor:
     """A fixed factor's basis ``(k, *shape)``, broadcast (size 1) off its own axes."""
     pos = [position[a] for a in factor.axes]
     sizes = [shape[i] for i in pos]
-    if getattr(factor.kind, "rep", None) is None:
+    if factor.kind.trivial_action:
         n = math.prod(sizes)
         b = torch.eye(n, dtype=torch.float64).reshape(n, *sizes)
     else:

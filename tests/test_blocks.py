@@ -254,3 +254,32 @@ def test_literal_tables_round_trip_and_fit():
     text = format_source("T = " + literal(value) + "\n")
     assert ast.literal_eval(text.removeprefix("T = ")) == value
     assert all(len(line) <= WIDTH for line in text.splitlines())
+
+
+def test_nonlinear_head_eligibility_is_what_the_generated_modules_have():
+    """The kind-level rule (every kind ``nonlinear_head``, some kind with an entry factor)
+    agrees with the modules in generated/ (the template decides it by kind name)."""
+    from qgen.blocks import nonlinear_head
+
+    root = Path(__file__).resolve().parent.parent
+    seen = 0
+    for module in sorted((root / "generated").glob("*.py")):
+        if module.name.startswith("test_"):
+            continue
+        name = module.stem
+        spec_path = root / "examples" / f"{name}.yaml"
+        if name.startswith("preset_"):
+            spec_path = root / "examples" / "presets" / f"{name.removeprefix('preset_')}.yaml"
+        if not spec_path.exists():
+            continue
+        has_head = "class NonlinearInvariantHead" in module.read_text()
+        assert nonlinear_head(load_spec(spec_path)) == has_head, name
+        seen += 1
+    assert seen >= 8
+    assert nonlinear_head(
+        _spec("name: s\ntypes: {h: {group: signed}, x: {size: 2}}\ntensors: {W: [h, x*]}")
+    )
+    assert not nonlinear_head(_spec("name: s\ntypes: {h: {group: perm}}\ntensors: {W: [h, h*]}"))
+    assert not nonlinear_head(
+        _spec("name: s\ntypes: {h: {group: scaled}, g: {group: gl}}\ntensors: {W: [h, g*]}")
+    )

@@ -127,3 +127,53 @@ def test_missing_file_is_a_spec_error(tmp_path):
 def test_sha256_identifies_the_text():
     assert parse_spec(GOOD).sha256 == parse_spec(GOOD).sha256
     assert parse_spec(GOOD).sha256 != parse_spec(GOOD + "# comment\n").sha256
+
+
+#: the solver side's layers, bottom first: a module imports qgen modules of lower layers
+#: (and its own package) only, at import time or inside functions
+LAYERS = (
+    ("qgen.decls", "qgen.errors", "qgen.registry", "qgen.partitions"),
+    ("qgen.groups",),
+    ("qgen.presets",),
+    ("qgen.spec",),
+    ("qgen.basis",),
+)
+
+
+def test_layering_has_no_cycles():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def layer(module: str) -> int | None:
+        for i, names in enumerate(LAYERS):
+            if any(module == n or module.startswith(n + ".") for n in names):
+                return i
+        return None
+
+    checked = 0
+    for path in sorted((root / "qgen").rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mine = layer(module)
+        if mine is None:
+            continue
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for target in targets:
+                own = package != "qgen" and (target == package or target.startswith(package + "."))
+                if not target.startswith("qgen") or own:
+                    continue
+                theirs = layer(target)
+                assert theirs is not None and theirs < mine, (
+                    f"{module} (layer {mine}) imports {target} (layer {theirs})"
+                )
+        checked += 1
+    assert checked >= 15

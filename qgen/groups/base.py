@@ -15,10 +15,12 @@ this convention every rule below is a statement about the variances alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn, Protocol
 
+from qgen.decls import Axis, TypeDecl
 from qgen.partitions import Partition, gram_rank, pairings, set_partitions
 
 if TYPE_CHECKING:  # torch is imported lazily: counting does not need it
@@ -26,7 +28,32 @@ if TYPE_CHECKING:  # torch is imported lazily: counting does not need it
 
 Variances = tuple[int, ...]
 
-__all__ = ["Generator", "GroupKind", "PairingKind", "PartitionKind", "Variances"]
+__all__ = ["DeclEntry", "Generator", "GroupKind", "PairingKind", "PartitionKind", "Variances"]
+
+
+class DeclEntry(Protocol):
+    """A type's entry in a spec as the parser (:mod:`qgen.spec`) hands it to a kind's
+    :meth:`GroupKind.parse_decl`: plain data, and a ``fail`` that names the file, line
+    and place (``file:line: types.<name>[.key[.sub]]: message``)."""
+
+    #: the type's name (validated)
+    name: str
+    #: the ``group:`` value as plain data: a kind name, a mapping (a family's
+    #: configuration), or None (no ``group:``, a plain fixed axis)
+    group: object
+
+    def has(self, key: str) -> bool:
+        """Whether the entry has ``key``."""
+
+    def data(self, key: str) -> object:
+        """The value of ``key`` as plain data (YAML tags refused)."""
+
+    def size(self) -> int | None:
+        """The ``size:`` value, checked to be a positive integer; None when absent."""
+
+    def fail(self, message: str, key: str | None = None, sub: str | None = None) -> NoReturn:
+        """Report ``message`` at the entry (``key`` None) or at the value of ``key``
+        (its path extended by ``.sub`` when given)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,9 +130,31 @@ class GroupKind(ABC):
     #: whether subtracting a constant from every entry of a tensor whose group axes are all
     #: of kinds that allow it commutes with the action (pure permutations)
     may_centre: ClassVar[bool] = False
-    #: whether the mean over an axis of the type is invariant (pure permutations): a pooled
-    #: axis in a degree-2 product or an invariant feature
-    pool_invariant: ClassVar[bool] = False
+
+    # How specs declare a type of the kind (read by the parser, :mod:`qgen.spec`).
+    #: whether the kind is a family configured by the type's entry, written
+    #: ``group: {<name>: MEMBER, ...}`` (a mapping) with the keys in :attr:`entry_keys`,
+    #: rather than ``group: <name>``
+    family: ClassVar[bool] = False
+    #: keys of a type entry, besides group, size and within, that the kind reads; each with
+    #: the message for an entry of another kind that uses it
+    entry_keys: ClassVar[Mapping[str, str]] = {}
+    #: whether types may be nested ``within:`` a type of the kind (the outer factor of a
+    #: wreath product: blocks of the inner types permuted as wholes)
+    holds_nested: ClassVar[bool] = False
+
+    # What other parts of qgen ask of a kind, declared here instead of tested by name.
+    #: for the model reader (:mod:`qgen.from_module`): the other kinds this group contains
+    #: (its place in the subgroup lattice through which an operation restricts a type to
+    #: the largest group it commutes with); None: not a kind the reader infers
+    subgroups: ClassVar[frozenset[str] | None] = None
+    #: whether every element satisfies ``A^-T = A`` (plain and dual axes transform alike):
+    #: what remains of a group on features tied to their own dual (attention's keys and
+    #: queries in one type)
+    self_dual: ClassVar[bool] = False
+    #: whether the nonlinear invariant head (per-entry canonicalization: moves entries and
+    #: multiplies each by a positive number or a sign) handles axes of the kind
+    nonlinear_head: ClassVar[bool] = False
 
     @abstractmethod
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
@@ -122,6 +171,40 @@ class GroupKind(ABC):
     @abstractmethod
     def generators(self, n: int) -> list[Generator]:
         """Generators of the group at size ``n`` (topological generators for Lie groups)."""
+
+    # -- declarations ----------------------------------------------------------------
+
+    def parse_decl(self, entry: DeclEntry) -> TypeDecl:
+        """The declaration of a type of this kind from its spec entry (``within:`` is
+        read by the parser). The default: a group of any size, ``size:`` optional."""
+        return TypeDecl(entry.name, self.name, entry.size())
+
+    def link_decl(
+        self, decl: TypeDecl, entry: DeclEntry, types: Mapping[str, TypeDecl]
+    ) -> TypeDecl:
+        """``decl`` completed once every type of the spec section is parsed (a kind that
+        refers to other types checks them here)."""
+        return decl
+
+    def axes_problem(self, decl: TypeDecl, axes: tuple[Axis, ...]) -> str | None:
+        """Why a tensor with ``axes`` cannot have axes of ``decl`` as declared, or None."""
+        return None
+
+    def for_decl(self, decl: TypeDecl) -> GroupKind:
+        """The kind acting on the axes of ``decl`` (a family: configured by its entry)."""
+        return self
+
+    def describe(self) -> str:
+        """The group in words (for ``qgen explain``)."""
+        return self.name
+
+    #: the heading under which ``qgen count`` lists :meth:`count_note` lines
+    count_heading: ClassVar[str] = ""
+
+    def count_note(self, decl: TypeDecl) -> str | None:
+        """How the commutant on a type of the kind is computed, for ``qgen count``
+        (None: nothing to say beyond the counts)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<group kind {self.name}>"

@@ -23,12 +23,14 @@ Schur decompositions are cached on disk (``$QGEN_CACHE`` or ``~/.cache/qgen``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -36,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qgen.groups.base import Generator, GroupKind, Variances
+from qgen.decls import Axis, TypeDecl
+from qgen.groups.base import DeclEntry, Generator, Variances
 from qgen.groups.escnn_backend import EscnnMissing, load_escnn
-from qgen.partitions import Partition
+from qgen.groups.fixed import Fixed, FixedAxisKind
 
 __all__ = [
     "FAMILIES",
@@ -315,13 +318,14 @@ def canonical_basis(rows: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
-class EscnnKind(GroupKind):
+class EscnnKind(FixedAxisKind):
     """A group from escnn acting on a fixed axis (or a pair of grid axes) by ``rep``."""
 
     name = "escnn"
     summary = "a group from escnn (cyclic, dihedral, so2, o2, so3, o3) through a representation"
-    needs_size = True
     action = "matrix"
+    family = True
+    entry_keys = {"rep": "'rep' needs an escnn group, e.g. group: {escnn: dihedral, N: 4}"}
 
     def __init__(self, rep: EscnnRep | None = None) -> None:
         self.rep = rep
@@ -345,6 +349,101 @@ class EscnnKind(GroupKind):
     def __repr__(self) -> str:
         return f"<group kind escnn: {self.rep.describe() if self.rep else '-'}>"
 
+    def describe(self) -> str:
+        return self.rep.describe() if self.rep is not None else self.name
+
+    count_heading = "escnn types (one dense commutant factor per block):"
+
+    def count_note(self, decl: TypeDecl) -> str | None:
+        rep = decl.rep
+        if decl.tie is not None:
+            how = f"on ({decl.tie[0]}, {decl.tie[1]}): orbit counting (Burnside), exact"
+        else:
+            how = f"dim {decl.size}: Schur's lemma on escnn's irreps"
+            if not rep.finite:
+                how += ", band limit (frequency) x (axes in the block)"
+        return f"{rep.describe()} {how}"
+
+    def for_decl(self, decl: TypeDecl) -> EscnnKind:
+        return _configured(decl.rep) if decl.rep is not None else self
+
+    # -- declarations: ``group: {escnn: FAMILY, N: n}`` with ``rep:`` ------------------
+
+    def parse_decl(self, entry: DeclEntry) -> TypeDecl:
+        if not isinstance(entry.group, dict):
+            entry.fail(
+                "an escnn group is a mapping, e.g. group: {escnn: dihedral, N: 4}, "
+                "with rep: standard",
+                "group",
+            )
+        family, n = parse_group(entry.group, lambda message: entry.fail(message, "group"))
+        if not entry.has("rep"):
+            entry.fail("an escnn type needs a representation, e.g. rep: standard")
+        rep_data = entry.data("rep")
+        rep, tie = parse_rep(family, n, rep_data, lambda message: entry.fail(message, "rep"))
+        size = entry.size()
+        if tie is None:
+            dim = rep_size(rep, lambda message: entry.fail(message, "rep"))
+            if size is not None and size != dim:
+                entry.fail(
+                    f"size {size} does not match the representation's dimension {dim}", "size"
+                )
+            size = dim
+        elif size is not None:
+            entry.fail("a grid type takes its size from its two axes; drop 'size'", "size")
+        group = {"escnn": family, **({"N": n} if n else {})}
+        return TypeDecl(
+            entry.name, self.name, size, rep=rep, tie=tie, rep_data=rep_data, group_data=group
+        )
+
+    def link_decl(
+        self, decl: TypeDecl, entry: DeclEntry, types: Mapping[str, TypeDecl]
+    ) -> TypeDecl:
+        """A grid: its two types declared, fixed, tied to no earlier grid, of equal size."""
+        if decl.tie is None:
+            return decl
+
+        def fail(message: str):
+            entry.fail(message, "rep", "grid")
+
+        for t in decl.tie:
+            if t not in types:
+                fail(f"grid names undeclared type {t!r}")
+            if types[t].kind != Fixed.name:
+                fail(f"grid axis type {t!r} must be a fixed type (a size, no group)")
+            for other in types.values():
+                if other.name == decl.name:
+                    break
+                if other.tie is not None and t in other.tie:
+                    fail(f"type {t!r} is already tied to grid {other.name!r}")
+        k0, k1 = (types[t].size for t in decl.tie)
+        if k0 != k1:
+            fail(
+                f"a grid needs a square kernel; {decl.tie[0]} has size {k0}, "
+                f"{decl.tie[1]} size {k1}"
+            )
+        rep = EscnnRep(decl.rep.family, decl.rep.N, grid=k0)
+        return dataclasses.replace(decl, size=k0 * k0, rep=rep)
+
+    def axes_problem(self, decl: TypeDecl, axes: tuple[Axis, ...]) -> str | None:
+        """A grid acts on pairs of axes: a tensor with an axis of a grid's types has exactly
+        one axis of each (two axes when both are the same type); the grid type is no axis."""
+        if decl.tie is None:
+            return None
+        if any(a.type == decl.name for a in axes):
+            return (
+                f"type {decl.name!r} is a grid over {decl.tie[0]} and {decl.tie[1]}; "
+                "use those axes in tensors"
+            )
+        kx, ky = decl.tie
+        nx, ny = (sum(a.type == t for a in axes) for t in decl.tie)
+        if (nx or ny) and ((kx != ky and (nx, ny) != (1, 1)) or (kx == ky and nx != 2)):
+            return (
+                f"grid {decl.name!r} acts on one {kx} axis and one {ky} axis together; "
+                f"this tensor has {nx} {kx} and {ny} {ky} axes"
+            )
+        return None
+
     @property
     def dim(self) -> int:
         """Dimension of the representation (the axis size; ``k^2`` for a grid)."""
@@ -352,18 +451,11 @@ class EscnnKind(GroupKind):
             return self.rep.grid**2
         return escnn_representation(self.rep).size
 
-    def terms(self, variances: Variances) -> tuple[Partition, ...]:
-        # One dense factor over the axes (its basis is :meth:`basis`), like fixed types.
-        return (tuple((i,) for i in range(len(variances))),)
-
     def count(self, variances: Variances, n: int | None = None) -> int:
         if self.rep.grid is not None:
             return grid_count(self.rep, len(variances))
         p = sum(1 for v in variances if v > 0)
         return schur(self.rep, p, len(variances) - p)[0]
-
-    def threshold(self, variances: Variances) -> int:
-        return 1
 
     def basis(self, variances: Variances) -> np.ndarray:
         """The commutant basis as tensors ``(count, d, ..., d)`` over the axes, in order."""
@@ -405,6 +497,11 @@ class EscnnKind(GroupKind):
 
 
 @cache
+def _configured(rep: EscnnRep) -> EscnnKind:
+    return EscnnKind(rep)
+
+
+@cache
 def _basis(kind: EscnnKind, variances: tuple[int, ...]) -> np.ndarray:
     m = len(variances)
     d = kind.dim
@@ -420,7 +517,7 @@ def _basis(kind: EscnnKind, variances: tuple[int, ...]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- #
-# Spec syntax (the parser in qgen.spec hands plain data and a ``fail(message)``)
+# Spec syntax (:meth:`EscnnKind.parse_decl` hands plain data and a ``fail(message)``)
 
 
 def parse_group(data: object, fail) -> tuple[str, int | None]:

@@ -3,7 +3,11 @@
 By the first fundamental theorem of invariant theory for GL(n), the
 equivariant maps are spanned by pairings that match each variance +1 axis
 with a variance -1 axis (a contraction or an identity between them). With
-``k`` such pairs they are independent exactly when ``n >= k``.
+``k`` such pairs they are independent exactly when ``n >= k``. A matrix to a matrix
+(``V (x) V* -> V (x) V*``) has the identity and ``trace(A) I``, dependent at ``n = 1``:
+
+>>> [GL().count((1, -1, -1, 1), n) for n in (1, 2, 3)]
+[1, 2, 2]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class GL(PairingKind):
     # GL mixes coordinates and rescales freely: no pointwise function, no invariant norm,
     # no centring (the defaults); gates read GL invariants (contractions of plain with dual)
     pointwise = None
+    subgroups = frozenset({"orthogonal", "scaled", "signed", "perm"})
 
     def allows_pair(self, a: int, b: int) -> bool:
         return a + b == 0

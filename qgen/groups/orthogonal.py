@@ -2,7 +2,11 @@
 
 ``A^{-T} = A``, so plain and dual axes carry the same action and any two axes
 may be paired: the spanning set is the Brauer diagrams (all perfect
-matchings of the axes), independent for large enough ``n``.
+matchings of the axes), independent for large enough ``n``. On four axes there are
+three (identity, transpose, ``trace(A) I``), dependent at ``n = 1``:
+
+>>> [Orthogonal().count((1, 1, -1, -1), n) for n in (1, 2, 3)]
+[1, 3, 3]
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ class Orthogonal(PairingKind):
     sampler = "_sample_orthogonal"
     relax_class = "_RelaxOrthogonal"
     norm_invariant = True
+    subgroups = frozenset({"signed", "perm"})
+    self_dual = True
 
     def allows_pair(self, a: int, b: int) -> bool:
         return True

@@ -20,6 +20,8 @@ class Scaled(PartitionKind):
     continuous = True
     pointwise = "homogeneous"
     entry_factor = "positive"
+    subgroups = frozenset({"perm"})
+    nonlinear_head = True
 
     def allows(self, part_variances: Variances) -> bool:
         return sum(part_variances) == 0

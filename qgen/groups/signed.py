@@ -18,6 +18,9 @@ class Signed(PartitionKind):
     pointwise = "odd"
     entry_factor = "sign"
     norm_invariant = True
+    subgroups = frozenset({"perm"})
+    self_dual = True
+    nonlinear_head = True
 
     def allows(self, part_variances: Variances) -> bool:
         return len(part_variances) % 2 == 0

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from qgen.spec import Axis, TensorDecl, TypeDecl
+from qgen.decls import Axis, TensorDecl, TypeDecl
+from qgen.groups import get_kind, kind_names
 
 __all__ = ["ACTIVATION_GROUPS", "HIDDEN_KINDS", "Expansion", "Params", "Preset"]
 
@@ -44,8 +45,8 @@ ACTIVATION_GROUPS = {
         "perm",
     ),
 }
-#: group kinds a preset's ``group:`` option may give its hidden neurons
-HIDDEN_KINDS = ("perm", "signed", "scaled", "gl", "orthogonal")
+#: group kinds a preset's ``group:`` option may give its hidden neurons: those of free size
+HIDDEN_KINDS = tuple(k for k in kind_names() if not get_kind(k).needs_size)
 
 
 class Params:

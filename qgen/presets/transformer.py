@@ -11,8 +11,8 @@ The MLP's hidden type ``m<i>`` follows the activation.
 
 from __future__ import annotations
 
+from qgen.decls import TypeDecl
 from qgen.presets.base import Expansion, Params, Preset
-from qgen.spec import TypeDecl
 
 
 class Transformer(Preset):
