@@ -21,6 +21,7 @@ import jinja2
 
 from qgen import __version__
 from qgen.basis import solve
+from qgen.blocks import nonlinear_head
 from qgen.blocks import template_context as blocks_context
 from qgen.codegen_escnn import (
     Bases,
@@ -190,6 +191,9 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "n_blocks": len(spec.tensors) ** 2,
         "plain_fixed": _plain_fixed_types(spec),
         "blocks": blocks_context(spec, sum(plan.invariant_counts.values())),
+        "nonlinear_head": nonlinear_head(spec),
+        #: the per-entry factors the kinds allow ("positive" scales, "sign" flips)
+        "entry_factors": {k.entry_factor for k in kind_objs},
     }
 
 

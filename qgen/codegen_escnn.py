@@ -190,7 +190,7 @@ def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: Bases) -> Esc
     bias, or an invariant projection), restricted on escnn axes to their commutant."""
     block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
     fixed = [a for a in block.axes if spec.types[a.type].fixed]
-    factors = [f for f in block.fixed_factors if getattr(f.kind, "rep", None) is not None]
+    factors = [f for f in block.fixed_factors if not f.kind.trivial_action]
     owned = {a for f in factors for a in f.axes}
     letter = dict(zip(fixed, _AXIS_LETTERS, strict=False))
     if len(fixed) > len(_AXIS_LETTERS) or len(factors) > len(_BASIS_LETTERS):
