@@ -115,6 +115,10 @@ class MobileBlock(nn.Module):
         self.squeeze = nn.Conv2d(6, 3, 1)
         self.depthwise = nn.Conv2d(3, 6, 3, padding=1, groups=3)
         self.head = nn.Linear(6, 2)
+        # a live ReLU6 (some seeds, e.g. 45, draw a squeeze layer negative on every input:
+        # then the function does not depend on the layers before it, and an element
+        # outside the group cannot change it)
+        nn.init.constant_(self.squeeze.bias, 1.0)
 
     def forward(self, x):
         h = torch.relu(self.grouped(torch.relu(self.expand(x))))
