@@ -138,3 +138,22 @@ def test_monomial_compose_and_inverse_agree_with_matrices(n, seed):
     # acting along an axis is multiplying by the matrix; the dual axis by its inverse transpose
     torch.testing.assert_close(group._act_monomial(x, -1, a, False), x @ matrix(a).T)
     torch.testing.assert_close(group._act_monomial(x, -1, a, True), x @ torch.linalg.inv(matrix(a)))
+
+
+def test_the_matmul_route_folds_only_on_cpu_and_only_where_measured():
+    weight = torch.randn(64, 8)
+    few = torch.randn(4, 8, 3)  # 3 entries per row, 64 rows: the CPU fold
+    assert mixing._route(weight, few) == "fold"
+    assert mixing._route(weight, torch.randn(4, 8, 16)) == "bmm"  # many entries
+    assert mixing._route(weight[:16], few[:, :8]) == "bmm"  # few rows
+    on_meta = torch.empty(4, 8, 3, device="meta")  # any non-CPU device: never folds
+    assert mixing._route(weight.to("meta"), on_meta) == "bmm"
+    # a weight gradient larger than the copies _BatchMix makes (out * in > n * (out + in))
+    grad = torch.randn(31, 256, requires_grad=True)
+    assert mixing._route(grad, torch.randn(4, 256, 9)) == "batch"
+    with torch.no_grad():
+        assert mixing._route(grad, torch.randn(4, 256, 9)) == "bmm"
+    for route_input in (few, torch.randn(4, 8, 16)):  # every route computes the product
+        torch.testing.assert_close(
+            mixing._product(weight, route_input), torch.einsum("oi,bin->bon", weight, route_input)
+        )
