@@ -79,79 +79,6 @@ TYPES: dict[str, tuple[str, int | None]] = {
     "y": ("fixed", 10),
 }
 
-#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
-#: that each input tensor feeds into the mix, then those each output tensor receives
-#: (positions on plain fixed axes: escnn axes count through ``_commutant_dim``)
-_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
-    # pooled
-    (
-        {"b3": 10},
-        {"b3": 10},
-    ),
-    # carry_c1
-    (
-        {"K1": 1, "b1": 1},
-        {"K1": 1, "b1": 1},
-    ),
-    # carry_c2
-    (
-        {"b2": 1},
-        {"b2": 1},
-    ),
-    # carry_c2_v2
-    (
-        {"W3": 10},
-        {"W3": 10},
-    ),
-    # carry_c1_c2
-    (
-        {"K2": 1},
-        {"K2": 1},
-    ),
-)
-
-
-#: escnn type -> dimension of its commutant on m axes of a block (inputs and outputs
-#: together; a grid counts pairs of axes), indexed by m
-_COMMUTANT_DIMS: dict[str, tuple[int, ...]] = {
-    "grid": (1, 3, 21),
-}
-#: tensor -> number of axes (grids: axis pairs) of each escnn type
-_ESCNN_AXES: dict[str, dict[str, int]] = {
-    "K1": {"grid": 1},
-    "b1": {},
-    "K2": {"grid": 1},
-    "b2": {},
-    "W3": {},
-    "b3": {},
-}
-
-
-def _commutant_dim(s: str, t: str) -> int:
-    """Maps of one term of block ``(s, t)`` on its escnn axes: the product over escnn types
-    of the commutant's dimension (escnn groups act on both tensors with one element)."""
-    dim = 1
-    for type_, dims in _COMMUTANT_DIMS.items():
-        dim *= dims[_ESCNN_AXES[s].get(type_, 0) + _ESCNN_AXES[t].get(type_, 0)]
-    return dim
-
-
-def _block_counts() -> dict[tuple[str, str], int]:
-    """A group pairs every plain fixed position of its inputs with every one of its outputs,
-    times the commutant on their escnn axes: block ``(s, t)`` gets
-    ``outs[s] * ins[t] * _commutant_dim(s, t)`` maps from each group."""
-    counts = {(s, t): 0 for s in TENSORS for t in TENSORS}
-    for ins, outs in _TERM_GROUPS:
-        for s, width_out in outs.items():
-            for t, width_in in ins.items():
-                counts[s, t] += width_out * width_in * _commutant_dim(s, t)
-    return counts
-
-
-#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
-#: (derived from the term groups; the build checked it against the solver, block by block)
-BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts()
-
 #: tensor -> dimension of its equivariant bias; and of its invariant functionals
 BIAS_COUNTS: dict[str, int] = {
     "K1": 0,
@@ -685,6 +612,34 @@ class _CommutantMix(nn.Module):
         )
 
 
+def _commutant_dim(
+    s: str, t: str, dims: dict[str, tuple[int, ...]], axes: dict[str, dict[str, int]]
+) -> int:
+    """Maps of one term of block ``(s, t)`` on its escnn axes: the product over escnn types
+    of the commutant's dimension on the block's axes of that type (``dims[type][m]`` for
+    ``m`` axes; ``axes[tensor][type]``: how many axes of the type a tensor has)."""
+    dim = 1
+    for type_, by_axes in dims.items():
+        dim *= by_axes[axes[s].get(type_, 0) + axes[t].get(type_, 0)]
+    return dim
+
+
+def _block_counts(
+    tensors: dict[str, tuple[str, ...]],
+    term_groups: tuple[tuple[dict[str, int], dict[str, int]], ...],
+    factor=None,
+) -> dict[tuple[str, str], int]:
+    """``{(s, t): maps}``: over the term groups ``(ins, outs)`` (fixed positions per
+    tensor), ``outs[s] * ins[t]`` times ``factor(s, t) -> int``, the commutant on the
+    block's escnn axes (no escnn types: None, a factor of 1)."""
+    counts = {(s, t): 0 for s in tensors for t in tensors}
+    for ins, outs in term_groups:
+        for s, width_out in outs.items():
+            for t, width_in in ins.items():
+                counts[s, t] += width_out * width_in * (factor(s, t) if factor else 1)
+    return counts
+
+
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
     flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
@@ -1130,6 +1085,61 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
+#: that each input tensor feeds into the mix, then those each output tensor receives
+#: (positions on plain fixed axes: escnn axes count through their commutant dimensions)
+_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
+    # pooled
+    (
+        {"b3": 10},
+        {"b3": 10},
+    ),
+    # carry_c1
+    (
+        {"K1": 1, "b1": 1},
+        {"K1": 1, "b1": 1},
+    ),
+    # carry_c2
+    (
+        {"b2": 1},
+        {"b2": 1},
+    ),
+    # carry_c2_v2
+    (
+        {"W3": 10},
+        {"W3": 10},
+    ),
+    # carry_c1_c2
+    (
+        {"K2": 1},
+        {"K2": 1},
+    ),
+)
+
+
+#: escnn type -> dimension of its commutant on m axes of a block (inputs and outputs
+#: together; a grid counts pairs of axes), indexed by m
+_COMMUTANT_DIMS: dict[str, tuple[int, ...]] = {
+    "grid": (1, 3, 21),
+}
+#: tensor -> number of axes (grids: axis pairs) of each escnn type
+_ESCNN_AXES: dict[str, dict[str, int]] = {
+    "K1": {"grid": 1},
+    "b1": {},
+    "K2": {"grid": 1},
+    "b2": {},
+    "W3": {},
+    "b3": {},
+}
+
+
+#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
+#: (derived from the term groups; the build checked it against the solver, block by block)
+BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts(
+    TENSORS, _TERM_GROUPS, lambda s, t: _commutant_dim(s, t, _COMMUTANT_DIMS, _ESCNN_AXES)
+)
 
 
 # --------------------------------------------------------------------------------------

@@ -78,62 +78,6 @@ TYPES: dict[str, tuple[str, int | None]] = {
     "y": ("fixed", 10),
 }
 
-#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
-#: that each input tensor feeds into the mix, then those each output tensor receives
-_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
-    # pooled
-    (
-        {"b": 10},
-        {"b": 10},
-    ),
-    # carry_c1
-    (
-        {"K1": 9, "b1": 1},
-        {"K1": 9, "b1": 1},
-    ),
-    # carry_c2
-    (
-        {"b2": 1},
-        {"b2": 1},
-    ),
-    # carry_c3
-    (
-        {"b3": 1},
-        {"b3": 1},
-    ),
-    # carry_c3_v2
-    (
-        {"W": 10},
-        {"W": 10},
-    ),
-    # carry_c1_c2
-    (
-        {"K2": 9},
-        {"K2": 9},
-    ),
-    # carry_c2_c3
-    (
-        {"K3": 9},
-        {"K3": 9},
-    ),
-)
-
-
-def _block_counts() -> dict[tuple[str, str], int]:
-    """A group pairs every fixed position of its inputs with every one of its outputs,
-    so block ``(s, t)`` gets ``outs[s] * ins[t]`` maps from each group."""
-    counts = {(s, t): 0 for s in TENSORS for t in TENSORS}
-    for ins, outs in _TERM_GROUPS:
-        for s, width_out in outs.items():
-            for t, width_in in ins.items():
-                counts[s, t] += width_out * width_in
-    return counts
-
-
-#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
-#: (derived from the term groups; the build checked it against the solver, block by block)
-BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts()
-
 #: tensor -> dimension of its equivariant bias; and of its invariant functionals
 BIAS_COUNTS: dict[str, int] = {
     "K1": 0,
@@ -475,6 +419,22 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
+
+
+def _block_counts(
+    tensors: dict[str, tuple[str, ...]],
+    term_groups: tuple[tuple[dict[str, int], dict[str, int]], ...],
+    factor=None,
+) -> dict[tuple[str, str], int]:
+    """``{(s, t): maps}``: over the term groups ``(ins, outs)`` (fixed positions per
+    tensor), ``outs[s] * ins[t]`` times ``factor(s, t) -> int``, the commutant on the
+    block's escnn axes (no escnn types: None, a factor of 1)."""
+    counts = {(s, t): 0 for s in tensors for t in tensors}
+    for ins, outs in term_groups:
+        for s, width_out in outs.items():
+            for t, width_in in ins.items():
+                counts[s, t] += width_out * width_in * (factor(s, t) if factor else 1)
+    return counts
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -922,6 +882,52 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
+#: that each input tensor feeds into the mix, then those each output tensor receives
+_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
+    # pooled
+    (
+        {"b": 10},
+        {"b": 10},
+    ),
+    # carry_c1
+    (
+        {"K1": 9, "b1": 1},
+        {"K1": 9, "b1": 1},
+    ),
+    # carry_c2
+    (
+        {"b2": 1},
+        {"b2": 1},
+    ),
+    # carry_c3
+    (
+        {"b3": 1},
+        {"b3": 1},
+    ),
+    # carry_c3_v2
+    (
+        {"W": 10},
+        {"W": 10},
+    ),
+    # carry_c1_c2
+    (
+        {"K2": 9},
+        {"K2": 9},
+    ),
+    # carry_c2_c3
+    (
+        {"K3": 9},
+        {"K3": 9},
+    ),
+)
+
+
+#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
+#: (derived from the term groups; the build checked it against the solver, block by block)
+BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts(TENSORS, _TERM_GROUPS)
 
 
 # --------------------------------------------------------------------------------------

@@ -67,67 +67,6 @@ TYPES: dict[str, tuple[str, int | None]] = {
     "y": ("perm", None),
 }
 
-#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
-#: that each input tensor feeds into the mix, then those each output tensor receives
-_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
-    # pooled
-    (
-        {"W1": 1, "b1": 1, "W2": 1, "b2": 1, "W3": 1, "b3": 1},
-        {"W1": 1, "b1": 1, "W2": 1, "b2": 1, "W3": 1, "b3": 1},
-    ),
-    # carry_x
-    (
-        {"W1": 1},
-        {"W1": 1},
-    ),
-    # carry_h1
-    (
-        {"W1": 1, "b1": 1, "W2": 1},
-        {"W1": 1, "b1": 1, "W2": 1},
-    ),
-    # carry_h2
-    (
-        {"W2": 1, "b2": 1, "W3": 1},
-        {"W2": 1, "b2": 1, "W3": 1},
-    ),
-    # carry_y
-    (
-        {"W3": 1, "b3": 1},
-        {"W3": 1, "b3": 1},
-    ),
-    # carry_x_h1
-    (
-        {"W1": 1},
-        {"W1": 1},
-    ),
-    # carry_h1_h2
-    (
-        {"W2": 1},
-        {"W2": 1},
-    ),
-    # carry_h2_y
-    (
-        {"W3": 1},
-        {"W3": 1},
-    ),
-)
-
-
-def _block_counts() -> dict[tuple[str, str], int]:
-    """A group pairs every fixed position of its inputs with every one of its outputs,
-    so block ``(s, t)`` gets ``outs[s] * ins[t]`` maps from each group."""
-    counts = {(s, t): 0 for s in TENSORS for t in TENSORS}
-    for ins, outs in _TERM_GROUPS:
-        for s, width_out in outs.items():
-            for t, width_in in ins.items():
-                counts[s, t] += width_out * width_in
-    return counts
-
-
-#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
-#: (derived from the term groups; the build checked it against the solver, block by block)
-BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts()
-
 #: tensor -> dimension of its equivariant bias; and of its invariant functionals
 BIAS_COUNTS: dict[str, int] = {
     "W1": 1,
@@ -448,6 +387,22 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
+
+
+def _block_counts(
+    tensors: dict[str, tuple[str, ...]],
+    term_groups: tuple[tuple[dict[str, int], dict[str, int]], ...],
+    factor=None,
+) -> dict[tuple[str, str], int]:
+    """``{(s, t): maps}``: over the term groups ``(ins, outs)`` (fixed positions per
+    tensor), ``outs[s] * ins[t]`` times ``factor(s, t) -> int``, the commutant on the
+    block's escnn axes (no escnn types: None, a factor of 1)."""
+    counts = {(s, t): 0 for s in tensors for t in tensors}
+    for ins, outs in term_groups:
+        for s, width_out in outs.items():
+            for t, width_in in ins.items():
+                counts[s, t] += width_out * width_in * (factor(s, t) if factor else 1)
+    return counts
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -895,6 +850,57 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
+#: that each input tensor feeds into the mix, then those each output tensor receives
+_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
+    # pooled
+    (
+        {"W1": 1, "b1": 1, "W2": 1, "b2": 1, "W3": 1, "b3": 1},
+        {"W1": 1, "b1": 1, "W2": 1, "b2": 1, "W3": 1, "b3": 1},
+    ),
+    # carry_x
+    (
+        {"W1": 1},
+        {"W1": 1},
+    ),
+    # carry_h1
+    (
+        {"W1": 1, "b1": 1, "W2": 1},
+        {"W1": 1, "b1": 1, "W2": 1},
+    ),
+    # carry_h2
+    (
+        {"W2": 1, "b2": 1, "W3": 1},
+        {"W2": 1, "b2": 1, "W3": 1},
+    ),
+    # carry_y
+    (
+        {"W3": 1, "b3": 1},
+        {"W3": 1, "b3": 1},
+    ),
+    # carry_x_h1
+    (
+        {"W1": 1},
+        {"W1": 1},
+    ),
+    # carry_h1_h2
+    (
+        {"W2": 1},
+        {"W2": 1},
+    ),
+    # carry_h2_y
+    (
+        {"W3": 1},
+        {"W3": 1},
+    ),
+)
+
+
+#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
+#: (derived from the term groups; the build checked it against the solver, block by block)
+BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts(TENSORS, _TERM_GROUPS)
 
 
 # --------------------------------------------------------------------------------------

@@ -94,119 +94,6 @@ TYPES: dict[str, tuple[str, int | None]] = {
     "m2": ("scaled", None),
 }
 
-#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
-#: that each input tensor feeds into the mix, then those each output tensor receives
-_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
-    # pooled
-    (
-        {
-            "K0": 9,
-            "b0": 1,
-            "ln1_w": 1,
-            "ln1_b": 1,
-            "b1b": 1,
-            "ln2_w": 1,
-            "ln2_b": 1,
-            "b2b": 1,
-            "W": 2,
-            "b": 2,
-        },
-        {
-            "K0": 9,
-            "b0": 1,
-            "ln1_w": 1,
-            "ln1_b": 1,
-            "b1b": 1,
-            "ln2_w": 1,
-            "ln2_b": 1,
-            "b2b": 1,
-            "W": 2,
-            "b": 2,
-        },
-    ),
-    # carry_r
-    (
-        {
-            "K0": 9,
-            "b0": 1,
-            "ln1_w": 1,
-            "ln1_b": 1,
-            "b1b": 1,
-            "ln2_w": 1,
-            "ln2_b": 1,
-            "b2b": 1,
-            "W": 2,
-        },
-        {
-            "K0": 9,
-            "b0": 1,
-            "ln1_w": 1,
-            "ln1_b": 1,
-            "b1b": 1,
-            "ln2_w": 1,
-            "ln2_b": 1,
-            "b2b": 1,
-            "W": 2,
-        },
-    ),
-    # carry_m1
-    (
-        {"K1a": 9, "b1a": 1},
-        {"K1a": 9, "b1a": 1},
-    ),
-    # carry_m1_v2
-    (
-        {"K1b": 9},
-        {"K1b": 9},
-    ),
-    # carry_m2
-    (
-        {"K2a": 9, "b2a": 1},
-        {"K2a": 9, "b2a": 1},
-    ),
-    # carry_m2_v2
-    (
-        {"K2b": 9},
-        {"K2b": 9},
-    ),
-    # carry_r_m1
-    (
-        {"K1a": 9},
-        {"K1a": 9},
-    ),
-    # carry_r_m1_v2
-    (
-        {"K1b": 9},
-        {"K1b": 9},
-    ),
-    # carry_r_m2
-    (
-        {"K2a": 9},
-        {"K2a": 9},
-    ),
-    # carry_r_m2_v2
-    (
-        {"K2b": 9},
-        {"K2b": 9},
-    ),
-)
-
-
-def _block_counts() -> dict[tuple[str, str], int]:
-    """A group pairs every fixed position of its inputs with every one of its outputs,
-    so block ``(s, t)`` gets ``outs[s] * ins[t]`` maps from each group."""
-    counts = {(s, t): 0 for s in TENSORS for t in TENSORS}
-    for ins, outs in _TERM_GROUPS:
-        for s, width_out in outs.items():
-            for t, width_in in ins.items():
-                counts[s, t] += width_out * width_in
-    return counts
-
-
-#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
-#: (derived from the term groups; the build checked it against the solver, block by block)
-BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts()
-
 #: tensor -> dimension of its equivariant bias; and of its invariant functionals
 BIAS_COUNTS: dict[str, int] = {
     "K0": 9,
@@ -569,6 +456,22 @@ def _complete(out: Weights, x: Weights, channels: int) -> Weights:
         else:
             result[name] = out[name]
     return result
+
+
+def _block_counts(
+    tensors: dict[str, tuple[str, ...]],
+    term_groups: tuple[tuple[dict[str, int], dict[str, int]], ...],
+    factor=None,
+) -> dict[tuple[str, str], int]:
+    """``{(s, t): maps}``: over the term groups ``(ins, outs)`` (fixed positions per
+    tensor), ``outs[s] * ins[t]`` times ``factor(s, t) -> int``, the commutant on the
+    block's escnn axes (no escnn types: None, a factor of 1)."""
+    counts = {(s, t): 0 for s in tensors for t in tensors}
+    for ins, outs in term_groups:
+        for s, width_out in outs.items():
+            for t, width_in in ins.items():
+                counts[s, t] += width_out * width_in * (factor(s, t) if factor else 1)
+    return counts
 
 
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -1016,6 +919,109 @@ class MetaNet(nn.Module):
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
         return self.mlp(torch.cat(feats, dim=1))
+
+
+#: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
+#: that each input tensor feeds into the mix, then those each output tensor receives
+_TERM_GROUPS: tuple[tuple[dict[str, int], dict[str, int]], ...] = (
+    # pooled
+    (
+        {
+            "K0": 9,
+            "b0": 1,
+            "ln1_w": 1,
+            "ln1_b": 1,
+            "b1b": 1,
+            "ln2_w": 1,
+            "ln2_b": 1,
+            "b2b": 1,
+            "W": 2,
+            "b": 2,
+        },
+        {
+            "K0": 9,
+            "b0": 1,
+            "ln1_w": 1,
+            "ln1_b": 1,
+            "b1b": 1,
+            "ln2_w": 1,
+            "ln2_b": 1,
+            "b2b": 1,
+            "W": 2,
+            "b": 2,
+        },
+    ),
+    # carry_r
+    (
+        {
+            "K0": 9,
+            "b0": 1,
+            "ln1_w": 1,
+            "ln1_b": 1,
+            "b1b": 1,
+            "ln2_w": 1,
+            "ln2_b": 1,
+            "b2b": 1,
+            "W": 2,
+        },
+        {
+            "K0": 9,
+            "b0": 1,
+            "ln1_w": 1,
+            "ln1_b": 1,
+            "b1b": 1,
+            "ln2_w": 1,
+            "ln2_b": 1,
+            "b2b": 1,
+            "W": 2,
+        },
+    ),
+    # carry_m1
+    (
+        {"K1a": 9, "b1a": 1},
+        {"K1a": 9, "b1a": 1},
+    ),
+    # carry_m1_v2
+    (
+        {"K1b": 9},
+        {"K1b": 9},
+    ),
+    # carry_m2
+    (
+        {"K2a": 9, "b2a": 1},
+        {"K2a": 9, "b2a": 1},
+    ),
+    # carry_m2_v2
+    (
+        {"K2b": 9},
+        {"K2b": 9},
+    ),
+    # carry_r_m1
+    (
+        {"K1a": 9},
+        {"K1a": 9},
+    ),
+    # carry_r_m1_v2
+    (
+        {"K1b": 9},
+        {"K1b": 9},
+    ),
+    # carry_r_m2
+    (
+        {"K2a": 9},
+        {"K2a": 9},
+    ),
+    # carry_r_m2_v2
+    (
+        {"K2b": 9},
+        {"K2b": 9},
+    ),
+)
+
+
+#: (output tensor, input tensor) -> number of equivariant linear maps, generic sizes
+#: (derived from the term groups; the build checked it against the solver, block by block)
+BLOCK_COUNTS: dict[tuple[str, str], int] = _block_counts(TENSORS, _TERM_GROUPS)
 
 
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ RUNTIME_MODULES = (
     "qgen.runtime.quasi",
     "qgen.runtime.mixing",
     "qgen.runtime.commutant",
+    "qgen.runtime.counts",
     "qgen.runtime.blocks",
 )
 
