@@ -474,6 +474,83 @@ def _block_counts(
     return counts
 
 
+HEAD_NORM_FLOOR = 1.0
+
+
+class EntryPoolHead(nn.Module):
+    """Invariant under the whole group, nonlinear: canonicalize each entry, embed, pool.
+
+    Per entry ``v`` (a vector over channels) of a tensor:
+
+    - ``normalized`` tensors (a positively scaled axis): ``v / |v|`` (channel norm),
+      exactly scale-invariant; the magnitude of such an entry is not used (it is not
+      invariant on its own);
+    - ``even`` tensors (a signed axis): ``phi(u) + phi(-u)``, even, so sign-invariant;
+      otherwise ``phi(u)``; ``phi(u) = relu(A u + b)`` with ``hidden`` features, one
+      ``A, b`` per tensor;
+    - mean over every group axis (``fixed[t]``: per axis its fixed size, None for a group
+      axis; fixed axes are kept), then an MLP ``Linear -> ReLU -> Linear``.
+
+    Exact for every entry whose channel norm is at least ``tiny(dtype) ** 0.5`` (about
+    1e-19 in float32); smaller ones count as zero. Use it after equivariant layers with
+    several channels: with one channel, ``v / |v|`` keeps only the sign of each entry.
+    Pooling is the mean over all group axes of a tensor, so it does not read diagonals of
+    tensors with a repeated type (the linear invariant head does).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_features: int,
+        fixed: dict[str, tuple[int | None, ...]],
+        normalized: dict[str, bool],
+        even: dict[str, bool],
+        hidden: int = 32,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.hidden = hidden
+        self.fixed, self.normalized, self.even = fixed, normalized, even
+        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in fixed})
+        self.in_features = 0
+        for sizes in fixed.values():
+            width = hidden
+            for size in sizes:
+                width *= size or 1  # fixed axes are kept, group axes pooled
+            self.in_features += width
+        self.mlp = nn.Sequential(
+            nn.Linear(self.in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out_features, bias=bias),
+        )
+
+    def entry_features(self, x: Weights) -> torch.Tensor:
+        """The pooled invariant features ``[batch, in_features]`` before the MLP."""
+        feats = []
+        for name, sizes in self.fixed.items():
+            v = x[name]
+            if v.shape[1] != self.in_channels:
+                raise ValueError(f"{name}: expected {self.in_channels} channels, got {v.shape[1]}")
+            if self.normalized[name]:
+                # clamped before the square root: a finite gradient at all-zero entries
+                floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
+                v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
+            v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
+            h = torch.relu(self.embed[name](v))
+            if self.even[name]:
+                h = h + torch.relu(self.embed[name](-v))
+            pooled = [1 + i for i, size in enumerate(sizes) if size is None]
+            if pooled:
+                h = h.mean(dim=pooled)
+            feats.append(h.flatten(1))
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        """``[batch, out_features]``, unchanged by every group element."""
+        return self.mlp(self.entry_features(x))
+
+
 def _channel_mix(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``weight [out, in]`` applied to the channels of ``v [batch, in, *axes]``."""
     flat = weight @ v.reshape(v.shape[0], v.shape[1], -1)
@@ -1581,81 +1658,85 @@ class InvariantHead(nn.Module):
 
 __all__ += ["HEAD_NORM_FLOOR", "NonlinearInvariantHead"]
 
-#: channel norms below this (times the dtype's tiny**0.5) are clamped: entries that small
-#: are treated as zero and are the only place where invariance is not exact
-HEAD_NORM_FLOOR = 1.0
 
-
-def _head_kinds(axes: tuple[str, ...]) -> set[str]:
-    return {TYPES[a.rstrip("*")][0] for a in axes}
-
-
-class NonlinearInvariantHead(nn.Module):
+class NonlinearInvariantHead(EntryPoolHead):
     """Invariant under the whole group, nonlinear: canonicalize each entry, embed, pool.
 
-    Every entry of the weight space (one index tuple of one tensor) carries a vector over
-    channels, and a group element moves it to another entry and multiplies it by one
-    number: a positive scale (the product of the scales of its scaled axes, inverted on
-    dual axes) and a sign (of its signed axes). So, per entry ``v``:
-
-    - tensors with a scaled axis: ``v / |v|`` (channel norm), exactly scale-invariant;
-      the magnitude of such an entry is not used (it is not invariant on its own);
-    - tensors with a signed axis: ``phi(u) + phi(-u)``, even, so sign-invariant;
-      otherwise ``phi(u)``; ``phi(u) = relu(A u + b)`` with ``hidden`` features, one
-      ``A, b`` per tensor;
-    - mean over every group axis (permutation-invariant pooling), fixed axes kept; then
-      an MLP ``Linear -> ReLU -> Linear`` to ``out_features``.
-
-    Exact for every entry whose channel norm is at least ``tiny(dtype) ** 0.5`` (about
-    1e-19 in float32); smaller ones count as zero. Use it after equivariant layers with
-    several channels: with one channel, ``v / |v|`` keeps only the sign of each entry.
-    Pooling is the mean over all group axes of a tensor, so it does not read diagonals of
-    tensors with a repeated type (the linear :class:`InvariantHead` does).
+    Every entry of the weight space (one index tuple of one tensor) carries a vector
+    over channels, and a group element moves it to another entry and multiplies it by
+    one number. Here each entry is divided by its channel norm in K1a, b1a, K1b, K2a,
+    b2a, K2b (positive factors) and embedded evenly in no tensor (sign factors), then
+    pooled over the group axes; see ``EntryPoolHead``.
     """
 
     def __init__(
         self, in_channels: int, out_features: int, hidden: int = 32, bias: bool = True
     ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.hidden = hidden
-        self.normalized = {n: "scaled" in _head_kinds(axes) for n, axes in TENSORS.items()}
-        self.even = {n: "signed" in _head_kinds(axes) for n, axes in TENSORS.items()}
-        self.embed = nn.ModuleDict({n: nn.Linear(in_channels, hidden) for n in TENSORS})
-        self.in_features = 0
-        for axes in TENSORS.values():
-            width = hidden
-            for a in axes:
-                width *= TYPES[a.rstrip("*")][1] or 1  # fixed axes are kept, group axes pooled
-            self.in_features += width
-        self.mlp = nn.Sequential(
-            nn.Linear(self.in_features, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out_features, bias=bias),
+        super().__init__(
+            in_channels,
+            out_features,
+            fixed={
+                "K0": (None, 1, 3, 3),
+                "b0": (None,),
+                "ln1_w": (None,),
+                "ln1_b": (None,),
+                "K1a": (None, None, 3, 3),
+                "b1a": (None,),
+                "K1b": (None, None, 3, 3),
+                "b1b": (None,),
+                "ln2_w": (None,),
+                "ln2_b": (None,),
+                "K2a": (None, None, 3, 3),
+                "b2a": (None,),
+                "K2b": (None, None, 3, 3),
+                "b2b": (None,),
+                "W": (2, None),
+                "b": (2,),
+            },
+            normalized={
+                "K0": False,
+                "b0": False,
+                "ln1_w": False,
+                "ln1_b": False,
+                "K1a": True,
+                "b1a": True,
+                "K1b": True,
+                "b1b": False,
+                "ln2_w": False,
+                "ln2_b": False,
+                "K2a": True,
+                "b2a": True,
+                "K2b": True,
+                "b2b": False,
+                "W": False,
+                "b": False,
+            },
+            even={
+                "K0": False,
+                "b0": False,
+                "ln1_w": False,
+                "ln1_b": False,
+                "K1a": False,
+                "b1a": False,
+                "K1b": False,
+                "b1b": False,
+                "ln2_w": False,
+                "ln2_b": False,
+                "K2a": False,
+                "b2a": False,
+                "K2b": False,
+                "b2b": False,
+                "W": False,
+                "b": False,
+            },
+            hidden=hidden,
+            bias=bias,
         )
 
     def entry_features(self, x: Weights) -> torch.Tensor:
         """The pooled invariant features ``[batch, in_features]`` before the MLP."""
         sizes_of(x, self.in_channels)
-        feats = []
-        for name, axes in TENSORS.items():
-            v = x[name]
-            if self.normalized[name]:
-                # clamped before the square root: a finite gradient at all-zero entries
-                floor = torch.finfo(v.dtype).tiny * HEAD_NORM_FLOOR**2
-                v = v / v.square().sum(1, keepdim=True).clamp_min(floor).sqrt()
-            v = v.movedim(1, -1).contiguous()  # [batch, *axes, channels]
-            h = torch.relu(self.embed[name](v))
-            if self.even[name]:
-                h = h + torch.relu(self.embed[name](-v))
-            pooled = [1 + i for i, a in enumerate(axes) if TYPES[a.rstrip("*")][1] is None]
-            if pooled:
-                h = h.mean(dim=pooled)
-            feats.append(h.flatten(1))
-        return torch.cat(feats, dim=-1)
-
-    def forward(self, x: Weights) -> torch.Tensor:
-        return self.mlp(self.entry_features(x))
+        return super().entry_features(x)
 
 
 # --------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["py"] = lit
     env.filters["tuple_literal"] = lambda values: literal(tuple(values))
+    env.filters["literal"] = literal
     return env
 
 
@@ -194,6 +195,32 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "nonlinear_head": nonlinear_head(spec),
         #: the per-entry factors the kinds allow ("positive" scales, "sign" flips)
         "entry_factors": {k.entry_factor for k in kind_objs},
+        **_head_tables(spec),
+    }
+
+
+def _head_tables(spec: Spec) -> dict:
+    """``NonlinearInvariantHead``'s tables, from the kinds' per-entry factors: per tensor,
+    its fixed sizes (None on group axes, which it pools), whether some axis scales entries
+    by a positive factor (then entries are divided by their channel norm) or by a sign
+    (then they are embedded evenly)."""
+    factors = {
+        t.name: {get_kind(spec.types[a.type].kind).entry_factor for a in t.axes}
+        for t in spec.tensors
+    }
+    normalized = {t: "positive" in f for t, f in factors.items()}
+    even = {t: "sign" in f for t, f in factors.items()}
+    return {
+        "head_fixed": {
+            t.name: tuple(
+                spec.types[a.type].size if spec.types[a.type].fixed else None for a in t.axes
+            )
+            for t in spec.tensors
+        },
+        "head_normalized_table": normalized,
+        "head_even_table": even,
+        "head_normalized": [t for t, v in normalized.items() if v],
+        "head_even": [t for t, v in even.items() if v],
     }
 
 

@@ -57,6 +57,8 @@ def literal(value: object) -> str:
         return "{" + ", ".join(f"{lit(k)}: {literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, tuple):
         items = [literal(v) for v in value]
+        if not items:
+            return "()"
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     if isinstance(value, list):
         return "[" + ", ".join(literal(v) for v in value) + "]"

@@ -23,6 +23,7 @@ RUNTIME_MODULES = (
     "qgen.runtime.mixing",
     "qgen.runtime.commutant",
     "qgen.runtime.counts",
+    "qgen.runtime.heads",
     "qgen.runtime.blocks",
 )
 
