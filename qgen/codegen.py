@@ -34,6 +34,7 @@ from qgen.codegen_escnn import (
 from qgen.emit import emit, identifier
 from qgen.emit import outputs as emit_outputs
 from qgen.groups import get_kind
+from qgen.passes import compile_program, head_program
 from qgen.plan import (
     Group,
     InPattern,
@@ -41,7 +42,6 @@ from qgen.plan import (
     OutPattern,
     plan_layer,
 )
-from qgen.program import compile_program, head_program
 from qgen.pytext import format_source, lit, literal
 from qgen.runtime.source import RUNTIME_MODULES, runtime_for
 from qgen.spec import Spec

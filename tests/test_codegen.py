@@ -148,7 +148,8 @@ def test_examples_are_complete(example, n):
 def test_a_layer_that_misses_terms_fails_the_completeness_check(monkeypatch):
     # a program that drops what one group adds to its tensors: its terms are missing
     import qgen.codegen as codegen
-    from qgen.program import Accumulate, MixInto, Program, drop_dead
+    from qgen.passes import drop_dead
+    from qgen.program import Accumulate, MixInto, Program
 
     spec = load_spec(ROOT / "examples" / "mlp_relu.yaml")
     compile_program = codegen.compile_program

@@ -1,4 +1,4 @@
-"""The layer program (qgen.program): lowering, each pass on its own, and the emitter.
+"""The layer program (qgen.program, qgen.passes): lowering, each pass alone, the emitter.
 
 The strongest check is semantic: a module generated with any prefix of the passes computes
 the same function (same parameters, float64) as with all of them, on random specs."""
@@ -15,29 +15,20 @@ from hypothesis import strategies as st
 from strategies import sizes_for, specs
 
 import qgen
-import qgen.program as program_module
+import qgen.passes as passes_module
 from qgen.basis import solve
 from qgen.emit import emit
-from qgen.plan import plan_layer
-from qgen.program import (
+from qgen.passes import (
     PASSES,
-    Accumulate,
-    Concat,
-    Mean,
-    Mix,
-    MixInto,
-    Permute,
-    Place,
-    Reduce,
-    Rows,
     compile_program,
     drop_dead,
     fuse_layouts,
-    lower,
     move_inputs,
     pool_from_carried,
     share_means,
 )
+from qgen.plan import plan_layer
+from qgen.program import Accumulate, Concat, Mean, Mix, MixInto, Permute, Place, Reduce, Rows, lower
 from qgen.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +141,7 @@ def test_passes_preserve_the_layer_on_random_specs(data):
 
 def _same_function(monkeypatch, spec, passes, group_sizes):
     full = qgen.compile(spec)
-    monkeypatch.setattr(program_module, "PASSES", PASSES[:passes])
+    monkeypatch.setattr(passes_module, "PASSES", PASSES[:passes])
     partial = qgen.compile(spec)
     monkeypatch.undo()
     sizes = {**group_sizes, **{t.name: t.size for t in spec.types.values() if t.fixed}}
