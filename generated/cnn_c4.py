@@ -243,6 +243,40 @@ class _RelaxScaled(nn.Module):
         return torch.arange(phi.shape[-2], device=phi.device), scale
 
 
+def _index_features(
+    x: dict[str, torch.Tensor],
+    tensors: dict[str, tuple[str, ...]],
+    type_: str,
+    nested: dict[str, str] | None = None,
+    rms: bool = False,
+) -> torch.Tensor:
+    """Per-index features of ``type_``, ``[batch, n, axes of that type]`` (``[batch,
+    outer, n, ...]`` for a type nested in ``nested[type_]``).
+
+    For every axis of the type: the log of the mean absolute value of the slice an index
+    selects (over channels and all other axes), or with ``rms`` its root mean square (in
+    float64, so squares do not overflow: what stays invariant when an orthogonal element,
+    an escnn group's, acts on other axes). Permuting the type's indices permutes the rows;
+    the rest of the group changes nothing. Clamped, so huge or tiny weights give finite
+    features."""
+    feats = []
+    for name, axes in tensors.items():
+        for dim, axis in enumerate(axes, start=2):
+            if axis.rstrip("*") != type_:
+                continue
+            magnitude = x[name].double().square() if rms else x[name].abs()
+            if nested and type_ in nested:  # per outer index and index
+                outer_dim = 2 + [a.rstrip("*") for a in axes].index(nested[type_])
+                moved = magnitude.movedim((outer_dim, dim), (-2, -1))
+                size = moved.flatten(1, -3).mean(1)
+            else:
+                size = magnitude.movedim(dim, -1).flatten(1, -2).mean(1)
+            if rms:
+                size = size.sqrt()
+            feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
+    return torch.stack(feats, dim=-1)
+
+
 def _init_mix(
     weight: torch.Tensor,
     in_channels: int,
@@ -1241,24 +1275,6 @@ QUASI_EPS_MAX = 0.9
 QUASI_EPS_INIT = 0.05
 
 
-def _index_features(x: Weights, type_: str) -> torch.Tensor:
-    """Per-index features of ``type_``, ``[batch, n, axes of that type]``.
-
-    For every axis of the type: the log of the root mean square of the slice an index
-    selects (over channels and all other axes; in float64, so squares do not overflow).
-    Permuting the type's indices permutes the rows; permuting any other type, or an escnn
-    element (orthogonal) on other axes, changes nothing. Clamped, so huge or tiny weights
-    give finite features.
-    """
-    feats = []
-    for name, axes in TENSORS.items():
-        for dim, axis in enumerate(axes, start=2):
-            if axis.rstrip("*") == type_:
-                size = x[name].double().square().movedim(dim, -1).flatten(1, -2).mean(1).sqrt()
-                feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
-    return torch.stack(feats, dim=-1)
-
-
 class QuasiRelaxation(nn.Module):
     """alpha(x): one element per sample of the continuous part's identity component.
 
@@ -1286,7 +1302,12 @@ class QuasiRelaxation(nn.Module):
 
     def forward(self, x: Weights) -> dict[str, object]:
         eps = self.eps
-        return {t: f(_index_features(x, t).to(eps.dtype), eps) for t, f in self.maps.items()}
+        nested = None
+        rms = True  # escnn groups act orthogonally: |.| is not invariant, the RMS is
+        return {
+            t: f(_index_features(x, TENSORS, t, nested, rms).to(eps.dtype), eps)
+            for t, f in self.maps.items()
+        }
 
 
 # --------------------------------------------------------------------------------------
