@@ -152,6 +152,12 @@ def _sparse(shape: tuple[int, ...], text: str) -> torch.Tensor:
     return out
 
 
+def _sample_table(elements: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniformly random element of a finite group: a row of ``elements`` (every element
+    as its exact matrix)."""
+    return elements[int(torch.randint(len(elements), (), generator=generator))].clone()
+
+
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
     """``v`` of shape ``[*lead, n]`` viewed to broadcast against ``t`` along ``dim``.
 
@@ -1188,11 +1194,6 @@ _ELEMENTS_grid = _sparse(
 )
 
 
-def _sample_escnn_grid(generator: torch.Generator | None) -> torch.Tensor:
-    """A uniformly random element of C4 on a 3x3 grid: its exact matrix."""
-    return _ELEMENTS_grid[int(torch.randint(4, (), generator=generator))].clone()
-
-
 def sample_group_element(
     sizes: dict[str, int], generator: torch.Generator | None = None
 ) -> dict[str, object]:
@@ -1205,7 +1206,7 @@ def sample_group_element(
     return {
         "c1": _sample_scaled(sizes["c1"], generator),
         "c2": _sample_scaled(sizes["c2"], generator),
-        "grid": _sample_escnn_grid(generator),
+        "grid": _sample_table(_ELEMENTS_grid, generator),
     }
 
 

@@ -143,6 +143,12 @@ def _sparse(shape: tuple[int, ...], text: str) -> torch.Tensor:
     return out
 
 
+def _sample_table(elements: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniformly random element of a finite group: a row of ``elements`` (every element
+    as its exact matrix)."""
+    return elements[int(torch.randint(len(elements), (), generator=generator))].clone()
+
+
 def _along(v: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
     """``v`` of shape ``[*lead, n]`` viewed to broadcast against ``t`` along ``dim``.
 
@@ -1109,11 +1115,6 @@ _ELEMENTS_coord = _sparse(
 )
 
 
-def _sample_escnn_coord(generator: torch.Generator | None) -> torch.Tensor:
-    """A uniformly random element of D4 standard: its exact matrix."""
-    return _ELEMENTS_coord[int(torch.randint(8, (), generator=generator))].clone()
-
-
 def sample_group_element(
     sizes: dict[str, int], generator: torch.Generator | None = None
 ) -> dict[str, object]:
@@ -1126,7 +1127,7 @@ def sample_group_element(
     return {
         "h1": _sample_signed(sizes["h1"], generator),
         "h2": _sample_signed(sizes["h2"], generator),
-        "coord": _sample_escnn_coord(generator),
+        "coord": _sample_table(_ELEMENTS_coord, generator),
     }
 
 

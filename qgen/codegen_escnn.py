@@ -271,8 +271,11 @@ def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
             elements = np.array(kind.elements())
             entry["elements"] = sparse_text(elements)
             entry["elements_shape"] = tuple(elements.shape)
+            entry["sample"] = f"_sample_table(_ELEMENTS_{d.name}, generator)"
         elif d.rep.family in ("so2", "o2"):
             entry["planar"] = [_planar_summand(d.rep.family, s) for s in d.rep.summands]
+            reflections = d.rep.family == "o2"
+            entry["sample"] = f"_sample_planar({entry['planar']}, {reflections}, generator)"
         else:
             bad = [s for s in d.rep.summands if s[0] not in ("standard", "trivial")]
             if bad:
@@ -284,6 +287,8 @@ def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
                 )
             entry["spatial"] = [s[0] for s in d.rep.summands]
             entry["proper"] = d.rep.family == "so3"
+            summands = "[" + ", ".join(lit(s) for s in entry["spatial"]) + "]"
+            entry["sample"] = f"_sample_spatial({summands}, {entry['proper']}, generator)"
         types.append(entry)
     axis_types = escnn_axis_types(spec)
     dims = {}

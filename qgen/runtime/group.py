@@ -93,6 +93,33 @@ def _spatial_rep(q: torch.Tensor, summands: list[str]) -> torch.Tensor:
     return torch.block_diag(*[q if s == "standard" else one for s in summands])
 
 
+def _sample_table(elements: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniformly random element of a finite group: a row of ``elements`` (every element
+    as its exact matrix)."""
+    return elements[int(torch.randint(len(elements), (), generator=generator))].clone()
+
+
+def _sample_planar(
+    irreps: list[tuple[int, int]], reflections: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A random element of SO(2) (uniform angle) or, with ``reflections``, of O(2) (either
+    reflection too), as the block-diagonal matrix of escnn's ``irreps`` (``_planar_rep``)."""
+    angle = torch.rand((), generator=generator, dtype=torch.float64) * (2 * torch.pi)
+    flip = int(torch.randint(2, (), generator=generator)) if reflections else 0
+    return _planar_rep(angle, flip, irreps)
+
+
+def _sample_spatial(
+    summands: list[str], proper: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A Haar-random element of O(3) (SO(3) when ``proper``) on standard and trivial
+    ``summands`` (``_spatial_rep``)."""
+    q = _random_orthogonal(3, generator)
+    if proper:
+        q = q * torch.linalg.det(q)  # det(-q) = -det(q) in 3 dimensions: into SO(3)
+    return _spatial_rep(q, summands)
+
+
 def _per_outer(sample, outer: int, n: int, generator: torch.Generator | None):
     """One element per index of the outer type, stacked along a leading outer dim."""
     parts = [sample(n, generator) for _ in range(outer)]
