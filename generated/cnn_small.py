@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 Weights = dict[str, torch.Tensor]
-Monomial = tuple[torch.Tensor, torch.Tensor]
 
 #: tensor name -> its axes (type name, "*" for the dual action), in spec order
 TENSORS: dict[str, tuple[str, ...]] = {
@@ -127,6 +126,9 @@ def sizes_of(x: Weights, channels: int | None = None) -> dict[str, int]:
 # text in every generated module)
 
 
+Monomial = tuple[torch.Tensor, torch.Tensor]
+
+
 def _sample_scaled(n: int, generator: torch.Generator | None) -> Monomial:
     """A random permutation with a positive scale ``exp(u)``, ``u ~ U(-1, 1)``, per index."""
     u = torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
@@ -172,6 +174,106 @@ def _inverse_monomial(g: Monomial) -> Monomial:
     index, scale = g
     back = torch.argsort(index, dim=-1)
     return back, 1 / _take(scale, back)
+
+
+def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch.Tensor:
+    """``A`` applied along ``dim`` (``A^-T`` on a dual axis); ``A`` may be batched."""
+    a = a.to(device=t.device)
+    if dual:
+        a = torch.linalg.inv(a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).mT
+    lead = a.shape[:-2]
+    a = a.to(t.dtype).reshape(*lead, *[1] * (t.dim() - 1 - len(lead)), *a.shape[-2:])
+    return (a @ t.movedim(dim, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, dim)
+
+
+def _act_grid(t: torch.Tensor, axes: tuple[str, ...], tie: tuple[str, str], p: torch.Tensor):
+    """A grid element (permutation matrix of the cells ``i * k + j``, ``i`` along the axis
+    of ``tie[0]``) applied to the pair of axes of ``t`` (its last ``len(axes)`` dims)."""
+    types = [a.rstrip("*") for a in axes]
+    first = types.index(tie[0])
+    second = types.index(tie[1], first + 1 if tie[0] == tie[1] else 0)
+    dims = (first - len(axes), second - len(axes))
+    moved = t.movedim(dims, (-2, -1))
+    flat = _act_matrix(moved.flatten(-2), -1, p, False)
+    return flat.unflatten(-1, moved.shape[-2:]).movedim((-2, -1), dims)
+
+
+def _by_outer(element: object, outer_index: torch.Tensor) -> object:
+    """A nested element reindexed along its outer dim: entry ``h`` becomes ``h'=index[h]``."""
+    if isinstance(element, tuple):
+        index, scale = element
+        if index.dim() > 1:
+            index = index.index_select(-2, outer_index.to(index.device))
+        return index, scale.index_select(-2, outer_index.to(scale.device))
+    return element.index_select(-3, outer_index.to(element.device))
+
+
+def _act_weights(
+    g: dict[str, object],
+    x: dict[str, torch.Tensor],
+    tensors: dict[str, tuple[str, ...]],
+    actions: dict[str, object],
+    nested: dict[str, str] | None = None,
+    grids: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The element ``g`` (one entry per type, missing types: identity) acting on a
+    weight-space dict ``x`` (any leading dims, the tensors' axes last).
+
+    Every axis of a type in ``g`` is transformed by ``actions[type]`` (the kind's action:
+    ``(t, dim, element, dual)``; the dual action on ``*`` axes). A nested type's element
+    holds one element per index of its outer type (``nested[type]``) and acts first, on
+    each outer slice (``actions[type]`` takes the outer dim too); then the outer permutation
+    moves the slices. A grid's pair of axes (``grids[grid]``: its two fixed types) is
+    permuted by the grid element's cell permutation. Other fixed axes are left alone."""
+    nested = nested or {}
+    grids = grids or {}
+    out = {}
+    for name, axes in tensors.items():
+        t = x[name]
+        types = [a.rstrip("*") for a in axes]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g and type_ in nested:
+                outer_dim = types.index(nested[type_]) - len(axes)
+                t = actions[type_](t, dim, outer_dim, g[type_], axis.endswith("*"))
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g and type_ not in nested:
+                t = actions[type_](t, dim, g[type_], axis.endswith("*"))
+        for grid, tie in grids.items():
+            if grid in g and tie[0] in types:
+                t = _act_grid(t, axes, tie, g[grid])
+        out[name] = t
+    return out
+
+
+def _compose_elements(
+    g: dict[str, object],
+    h: dict[str, object],
+    compose: dict[str, object],
+    nested: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """The product ``g h`` type by type (``compose[type]``); a type missing from ``g`` or
+    ``h`` counts as the identity there. For a nested type (wreath product)
+    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation."""
+    g = dict(g)
+    for t, outer in (nested or {}).items():
+        if t in g and outer in h:
+            g[t] = _by_outer(g[t], torch.argsort(h[outer][0]))
+    both = {t: compose[t](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def _inverse_element(
+    g: dict[str, object], inverse: dict[str, object], nested: dict[str, str] | None = None
+) -> dict[str, object]:
+    """``g``'s inverse type by type (``inverse[type]``); a nested type's elements are
+    reindexed by its outer permutation."""
+    out = {t: inverse[t](g[t]) for t in g}
+    for t, outer in (nested or {}).items():
+        if t in g and outer in g:
+            out[t] = _by_outer(out[t], g[outer][0])
+    return out
 
 
 class _RelaxScaled(nn.Module):
@@ -1040,16 +1142,11 @@ def sample_group_element(
     }
 
 
-#: per group kind: how an element acts along one axis, composes and inverts
-_ACTIONS = {
-    "scaled": _act_monomial,
-}
-_COMPOSE = {
-    "scaled": _compose_monomial,
-}
-_INVERSE = {
-    "scaled": _inverse_monomial,
-}
+#: per group type: how its element acts along one axis (per outer index for a nested
+#: type), composes and inverts: its kind's action on indices (monomial) or a matrix
+_ACTIONS = {"c1": _act_monomial, "c2": _act_monomial}
+_COMPOSE = {"c1": _compose_monomial, "c2": _compose_monomial}
+_INVERSE = {"c1": _inverse_monomial, "c2": _inverse_monomial}
 
 
 def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
@@ -1057,13 +1154,12 @@ def compose(g: dict[str, object], h: dict[str, object]) -> dict[str, object]:
 
     A type missing from ``g`` or ``h`` counts as the identity there.
     """
-    both = {t: _COMPOSE[TYPES[t][0]](g[t], h[t]) for t in g if t in h}
-    return {**h, **g, **both}
+    return _compose_elements(g, h, _COMPOSE)
 
 
 def inverse(g: dict[str, object]) -> dict[str, object]:
     """The inverse element: ``act(inverse(g), act(g, x)) == x``."""
-    return {t: _INVERSE[TYPES[t][0]](g[t]) for t in g}
+    return _inverse_element(g, _INVERSE)
 
 
 def act(g: dict[str, object], x: Weights) -> Weights:
@@ -1072,15 +1168,7 @@ def act(g: dict[str, object], x: Weights) -> Weights:
     Every axis of a group type is transformed by that type's element (the dual action on
     ``*`` axes); fixed axes are left alone.
     """
-    out = {}
-    for name, axes in TENSORS.items():
-        t = x[name]
-        for dim, axis in enumerate(axes, start=-len(axes)):
-            type_ = axis.rstrip("*")
-            if type_ in g:
-                t = _ACTIONS[TYPES[type_][0]](t, dim, g[type_], axis.endswith("*"))
-        out[name] = t
-    return out
+    return _act_weights(g, x, TENSORS, _ACTIONS)
 
 
 # --------------------------------------------------------------------------------------

@@ -150,17 +150,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     groups = [_group_code(plan, g, bases) for g in plan.groups]
     program = compile_program(plan)
     head = head_program(program)
-    escnn = (
-        escnn_context(spec, plan, bases)
-        if any(t.rep is not None for t in spec.types.values())
-        else {
-            "escnn_types": [],
-            "commutant_dims": {},
-            "escnn_axis_types": {},
-            "grids": {},
-            "head_maps": [],
-        }
-    )
+    escnn = escnn_context(spec, plan, bases)
     return {
         "spec": spec,
         "version": __version__,
@@ -172,18 +162,9 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "forward_outputs": emit_outputs(program),
         "head": emit(head),
         "head_result": identifier(head, "r:pooled") if head.ops else None,
-        "kinds": kind_objs,
         "samplers": {t.name: get_kind(t.kind).sampler for t in spec.types.values() if not t.fixed},
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
-        "nested_kinds": sorted(
-            {get_kind(t.kind) for t in spec.types.values() if t.within}, key=lambda k: k.name
-        ),
-        "nested_actions": {get_kind(t.kind).action for t in spec.types.values() if t.within},
         "quasi_types": quasi_types,
-        "relax_kinds": [k for k in kind_objs if any(q[1] is k for q in quasi_types)],
-        "actions": sorted(
-            {k.action for k in kind_objs} | ({"matrix"} if escnn["escnn_types"] else set())
-        ),
         **escnn,
         "bases": sorted(bases.items.values(), key=lambda b: b.index),
         "string_pieces": string_pieces,
@@ -196,6 +177,26 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         #: the per-entry factors the kinds allow ("positive" scales, "sign" flips)
         "entry_factors": {k.entry_factor for k in kind_objs},
         **_head_tables(spec),
+        "element_tables": _element_tables(spec),
+    }
+
+
+def _element_tables(spec: Spec) -> dict[str, str]:
+    """Per group type (escnn and grid types included), the runtime functions that act with
+    its elements along an axis, compose and invert them, as dict literals: a kind's
+    ``action`` names them (``_act_monomial``, ...); escnn types act by matrices; a nested
+    type acts per index of its outer type (``_act_..._nested``)."""
+    tables: dict[str, dict[str, str]] = {"act": {}, "compose": {}, "inverse": {}}
+    for t in spec.types.values():
+        if t.rep is None and t.fixed:
+            continue  # a plain fixed type: no element
+        action = "matrix" if t.rep is not None else get_kind(t.kind).action
+        tables["act"][t.name] = f"_act_{action}" + ("_nested" if t.within else "")
+        tables["compose"][t.name] = f"_compose_{action}"
+        tables["inverse"][t.name] = f"_inverse_{action}"
+    return {
+        name: "{" + ", ".join(f"{lit(k)}: {v}" for k, v in table.items()) + "}"
+        for name, table in tables.items()
     }
 
 

@@ -252,7 +252,15 @@ def _product(values) -> int:
 
 def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
     """Per escnn type: how generated code samples it; tables for ``_block_counts``; the
-    invariant projections of the head."""
+    invariant projections of the head (all empty when the spec has no escnn type)."""
+    if all(d.rep is None for d in spec.types.values()):
+        return {
+            "escnn_types": [],
+            "escnn_axes": {},
+            "commutant_dims": {},
+            "grids": {},
+            "head_maps": [],
+        }
     types = []
     for d in spec.types.values():
         if d.rep is None:
@@ -290,7 +298,6 @@ def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
             summands = "[" + ", ".join(lit(s) for s in entry["spatial"]) + "]"
             entry["sample"] = f"_sample_spatial({summands}, {entry['proper']}, generator)"
         types.append(entry)
-    axis_types = escnn_axis_types(spec)
     dims = {}
     for d in spec.types.values():
         if d.rep is None:
@@ -315,7 +322,6 @@ def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
         "escnn_axes": escnn_axes,
         "escnn_types": types,
         "commutant_dims": dims,
-        "escnn_axis_types": axis_types,
         "grids": {d.name: d.tie for d in spec.types.values() if d.tie},
         "head_maps": head if any(m.equation for m in head) else [],
     }

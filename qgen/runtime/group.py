@@ -247,3 +247,71 @@ def _by_outer(element: object, outer_index: torch.Tensor) -> object:
             index = index.index_select(-2, outer_index.to(index.device))
         return index, scale.index_select(-2, outer_index.to(scale.device))
     return element.index_select(-3, outer_index.to(element.device))
+
+
+def _act_weights(
+    g: dict[str, object],
+    x: dict[str, torch.Tensor],
+    tensors: dict[str, tuple[str, ...]],
+    actions: dict[str, object],
+    nested: dict[str, str] | None = None,
+    grids: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The element ``g`` (one entry per type, missing types: identity) acting on a
+    weight-space dict ``x`` (any leading dims, the tensors' axes last).
+
+    Every axis of a type in ``g`` is transformed by ``actions[type]`` (the kind's action:
+    ``(t, dim, element, dual)``; the dual action on ``*`` axes). A nested type's element
+    holds one element per index of its outer type (``nested[type]``) and acts first, on
+    each outer slice (``actions[type]`` takes the outer dim too); then the outer permutation
+    moves the slices. A grid's pair of axes (``grids[grid]``: its two fixed types) is
+    permuted by the grid element's cell permutation. Other fixed axes are left alone."""
+    nested = nested or {}
+    grids = grids or {}
+    out = {}
+    for name, axes in tensors.items():
+        t = x[name]
+        types = [a.rstrip("*") for a in axes]
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g and type_ in nested:
+                outer_dim = types.index(nested[type_]) - len(axes)
+                t = actions[type_](t, dim, outer_dim, g[type_], axis.endswith("*"))
+        for dim, axis in enumerate(axes, start=-len(axes)):
+            type_ = axis.rstrip("*")
+            if type_ in g and type_ not in nested:
+                t = actions[type_](t, dim, g[type_], axis.endswith("*"))
+        for grid, tie in grids.items():
+            if grid in g and tie[0] in types:
+                t = _act_grid(t, axes, tie, g[grid])
+        out[name] = t
+    return out
+
+
+def _compose_elements(
+    g: dict[str, object],
+    h: dict[str, object],
+    compose: dict[str, object],
+    nested: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """The product ``g h`` type by type (``compose[type]``); a type missing from ``g`` or
+    ``h`` counts as the identity there. For a nested type (wreath product)
+    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation."""
+    g = dict(g)
+    for t, outer in (nested or {}).items():
+        if t in g and outer in h:
+            g[t] = _by_outer(g[t], torch.argsort(h[outer][0]))
+    both = {t: compose[t](g[t], h[t]) for t in g if t in h}
+    return {**h, **g, **both}
+
+
+def _inverse_element(
+    g: dict[str, object], inverse: dict[str, object], nested: dict[str, str] | None = None
+) -> dict[str, object]:
+    """``g``'s inverse type by type (``inverse[type]``); a nested type's elements are
+    reindexed by its outer permutation."""
+    out = {t: inverse[t](g[t]) for t in g}
+    for t, outer in (nested or {}).items():
+        if t in g and outer in g:
+            out[t] = _by_outer(out[t], g[outer][0])
+    return out
