@@ -837,9 +837,10 @@ class MetaNet(nn.Module):
     ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
     space has factors and a canonicalization): the head pools the canonicalized features
     (equivariant features transform as the weight space does, channel by channel).
-    ``layer(in, out, quasi=...)`` and ``linear_head(in, out)`` are the generated
-    ``EquivariantLayer`` and ``InvariantHead`` (None where the space has no invariant
-    linear functional).
+    ``layer(in, out, quasi=..., device=..., dtype=...)`` and ``linear_head(in, out, ...)``
+    are the generated ``EquivariantLayer`` and ``InvariantHead`` (None where the space has
+    no invariant linear functional). ``device``/``dtype``: where and in which dtype the
+    parameters are made (the layers' escnn bases stay float64, as built).
     """
 
     def __init__(
@@ -862,8 +863,11 @@ class MetaNet(nn.Module):
         head_hidden: int = 64,
         pool_hidden: int | None = None,
         head_canonical: bool | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        factory = {"device": device, "dtype": dtype}
         if output not in ("invariant", "equivariant"):
             raise ValueError(f"output={output!r}: use 'invariant' or 'equivariant'")
         if depth < 1:
@@ -880,35 +884,45 @@ class MetaNet(nn.Module):
         self.tables = tables
         self.output = output
         self.canonicalize = canonicalize
-        self.normalizer = InputNorm(in_channels, tables)
+        self.normalizer = InputNorm(in_channels, tables).to(**factory)
         widths = [in_channels] + [hidden] * depth
         pairs = list(zip(widths, widths[1:], strict=False))
-        self.layers = nn.ModuleList(layer(a, b, quasi=quasi) for a, b in pairs)
-        self.products = nn.ModuleList(Products(a, b, tables) for a, b in pairs) if degree2 else None
+        self.layers = nn.ModuleList(layer(a, b, quasi=quasi, **factory) for a, b in pairs)
+        self.products = (
+            nn.ModuleList(Products(a, b, tables) for a, b in pairs).to(**factory)
+            if degree2
+            else None
+        )
         self.activations = nn.ModuleList(
             Activation(hidden, tables, activation, gated) for _ in pairs
-        )
+        ).to(**factory)
         # channel norms between layers: after every block a layer follows (the last block
         # feeds the head directly when the output is invariant)
         between = len(pairs) if output == "equivariant" else len(pairs) - 1
         self.norms = nn.ModuleList(
             ChannelNorm(hidden, tables, reuse_input=True) for _ in range(between)
-        )
+        ).to(**factory)
         self.norms = self.norms if norm else None
         if output == "equivariant":
-            self.out = layer(hidden, out_features, quasi=quasi)
+            self.out = layer(hidden, out_features, quasi=quasi, **factory)
             return
         if head_canonical is None:
             head_canonical = bool(tables["canon"])
         if head_canonical and not tables["canon"]:
             raise ValueError(f"head_canonical=True: {tables['canon_problem'] or 'no factors'}")
         self.head_canonical = head_canonical
-        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical)
+        self.pool = InvariantPool(hidden, tables, pool_hidden, canonical=head_canonical).to(
+            **factory
+        )
         features = self.pool.features
-        self.linear_head = linear_head(hidden, head_hidden) if linear_head is not None else None
+        self.linear_head = (
+            linear_head(hidden, head_hidden, **factory) if linear_head is not None else None
+        )
         features += head_hidden if self.linear_head is not None else 0
         invariant = sum(not p[3] for p in tables["products"])
-        self.head_products = Products(hidden, hidden, tables) if degree2 and invariant else None
+        self.head_products = (
+            Products(hidden, hidden, tables).to(**factory) if degree2 and invariant else None
+        )
         features += hidden * invariant if self.head_products is not None else 0
         if not features:
             raise ValueError(
@@ -917,7 +931,9 @@ class MetaNet(nn.Module):
                 "try degree2=True, or output='equivariant')"
             )
         self.mlp = nn.Sequential(
-            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out_features)
+            nn.Linear(features, head_hidden, **factory),
+            nn.ReLU(),
+            nn.Linear(head_hidden, out_features, **factory),
         )
 
     def fit_normalizer(self, x: Weights) -> MetaNet:
@@ -1483,7 +1499,8 @@ class MetaNetwork(MetaNet):
     Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
     output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
     pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
-    canonicalized features; default where there are factors).
+    canonicalized features; default where there are factors), ``device`` and ``dtype``
+    (where the parameters are made, as for ``nn.Linear``).
     """
 
     def __init__(

@@ -96,3 +96,16 @@ def test_layers_print_what_they_hold():
     text = repr(module.EquivariantLayer(2, 3))
     assert "maps=21 per channel pair" in text
     assert "mixes" in text and "mix=" in text and "in_channels=2" in text
+
+
+def test_metanetwork_takes_device_and_dtype_and_keeps_escnn_bases_exact():
+    module = _module("inr_sine_d4")
+    net = module.MetaNetwork(1, 4, 2, 3, dtype=torch.float64, device="cpu")
+    assert {p.dtype for p in net.parameters()} == {torch.float64}
+    bases = [b for name, b in net.named_buffers() if "basis_" in name]
+    assert bases and {b.dtype for b in bases} == {torch.float64}
+    x = _inputs(module, _sizes(module), channels=1)
+    assert net(x).dtype == torch.float64 and net(x).shape == (3, 3)
+    single = module.MetaNetwork(1, 4, 2, 3, dtype=torch.float32)
+    assert {p.dtype for p in single.parameters()} == {torch.float32}
+    assert {b.dtype for n, b in single.named_buffers() if "basis_" in n} == {torch.float64}
