@@ -80,3 +80,15 @@ def test_the_runner_can_make_malloc_keep_freed_memory():
     code = "from bench.run import retain_freed_memory; assert retain_freed_memory()"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_versions_runner_compares_two_checkouts(tmp_path):
+    # this checkout against itself: the runner renders, loads, compares and times both
+    from bench import versions
+
+    root = Path(__file__).resolve().parents[1]
+    rows = versions.compare(str(root), quick=True, rounds=1, min_time=0.0)
+    assert [r["case"] for r in rows] == [c.name for c in run.layer_cases(True)]
+    for r in rows:
+        assert r["lines_old"] == r["lines_new"] and r["max_relative_difference"] == 0.0
+        assert r["forward_ratio"] > 0 and r["forward_backward_ratio"] > 0
