@@ -23,17 +23,17 @@ from qgen import __version__
 from qgen.basis import solve
 from qgen.blocks import nonlinear_head
 from qgen.blocks import template_context as blocks_context
-from qgen.codegen_escnn import (
+from qgen.codegen_commutant import (
     Bases,
-    EscnnMap,
-    escnn_context,
-    escnn_map,
+    CommutantMap,
+    commutant_context,
+    commutant_map,
     plain_size,
     string_pieces,
 )
 from qgen.emit import emit, identifier
 from qgen.emit import outputs as emit_outputs
-from qgen.groups import get_kind
+from qgen.groups import get_kind, kind_of
 from qgen.passes import compile_program, head_program
 from qgen.plan import (
     Group,
@@ -77,17 +77,17 @@ class GroupCode:
     in_tensor_widths: list[str]  # '"W1": 4' per input tensor: fixed positions it feeds the mix
     out_tensor_widths: list[str]  # the same per output tensor: fixed positions it receives
     #: for a group touching escnn axes: per output pattern (row), per input pattern, how
-    #: the block of the mix is formed from coefficients and bases (``EscnnMap.literal``)
-    pair_rows: list[list[EscnnMap]] = field(default_factory=list)
+    #: the block of the mix is formed from coefficients and bases (``CommutantMap.literal``)
+    pair_rows: list[list[CommutantMap]] = field(default_factory=list)
     #: for the pooled group of such a spec: per output pattern, its bias (``in_`` empty)
-    bias_maps: list[EscnnMap] = field(default_factory=list)
+    bias_maps: list[CommutantMap] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.group.name
 
     @property
-    def bias_rows(self) -> list[list[EscnnMap]]:
+    def bias_rows(self) -> list[list[CommutantMap]]:
         """The bias as a mix from one constant input: one row per output pattern."""
         return [[m] for m in self.bias_maps]
 
@@ -104,13 +104,13 @@ def _axes_text(spec: Spec, tensor: str) -> str:
 def _group_code(plan: LayerPlan, group: Group, bases: Bases) -> GroupCode:
     spec = plan.spec
     pair_rows, bias_maps = [], []
-    if group.escnn:
+    if group.commutant:
         pair_rows = [
-            [escnn_map(spec, q.tensor, p.tensor, bases) for p in group.inputs]
+            [commutant_map(spec, q.tensor, p.tensor, bases) for p in group.inputs]
             for q in group.outputs
         ]
         if group.bias:
-            bias_maps = [escnn_map(spec, q.tensor, None, bases) for q in group.outputs]
+            bias_maps = [commutant_map(spec, q.tensor, None, bases) for q in group.outputs]
     return GroupCode(
         group,
         in_widths=[p.fixed_size for p in group.inputs],
@@ -150,7 +150,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     groups = [_group_code(plan, g, bases) for g in plan.groups]
     program = compile_program(plan)
     head = head_program(program)
-    escnn = escnn_context(spec, plan, bases)
+    symmetry = commutant_context(spec, plan, bases)
     return {
         "spec": spec,
         "version": __version__,
@@ -165,7 +165,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "samplers": {t.name: get_kind(t.kind).sampler for t in spec.types.values() if not t.fixed},
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
         "quasi_types": quasi_types,
-        **escnn,
+        **symmetry,
         "bases": sorted(bases.items.values(), key=lambda b: b.index),
         "string_pieces": string_pieces,
         "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
@@ -182,15 +182,16 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
 
 
 def _element_tables(spec: Spec) -> dict[str, str]:
-    """Per group type (escnn and grid types included), the runtime functions that act with
-    its elements along an axis, compose and invert them, as dict literals: a kind's
-    ``action`` names them (``_act_monomial``, ...); escnn types act by matrices; a nested
-    type acts per index of its outer type (``_act_..._nested``)."""
+    """Per group type (fixed-axis symmetries and grids included), the runtime functions that
+    act with its elements along an axis, compose and invert them, as dict literals: the
+    kind's ``action`` names them (``_act_monomial``, ``_act_matrix``, ...); a nested type
+    acts per index of its outer type (``_act_..._nested``)."""
     tables: dict[str, dict[str, str]] = {"act": {}, "compose": {}, "inverse": {}}
     for t in spec.types.values():
-        if t.rep is None and t.fixed:
+        kind = kind_of(t)
+        if kind.trivial_action:
             continue  # a plain fixed type: no element
-        action = "matrix" if t.rep is not None else get_kind(t.kind).action
+        action = kind.action
         tables["act"][t.name] = f"_act_{action}" + ("_nested" if t.within else "")
         tables["compose"][t.name] = f"_compose_{action}"
         tables["inverse"][t.name] = f"_inverse_{action}"

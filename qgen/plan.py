@@ -96,10 +96,11 @@ class Group:
     inputs: list[InPattern] = field(default_factory=list)
     outputs: list[OutPattern] = field(default_factory=list)
     bias: bool = False  # whether the equivariant bias rides on this group's mix
-    #: whether a fixed axis of an input or output carries an escnn group: then the mix
-    #: between two patterns is restricted on those axes to the commutant (see codegen),
-    #: and ``n_maps`` counts its basis elements per channel pair
-    escnn: bool = False
+    #: whether a fixed axis of an input or output carries a symmetry (a fixed-axis kind
+    #: that acts, such as an escnn group): then the mix between two patterns is restricted
+    #: on those axes to the commutant (see codegen_commutant), and ``n_maps`` counts its
+    #: basis elements per channel pair
+    commutant: bool = False
     n_maps: int | None = None
     #: the group's stable name (its key in ``EquivariantLayer.mixes``, so in state dicts),
     #: set by :func:`plan_layer`; see :func:`_keys`
@@ -349,8 +350,8 @@ def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
         g.key = key
     fixed = FixedMaps(spec)
     for g in groups:
-        g.escnn = any(fixed.escnn(p.tensor) for p in [*g.inputs, *g.outputs])
-        if g.escnn:
+        g.commutant = any(fixed.acted(p.tensor) for p in [*g.inputs, *g.outputs])
+        if g.commutant:
             g.n_maps = sum(group_block_counts([g], g.pairs(), fixed).values())
     bias = {name: b.count() for name, b in basis.bias.items()}
     inv = {name: b.count() for name, b in basis.invariant.items()}
@@ -392,27 +393,28 @@ def _keys(groups: list[Group]) -> list[str]:
 
 class FixedMaps:
     """Basis elements of one term of block ``out <- in_`` (``None``: the bias or invariant
-    side): the product over its fixed factors, a plain fixed axis its size, an escnn type
-    the dimension of its commutant on the type's axes of both tensors.
+    side): the product over its fixed factors (:attr:`Block.fixed_multiplicity`), a plain
+    fixed axis its size, a fixed-axis symmetry (such as an escnn group) the dimension of
+    its commutant on the type's axes of both tensors.
 
     Every pattern of a tensor keeps all its fixed axes, so a pair of patterns of a group
-    (a term of the block) is worth exactly this many maps per channel pair. Without escnn
-    types it is ``out.fixed_size * in.fixed_size``, and products over the two sides.
+    (a term of the block) is worth exactly this many maps per channel pair. Without
+    symmetries on fixed axes it is ``out.fixed_size * in.fixed_size``.
     """
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        grid_axes = {t for d in spec.types.values() if d.tie for t in d.tie}
-        self._escnn = {
-            t.name: any(spec.types[a.type].rep is not None or a.type in grid_axes for a in t.axes)
+        self._acted = {
+            t.name: any(not f.kind.trivial_action for f in Block(spec, t, None).fixed_factors)
             for t in spec.tensors
         }
-        self.any = any(self._escnn.values())
+        self.any = any(self._acted.values())
         self._cache: dict[tuple[str | None, str | None], int] = {}
 
-    def escnn(self, tensor: str) -> bool:
-        """Whether an escnn group acts on an axis of ``tensor`` (directly or as a grid)."""
-        return self._escnn[tensor]
+    def acted(self, tensor: str) -> bool:
+        """Whether a fixed-axis symmetry acts on an axis of ``tensor`` (directly, or on a
+        pair of its axes as a grid)."""
+        return self._acted[tensor]
 
     def __call__(self, out: str | None, in_: str | None) -> int:
         key = (out, in_)
@@ -434,7 +436,7 @@ def group_block_counts(
 
     A group pairs each input pattern with each output pattern, and a pair is
     ``in.fixed_size * out.fixed_size`` basis elements of block ``(out.tensor, in.tensor)``;
-    with escnn types (``fixed_maps`` given and the spec has some) it is ``fixed_maps(out,
+    with fixed-axis symmetries (``fixed_maps`` given and the spec has some) it is ``fixed_maps(out,
     in)``, the commutant on escnn axes times the other fixed sizes. (Generated modules
     derive ``BLOCK_COUNTS`` with this same sum.)
     """

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from qgen.decls import Axis, TypeDecl
+from qgen.errors import SpecError
 from qgen.groups.base import DeclEntry, Generator, Variances
 from qgen.groups.escnn_backend import EscnnMissing, load_escnn
 from qgen.groups.fixed import Fixed, FixedAxisKind
@@ -364,6 +365,26 @@ class EscnnKind(FixedAxisKind):
                 how += ", band limit (frequency) x (axes in the block)"
         return f"{rep.describe()} {how}"
 
+    def generated_sampler(self, decl: TypeDecl) -> tuple[str, tuple, object] | None:
+        """Finite groups: a uniformly random row of the exact element matrices; SO(2)/O(2):
+        a uniform angle (and reflection), the matrix of escnn's irreps built in torch;
+        SO(3)/O(3): a Haar-random rotation on standard and trivial summands (their other
+        irreps would need Wigner matrices, so they are refused)."""
+        rep = decl.rep
+        if rep.finite:
+            return "_sample_table", (), np.array(self.for_decl(decl).elements())
+        if rep.family in ("so2", "o2"):
+            irreps = [_planar_summand(rep.family, s) for s in rep.summands]
+            return "_sample_planar", (irreps, rep.family == "o2"), None
+        bad = [s for s in rep.summands if s[0] not in ("standard", "trivial")]
+        if bad:
+            raise SpecError(
+                f"type {decl.name}: generated code samples {rep.describe()} only with "
+                "standard and trivial summands (rotation matrices); irreps of SO(3) and "
+                "O(3) (Wigner matrices) need escnn, which generated modules never import",
+            )
+        return "_sample_spatial", ([s[0] for s in rep.summands], rep.family == "so3"), None
+
     def for_decl(self, decl: TypeDecl) -> EscnnKind:
         return _configured(decl.rep) if decl.rep is not None else self
 
@@ -616,3 +637,16 @@ def escnn_grid_count(rep: EscnnRep, rotations: int | None = None) -> int:
         return sum(m * m * rho.group.irrep(*i).sum_of_squares_constituents for i, m in mult.items())
 
     return _cached(json.dumps(["grid-escnn", rep.key(), rotations]), compute)
+
+
+def _planar_summand(family: str, summand: tuple) -> tuple[int, int]:
+    """escnn's O(2) irrep id ``(j, k)`` of a summand; SO(2) irrep ``k`` is O(2)'s
+    ``(1, k)`` (``(0, 0)`` for ``k = 0``) at flip 0."""
+    if summand[0] == "standard":
+        return (1, 1)
+    if summand[0] == "trivial":
+        return (0, 0)
+    ident = summand[1]
+    if family == "so2":
+        return (0, 0) if ident[0] == 0 else (1, int(ident[0]))
+    return (int(ident[0]), int(ident[1]))

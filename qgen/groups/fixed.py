@@ -36,6 +36,13 @@ class FixedAxisKind(GroupKind):
     def threshold(self, variances: Variances) -> int:
         return 1
 
+    def generated_sampler(self, decl: TypeDecl) -> tuple[str, tuple, object] | None:
+        """How generated code draws an element of ``decl``'s symmetry: the name of a
+        runtime function (see :mod:`qgen.runtime.group`), its arguments before the
+        generator (plain Python data), and a table of exact element matrices it reads
+        (an array ``[elements, *matrix]``, or None); None for no element (``fixed``)."""
+        return None
+
 
 class Fixed(FixedAxisKind):
     name = "fixed"

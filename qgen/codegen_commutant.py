@@ -1,11 +1,15 @@
-"""escnn types in generated code: exact commutant bases baked into the module as literals,
-and each mix that touches an escnn axis formed from small coefficients and those bases.
+"""Fixed-axis symmetries in generated code (the escnn groups and grids of
+:mod:`qgen.groups.escnn`, or any other non-trivial :class:`FixedAxisKind`): exact
+commutant bases baked into the module as literals, each mix that touches such an axis
+formed from small coefficients and those bases, and how generated code samples the
+symmetry (the kind's :meth:`~qgen.groups.fixed.FixedAxisKind.generated_sampler`).
 
 For an (output pattern, input pattern) pair of a term group, the block of the group's
-weight restricted to the escnn axes lies in the commutant ``span{B_b}`` of the escnn
-group on them; the generated layer stores ``theta`` and the ``B_b`` (exact values) and
-forms ``sum_b theta_b (x) B_b`` (dense on the other fixed axes) at every forward pass,
-before the group's one matmul. Used by :mod:`qgen.codegen`.
+weight restricted to those axes lies in the commutant ``span{B_b}`` of the symmetry on
+them; the generated layer stores ``theta`` and the ``B_b`` (exact values) and forms
+``sum_b theta_b (x) B_b`` (dense on the other fixed axes) at every forward pass, before
+the group's one matmul. Plain fixed axes (the trivial kind) are dense and need none of
+this. Used by :mod:`qgen.codegen`.
 """
 
 from __future__ import annotations
@@ -24,32 +28,37 @@ from qgen.spec import Spec
 
 __all__ = [
     "Bases",
-    "EscnnMap",
-    "escnn_axis_types",
-    "escnn_context",
-    "escnn_map",
+    "CommutantMap",
+    "commutant_context",
+    "commutant_map",
     "plain_size",
     "string_pieces",
+    "symmetry_axis_types",
 ]
 
 
-def escnn_axis_types(spec: Spec) -> dict[str, str]:
-    """Fixed type -> the escnn type acting on its axes (itself, or the grid it is tied to)."""
+def _symmetries(spec: Spec) -> list:
+    """The declared types whose fixed-axis kind acts (non-trivially), in spec order."""
+    return [d for d in spec.types.values() if d.fixed and not kind_of(d).trivial_action]
+
+
+def symmetry_axis_types(spec: Spec) -> dict[str, str]:
+    """Fixed type -> the symmetry type acting on its axes (itself, or the grid it is tied
+    to)."""
     out = {}
-    for d in spec.types.values():
-        if d.rep is not None:
-            for t in d.tie or (d.name,):
-                out[t] = d.name
+    for d in _symmetries(spec):
+        for t in d.tie or (d.name,):
+            out[t] = d.name
     return out
 
 
 def plain_size(spec: Spec, tensor: str) -> int:
-    """Product of the sizes of ``tensor``'s fixed axes that no escnn type acts on."""
-    escnn = escnn_axis_types(spec)
+    """Product of the sizes of ``tensor``'s fixed axes that no symmetry acts on."""
+    acted = symmetry_axis_types(spec)
     sizes = [
         spec.types[a.type].size
         for a in spec.tensor(tensor).axes
-        if spec.types[a.type].fixed and a.type not in escnn
+        if spec.types[a.type].fixed and a.type not in acted
     ]
     out = 1
     for n in sizes:
@@ -125,17 +134,17 @@ class Bases:
             where = "; ".join(
                 f"{side} {', '.join(map(str, axes))}" for side, axes in sides.items() if axes
             )
-            comment = f"{factor.type} ({factor.kind.rep.describe()}), {where}: {len(array)} map(s)"
+            comment = f"{factor.type} ({factor.kind.describe()}), {where}: {len(array)} map(s)"
             index = len(self.items)
             self.items[key] = BasisCode(index, tuple(array.shape), sparse_text(array), comment)
         return self.items[key].index
 
 
 @dataclass(frozen=True)
-class EscnnMap:
+class CommutantMap:
     """How one block of a mix (or a bias, or an invariant projection) is formed on fixed
     axes: coefficients ``[o, *out plain, i, *in plain, *counts]`` contracted with the
-    bases of the escnn factors (``equation``; None: the coefficients are the block)."""
+    bases of the symmetry factors (``equation``; None: the coefficients are the block)."""
 
     out_shape: tuple[int, ...]
     in_shape: tuple[int, ...]
@@ -185,9 +194,10 @@ _AXIS_LETTERS = "abdefghjklmnpqrstuvwxy"  # not c, i, o, z: channels and batch
 _BASIS_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXY"
 
 
-def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: Bases) -> EscnnMap:
+def commutant_map(spec: Spec, out: str | None, in_: str | None, bases: Bases) -> CommutantMap:
     """The block of a mix between a pattern of ``out`` and one of ``in_`` (either None: a
-    bias, or an invariant projection), restricted on escnn axes to their commutant."""
+    bias, or an invariant projection), restricted on symmetric fixed axes to their
+    commutant."""
     block = Block(spec, spec.tensor(out) if out else None, spec.tensor(in_) if in_ else None)
     fixed = [a for a in block.axes if spec.types[a.type].fixed]
     factors = [f for f in block.fixed_factors if not f.kind.trivial_action]
@@ -225,8 +235,8 @@ def escnn_map(spec: Spec, out: str | None, in_: str | None, bases: Bases) -> Esc
     for c in counts:
         prod *= c
     out_size, in_size = (_product(sizes(side, False)) for side in (OUT, "in"))
-    names = " x ".join(f"{f.type} ({f.kind.rep.describe()})" for f in factors) or "dense"
-    return EscnnMap(
+    names = " x ".join(f"{f.type} ({f.kind.describe()})" for f in factors) or "dense"
+    return CommutantMap(
         out_shape=sizes(OUT, True),
         in_shape=sizes("in", True),
         counts=counts,
@@ -250,91 +260,56 @@ def _product(values) -> int:
     return out
 
 
-def escnn_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
-    """Per escnn type: how generated code samples it; tables for ``_block_counts``; the
-    invariant projections of the head (all empty when the spec has no escnn type)."""
-    if all(d.rep is None for d in spec.types.values()):
+def commutant_context(spec: Spec, plan: LayerPlan, bases: Bases) -> dict:
+    """Per symmetry type: how generated code samples it (its kind's sampler); tables for
+    ``_block_counts``; the invariant projections of the head (all empty when no fixed axis
+    carries a symmetry)."""
+    symmetries = _symmetries(spec)
+    if not symmetries:
         return {
-            "escnn_types": [],
-            "escnn_axes": {},
+            "symmetries": [],
+            "symmetry_axes": {},
             "commutant_dims": {},
             "grids": {},
             "head_maps": [],
         }
     types = []
-    for d in spec.types.values():
-        if d.rep is None:
-            continue
+    for d in symmetries:
         kind = kind_of(d)
-        entry = {
-            "name": d.name,
-            "describe": d.rep.describe(),
-            "size": d.size,
-            "tie": d.tie,
-            "elements": None,
-            "planar": None,
-            "spatial": None,
-        }
-        if d.rep.finite:
-            elements = np.array(kind.elements())
-            entry["elements"] = sparse_text(elements)
-            entry["elements_shape"] = tuple(elements.shape)
-            entry["sample"] = f"_sample_table(_ELEMENTS_{d.name}, generator)"
-        elif d.rep.family in ("so2", "o2"):
-            entry["planar"] = [_planar_summand(d.rep.family, s) for s in d.rep.summands]
-            reflections = d.rep.family == "o2"
-            entry["sample"] = f"_sample_planar({entry['planar']}, {reflections}, generator)"
-        else:
-            bad = [s for s in d.rep.summands if s[0] not in ("standard", "trivial")]
-            if bad:
-                raise SpecError(
-                    f"type {d.name}: generated code samples {d.rep.describe()} only with "
-                    "standard and trivial summands (rotation matrices); irreps of SO(3) and "
-                    "O(3) (Wigner matrices) need escnn, which generated modules never import",
-                    source=spec.source,
-                )
-            entry["spatial"] = [s[0] for s in d.rep.summands]
-            entry["proper"] = d.rep.family == "so3"
-            summands = "[" + ", ".join(lit(s) for s in entry["spatial"]) + "]"
-            entry["sample"] = f"_sample_spatial({summands}, {entry['proper']}, generator)"
+        try:
+            function, args, table = kind.generated_sampler(d)
+        except SpecError as error:
+            raise SpecError(error.message, source=spec.source) from None
+        entry = {"name": d.name, "describe": kind.describe(), "tie": d.tie, "elements": None}
+        call = ", ".join([*(repr(a) for a in args), "generator"])
+        if table is not None:
+            table = np.asarray(table)
+            entry["elements"] = sparse_text(table)
+            entry["elements_shape"] = tuple(table.shape)
+            call = f"_ELEMENTS_{d.name}, " + call
+        entry["sample"] = f"{function}({call})"
         types.append(entry)
     dims = {}
-    for d in spec.types.values():
-        if d.rep is None:
-            continue
+    for d in symmetries:
         top = max(
             sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
             for t in spec.tensors
         )
         kind = kind_of(d)
         dims[d.name] = [kind.count((1,) * m) for m in range(2 * top + 1)]
-    head = [escnn_map(spec, None, p.tensor, bases) for p in plan.pooled.inputs]
-    escnn_axes = {}
+    head = [commutant_map(spec, None, p.tensor, bases) for p in plan.pooled.inputs]
+    axes = {}
     for t in spec.tensors:
         mine = {}
-        for d in spec.types.values():
-            if d.rep is not None:
-                m = sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
-                if m:
-                    mine[d.name] = m
-        escnn_axes[t.name] = mine
+        for d in symmetries:
+            m = sum(a.type in (d.tie or (d.name,)) for a in t.axes) // (2 if d.tie else 1)
+            if m:
+                mine[d.name] = m
+        axes[t.name] = mine
     return {
-        "escnn_axes": escnn_axes,
-        "escnn_types": types,
+        "symmetry_axes": axes,
+        "symmetries": types,
         "commutant_dims": dims,
-        "grids": {d.name: d.tie for d in spec.types.values() if d.tie},
+        "grids": {d.name: d.tie for d in symmetries if d.tie},
         "head_maps": head if any(m.equation for m in head) else [],
     }
-
-
-def _planar_summand(family: str, summand: tuple) -> tuple[int, int]:
-    """escnn's O(2) irrep id ``(j, k)`` of a summand; SO(2) irrep ``k`` is O(2)'s
-    ``(1, k)`` (``(0, 0)`` for ``k = 0``) at flip 0."""
-    if summand[0] == "standard":
-        return (1, 1)
-    if summand[0] == "trivial":
-        return (0, 0)
-    ident = summand[1]
-    if family == "so2":
-        return (0, 0) if ident[0] == 0 else (1, int(ident[0]))
-    return (int(ident[0]), int(ident[1]))
