@@ -178,7 +178,20 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "entry_factors": {k.entry_factor for k in kind_objs},
         **_head_tables(spec),
         "element_tables": _element_tables(spec),
+        "type_lines": {t.name: _type_line(t) for t in spec.types.values()},
     }
+
+
+def _type_line(decl) -> str:
+    """What acts on a type, for the module docstring."""
+    kind = kind_of(decl)
+    if not decl.fixed:
+        return decl.kind
+    if kind.trivial_action:
+        return f"fixed, size {decl.size}"
+    if decl.tie:
+        return f"{kind.describe()}, permuting the cells of {' x '.join(decl.tie)} jointly"
+    return f"{kind.describe()}, size {decl.size}"
 
 
 def _element_tables(spec: Spec) -> dict[str, str]:
