@@ -252,6 +252,9 @@ class MetaNet(nn.Module):
     ``head="linear"``: the generated ``InvariantHead`` (the invariant linear functionals,
     mixed to ``hidden``) -> [BatchNorm] -> ReLU -> Linear. ``head="nonlinear"``: the
     generated ``NonlinearInvariantHead``'s pooled entry features -> [BatchNorm] -> its MLP.
+    ``skip=True``: the head reads the normalized input as one more channel next to the last
+    layer's (a concatenation of equivariant features, so still equivariant), so it can
+    pool the input's own entry distribution as well as what the layers computed.
     """
 
     def __init__(
@@ -266,31 +269,36 @@ class MetaNet(nn.Module):
         hidden: int = 64,
         batchnorm: bool = True,
         centre: bool = True,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = GroupSafeNormalizer(space, train, centre=centre)
+        self.skip = skip
+        width = channels + 1 if skip else channels  # the head's input channels
         widths = [1] + [channels] * depth
         pairs = zip(widths, widths[1:], strict=False)
         self.layers = nn.ModuleList(space.EquivariantLayer(a, b) for a, b in pairs)
         self.nonlinearity = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
         self.head_kind = head
         if head == "nonlinear":
-            self.head = space.NonlinearInvariantHead(channels, out, hidden=hidden)
+            self.head = space.NonlinearInvariantHead(width, out, hidden=hidden)
             feats = self.head.in_features
         elif head == "entrypool":
-            self.head = EntryPoolHead(space, channels, hidden)
+            self.head = EntryPoolHead(space, width, hidden)
             feats = self.head.in_features
             self.out = nn.Sequential(nn.Linear(feats, hidden), nn.ReLU(), nn.Linear(hidden, out))
         else:
-            self.head = space.InvariantHead(channels, hidden)
+            self.head = space.InvariantHead(width, hidden)
             self.out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, out))
             feats = hidden
         self.norm = nn.BatchNorm1d(feats) if batchnorm else nn.Identity()
 
     def forward(self, x: Weights) -> torch.Tensor:
-        x = self.normalize(x)
+        x = inputs = self.normalize(x)
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
+        if self.skip:
+            x = {k: torch.cat([inputs[k], v], dim=1) for k, v in x.items()}
         if self.head_kind == "nonlinear":
             return self.head.mlp(self.norm(self.head.entry_features(x)))
         if self.head_kind == "entrypool":
