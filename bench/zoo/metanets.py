@@ -42,10 +42,11 @@ class EquivariantMetaNet(nn.Module):
         head: str = "linear",
         quasi: bool = False,
         hidden: int = 64,
-        scales: dict[str, float] | None = None,
+        scales: dict[str, float | list[float]] | None = None,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
-        widths = [1] + [channels] * depth
+        widths = [in_channels] + [channels] * depth
         pairs = zip(widths, widths[1:], strict=False)
         self.layers = nn.ModuleList(space.EquivariantLayer(a, b, quasi=quasi) for a, b in pairs)
         self.nonlinearity = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
@@ -57,8 +58,12 @@ class EquivariantMetaNet(nn.Module):
             )
         self.scales = dict(scales or {})
 
+    def _scale(self, k: str, v: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(self.scales.get(k, 1.0), dtype=v.dtype)
+        return v / s.reshape(1, -1, *[1] * (v.dim() - 2)) if s.dim() else v / s
+
     def forward(self, x: Weights) -> torch.Tensor:
-        x = {k: v / self.scales.get(k, 1.0) for k, v in x.items()}
+        x = {k: self._scale(k, v) for k, v in x.items()}
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
         return self.head(x)

@@ -296,6 +296,19 @@ def classifier_task(args, seeds):
         "Canonicalized + perm (HNP)": lambda x: metanets.Canonicalized(
             relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
+        # scale-aware, not scale-invariant: the perm model on two input channels, the
+        # weights and their (generated) scale canonicalization, each channel its own RMS
+        "Equivariant, perm (HNP) on weights + canonicalized": lambda x: metanets.WithCanonical(
+            relu,
+            metanets.EquivariantMetaNet(
+                perm,
+                1,
+                c,
+                hidden=h,
+                in_channels=2,
+                scales={k: [scales[k], canon_scales[k]] for k in scales},
+            ),
+        ),
         # the generated MetaNetwork (building blocks), same channels, depth and head width
         "MetaNetwork, perm": lambda x: metanets.BlocksMetaNet(perm, x, 1, c, head_hidden=h),
         "MetaNetwork, scaled": lambda x: metanets.BlocksMetaNet(relu, x, 1, c, head_hidden=h),
