@@ -344,7 +344,6 @@ def classifier_task(args, seeds):
     models = _selected(models, args.models)
     cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3, **schedule(args)}
     data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 0}
-    out = run_task("classifier", models, data, cfg, seeds, args.tiny, trace=args.trace)
     zoo_info = {
         "networks": len(y),
         "train": len(tr),
@@ -353,7 +352,17 @@ def classifier_task(args, seeds):
         "test_accuracy_quantiles": torch.quantile(y, torch.linspace(0, 1, 5)).tolist(),
         "config": zoo["config"],
     }
-    return out, {"true": y[te].tolist(), **cfg, "channels": c, "zoo": zoo_info}
+    meta = {"true": y[te].tolist(), **cfg, "channels": c, "zoo": zoo_info}
+    start = time.time()
+
+    def save(results):  # after every model, so a run cut short keeps what it finished
+        if distributed.is_rank0():
+            part = {**meta, "seconds": time.time() - start, "seeds": seeds, "partial": True}
+            payload = {"results": results, "meta": {**part, "threads": args.threads}}
+            (args.out / "classifier.json").write_text(json.dumps(payload, indent=1))
+
+    out = run_task("classifier", models, data, cfg, seeds, args.tiny, save=save, trace=args.trace)
+    return out, meta
 
 
 INR_ZOOS = ("independent", "shared-perm", "shared-signed")
