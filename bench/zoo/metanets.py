@@ -254,6 +254,7 @@ class MetaNet(nn.Module):
     nonlinearity commuting with the group, then an invariant head with optional BatchNorm on
     its invariant features (BatchNorm acts on invariants, so it keeps invariance).
 
+    ``head="both"``: the entry-pool features and the ``InvariantHead``'s, concatenated.
     ``head="linear"``: the generated ``InvariantHead`` (the invariant linear functionals,
     mixed to ``hidden``) -> [BatchNorm] -> ReLU -> Linear. ``head="nonlinear"``: the
     generated ``NonlinearInvariantHead``'s pooled entry features -> [BatchNorm] -> its MLP.
@@ -288,9 +289,12 @@ class MetaNet(nn.Module):
         if head == "nonlinear":
             self.head = space.NonlinearInvariantHead(width, out, hidden=hidden)
             feats = self.head.in_features
-        elif head == "entrypool":
+        elif head in ("entrypool", "both"):
             self.head = EntryPoolHead(space, width, hidden)
             feats = self.head.in_features
+            if head == "both":  # and the invariant linear functionals, as NFN's HNPPool
+                self.linear_head = space.InvariantHead(width, hidden)
+                feats += hidden
             self.out = nn.Sequential(nn.Linear(feats, hidden), nn.ReLU(), nn.Linear(hidden, out))
         else:
             self.head = space.InvariantHead(width, hidden)
@@ -308,6 +312,8 @@ class MetaNet(nn.Module):
             return self.head.mlp(self.norm(self.head.entry_features(x)))
         if self.head_kind == "entrypool":
             return self.out(self.norm(self.head(x)))
+        if self.head_kind == "both":
+            return self.out(self.norm(torch.cat([self.head(x), self.linear_head(x)], -1)))
         return self.out(self.norm(self.head(x)))
 
 

@@ -443,6 +443,9 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
             sine, x, 10, nonlinearity="tanh", head="nonlinear", **common
         ),
     }
+    models["qgen perm (entry-pool + linear head)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, head="both", **common
+    )
     models["qgen perm (entry-pool head + input skip)"] = lambda x: metanets.MetaNet(
         perm, x, 10, head="entrypool", skip=True, **common
     )
@@ -516,10 +519,24 @@ def inr_task(args, seeds):
             "config": zoo["config"],
         }
 
-        def save(results, kind=kind, meta=meta, start=start):
+        path = args.out / f"inr-{kind}.json"
+        if args.append and path.is_file():  # refuse to mix configurations in one file
+            old = json.loads(path.read_text())["meta"]
+            keys = [*cfg, "channels", "depth", "hidden", "seeds", "heavy_seeds"]
+            differ = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
+            if differ:
+                raise SystemExit(f"--append: {path} has another configuration: {differ}")
+
+        def save(results, kind=kind, meta=meta, start=start, path=path):
             meta.update(seconds=time.time() - start, threads=args.threads)
             if distributed.is_rank0():
-                path = args.out / f"inr-{kind}.json"
+                if args.append and path.is_file():  # the file's models, then this run's
+                    old = json.loads(path.read_text())
+                    results = {**old["results"], **results}
+                    added = old["meta"].get("appended", [])
+                    new = [n for n in results if n not in old["results"]]
+                    meta["appended"] = added + [{"models": new, "seconds": meta["seconds"]}]
+                    meta["seconds"] = old["meta"]["seconds"]  # the first process's time
                 path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
 
         def seeds_of(name):
@@ -694,6 +711,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=float, default=0.0, help="warmup fraction (cosine)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW")
     parser.add_argument("--trace", action="store_true", help="test score after every epoch")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="INR task: add this run's models to the zoo's JSON in --out (same configuration)",
+    )
     parser.add_argument(
         "--models", default=None, help="classifier model names, separated by ';' (all)"
     )
