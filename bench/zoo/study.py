@@ -443,6 +443,14 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
             sine, x, 10, nonlinearity="tanh", head="nonlinear", **common
         ),
     }
+    # the generated MetaNetwork (InputNormalizer, EquivariantNorm between the layers,
+    # pooled entry invariants and the InvariantHead into an MLP), same width and depth
+    models["qgen MetaNetwork perm (generated blocks)"] = lambda x: metanets.BlocksMetaNet(
+        perm, x, 10, c, d, head_hidden=h
+    )
+    models["qgen MetaNetwork perm (generated blocks; DeepSets head)"] = lambda x: (
+        metanets.BlocksMetaNet(perm, x, 10, c, d, head_hidden=h, pool_hidden=h)
+    )
     models["qgen perm (entry-pool + linear head)"] = lambda x: metanets.MetaNet(
         perm, x, 10, head="both", **common
     )
