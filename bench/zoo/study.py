@@ -451,6 +451,9 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
     models["qgen MetaNetwork perm (generated blocks; DeepSets head)"] = lambda x: (
         metanets.BlocksMetaNet(perm, x, 10, c, d, head_hidden=h, pool_hidden=h)
     )
+    models["qgen perm (entry-pool head; tanh)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, nonlinearity="tanh", head="entrypool", **common
+    )
     models["qgen perm (entry-pool + linear head)"] = lambda x: metanets.MetaNet(
         perm, x, 10, head="both", **common
     )
