@@ -176,6 +176,10 @@ def test_group_safe_normalizer_commutes_with_the_group(cache):
     [
         (lambda s, x: metanets.MetaNet(s, x, 10, channels=3, head="entrypool"), "inr_perm"),
         (lambda s, x: metanets.MetaNet(s, x, 10, channels=3), "inr_perm"),
+        (
+            lambda s, x: metanets.MetaNet(s, x, 10, channels=3, head="entrypool", skip=True),
+            "inr_perm",
+        ),
         (lambda s, x: metanets.NFNClassifier(s, x, 10, mode="HNP", channels=3), "inr_perm"),
         (lambda s, x: metanets.NFNClassifier(s, x, 10, mode="NP", channels=3), "inr_perm"),
         (
@@ -206,3 +210,46 @@ def test_inr_metanetworks_are_invariant(cache, make, spec):
             g = space.sample_group_element(space.sizes_of(x), gen)
             assert torch.allclose(model(space.act(g, x)), ref, rtol=0, atol=1e-10)
     assert ref.std(0).max() > 1e-6  # not a constant function of the input
+
+
+def test_sign_canonicalized_perm_model_is_sign_invariant(cache):
+    """The generated sine ``canonicalize`` then a perm model: invariant under signed
+    permutations (float64, eval mode), as the study's sign-canonicalized model is."""
+    fits = zoos.shared_fits(zoos.TINY_SHARED_FIT, progress=False)
+    x = {k: v.double() for k, v in study.to_layout(fits["weights"]).items()}
+    sine = qgen.compile(ZOO / "specs" / "inr_sine.yaml")
+    perm = qgen.compile(ZOO / "specs" / "inr_perm.yaml")
+    torch.manual_seed(0)
+    canon = sine.canonicalize(x)
+    model = metanets.MetaNet(perm, canon, 10, channels=3, head="entrypool", skip=True)
+    model = model.double().eval()
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        ref = model(canon)
+        for _ in range(2):
+            g = sine.sample_group_element(sine.sizes_of(x), gen)
+            out = model(sine.canonicalize(sine.act(g, x)))
+            assert torch.allclose(out, ref, rtol=0, atol=1e-10)
+    assert ref.std(0).max() > 1e-6
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_schedule(schedule):
+    """``distributed.optimizer``: cosine warms up linearly, peaks at lr, ends at 0."""
+    import distributed
+
+    model = torch.nn.Linear(2, 1)
+    opt, sched = distributed.optimizer(model, 100, 1e-3, schedule, warmup=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    if schedule == "constant":
+        assert lrs == [1e-3] * 100
+    else:
+        assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+        assert max(lrs) == pytest.approx(1e-3) and lrs[-1] < 1e-6
+        assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    opt, _ = distributed.optimizer(model, 10, 1e-3, weight_decay=0.01)
+    assert isinstance(opt, torch.optim.AdamW)

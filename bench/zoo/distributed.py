@@ -102,6 +102,36 @@ def _to(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.
     return {k: v.to(device) for k, v in x.items()}
 
 
+def optimizer(
+    model: nn.Module,
+    steps: int,
+    lr: float,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    weight_decay: float = 0.0,
+):
+    """Adam (AdamW where ``weight_decay`` > 0) and a per-step learning-rate schedule:
+    ``constant``, or ``cosine``: linear warmup over the first ``warmup`` fraction of the
+    ``steps``, then cosine decay to 0 at the last step. Both training loops use it."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule {schedule!r}: expected 'constant' or 'cosine'")
+    if weight_decay > 0:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    ramp = int(round(warmup * steps))
+
+    def factor(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        if step < ramp:
+            return (step + 1) / ramp
+        t = (step - ramp) / max(1, steps - ramp)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def fit(
     model: nn.Module,
     x: Mapping[str, torch.Tensor],
@@ -116,6 +146,9 @@ def fit(
     find_unused_parameters: bool = False,
     log: Callable[[str], None] = print,
     distributed: bool = True,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    weight_decay: float = 0.0,
 ) -> nn.Module:
     """Train ``model`` on ``x = {tensor: [n, 1, *axes]}``, ``y`` (see the module doc);
     ``distributed=False`` trains in this process alone even inside a process group."""
@@ -137,10 +170,10 @@ def fit(
         net = DistributedDataParallel(
             model, device_ids=ids, find_unused_parameters=find_unused_parameters
         )
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     augment = getattr(model, "augment", None)
     gen = torch.Generator().manual_seed(seed * 1000 + r)
     steps = epochs * math.ceil(n / batch)
+    opt, sched = optimizer(model, steps, lr, schedule, warmup, weight_decay)
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         loss_sum, count = 0.0, 0
@@ -153,6 +186,7 @@ def fit(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             loss_sum, count = loss_sum + float(loss.detach()) * len(yb), count + len(yb)
         total = torch.tensor([loss_sum, count], dtype=torch.float64, device=device)
         if world > 1:

@@ -42,10 +42,11 @@ class EquivariantMetaNet(nn.Module):
         head: str = "linear",
         quasi: bool = False,
         hidden: int = 64,
-        scales: dict[str, float] | None = None,
+        scales: dict[str, float | list[float]] | None = None,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
-        widths = [1] + [channels] * depth
+        widths = [in_channels] + [channels] * depth
         pairs = zip(widths, widths[1:], strict=False)
         self.layers = nn.ModuleList(space.EquivariantLayer(a, b, quasi=quasi) for a, b in pairs)
         self.nonlinearity = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
@@ -57,8 +58,12 @@ class EquivariantMetaNet(nn.Module):
             )
         self.scales = dict(scales or {})
 
+    def _scale(self, k: str, v: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(self.scales.get(k, 1.0), dtype=v.dtype)
+        return v / s.reshape(1, -1, *[1] * (v.dim() - 2)) if s.dim() else v / s
+
     def forward(self, x: Weights) -> torch.Tensor:
-        x = {k: v / self.scales.get(k, 1.0) for k, v in x.items()}
+        x = {k: self._scale(k, v) for k, v in x.items()}
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
         return self.head(x)
@@ -249,9 +254,13 @@ class MetaNet(nn.Module):
     nonlinearity commuting with the group, then an invariant head with optional BatchNorm on
     its invariant features (BatchNorm acts on invariants, so it keeps invariance).
 
+    ``head="both"``: the entry-pool features and the ``InvariantHead``'s, concatenated.
     ``head="linear"``: the generated ``InvariantHead`` (the invariant linear functionals,
     mixed to ``hidden``) -> [BatchNorm] -> ReLU -> Linear. ``head="nonlinear"``: the
     generated ``NonlinearInvariantHead``'s pooled entry features -> [BatchNorm] -> its MLP.
+    ``skip=True``: the head reads the normalized input as one more channel next to the last
+    layer's (a concatenation of equivariant features, so still equivariant), so it can
+    pool the input's own entry distribution as well as what the layers computed.
     """
 
     def __init__(
@@ -266,35 +275,45 @@ class MetaNet(nn.Module):
         hidden: int = 64,
         batchnorm: bool = True,
         centre: bool = True,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = GroupSafeNormalizer(space, train, centre=centre)
+        self.skip = skip
+        width = channels + 1 if skip else channels  # the head's input channels
         widths = [1] + [channels] * depth
         pairs = zip(widths, widths[1:], strict=False)
         self.layers = nn.ModuleList(space.EquivariantLayer(a, b) for a, b in pairs)
         self.nonlinearity = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
         self.head_kind = head
         if head == "nonlinear":
-            self.head = space.NonlinearInvariantHead(channels, out, hidden=hidden)
+            self.head = space.NonlinearInvariantHead(width, out, hidden=hidden)
             feats = self.head.in_features
-        elif head == "entrypool":
-            self.head = EntryPoolHead(space, channels, hidden)
+        elif head in ("entrypool", "both"):
+            self.head = EntryPoolHead(space, width, hidden)
             feats = self.head.in_features
+            if head == "both":  # and the invariant linear functionals, as NFN's HNPPool
+                self.linear_head = space.InvariantHead(width, hidden)
+                feats += hidden
             self.out = nn.Sequential(nn.Linear(feats, hidden), nn.ReLU(), nn.Linear(hidden, out))
         else:
-            self.head = space.InvariantHead(channels, hidden)
+            self.head = space.InvariantHead(width, hidden)
             self.out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, out))
             feats = hidden
         self.norm = nn.BatchNorm1d(feats) if batchnorm else nn.Identity()
 
     def forward(self, x: Weights) -> torch.Tensor:
-        x = self.normalize(x)
+        x = inputs = self.normalize(x)
         for layer in self.layers:
             x = {k: self.nonlinearity(v) for k, v in layer(x).items()}
+        if self.skip:
+            x = {k: torch.cat([inputs[k], v], dim=1) for k, v in x.items()}
         if self.head_kind == "nonlinear":
             return self.head.mlp(self.norm(self.head.entry_features(x)))
         if self.head_kind == "entrypool":
             return self.out(self.norm(self.head(x)))
+        if self.head_kind == "both":
+            return self.out(self.norm(torch.cat([self.head(x), self.linear_head(x)], -1)))
         return self.out(self.norm(self.head(x)))
 
 

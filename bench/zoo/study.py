@@ -98,20 +98,38 @@ def predict(model, x, batch: int = 256) -> torch.Tensor:
     return out
 
 
-def fit(model, x, y, *, classes: int, epochs: int, batch: int, lr: float, seed: int, desc: str):
-    """Adam, constant learning rate, ``epochs`` passes; MSE on standardized y or cross-entropy."""
+def fit(
+    model,
+    x,
+    y,
+    *,
+    classes: int,
+    epochs: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    desc: str,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    weight_decay: float = 0.0,
+    on_epoch=None,
+):
+    """Adam (AdamW with ``weight_decay``), ``epochs`` passes, the learning rate constant or
+    on a cosine schedule with linear warmup (``distributed.optimizer``, stepped per batch);
+    MSE on standardized y or cross-entropy. ``on_epoch(epoch, model)`` after every epoch."""
+    sched_cfg = {"schedule": schedule, "warmup": warmup, "weight_decay": weight_decay}
     if distributed.world_size() > 1:  # under torchrun: the same loop with DDP
         cfg = {"classes": classes, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
-        return distributed.fit(model, x, y, desc=desc, **cfg)
+        return distributed.fit(model, x, y, desc=desc, **cfg, **sched_cfg)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     augment = getattr(model, "augment", None)
     n = len(y)
     if classes == 0:
         mu, sd = y.mean(), y.std()
         y = (y - mu) / sd
     steps = epochs * math.ceil(n / batch)
-    for _ in tqdm(range(epochs), desc=desc, leave=False, disable=steps < 200):
+    opt, sched = distributed.optimizer(model, steps, lr, **sched_cfg)
+    for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=steps < 200):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch):
             idx = order[i : i + batch]
@@ -126,6 +144,9 @@ def fit(model, x, y, *, classes: int, epochs: int, batch: int, lr: float, seed: 
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, model)
     return model
 
 
@@ -157,9 +178,11 @@ def run_task(
     tiny: bool,
     seeds_of=None,
     save=None,
+    trace: bool = False,
 ) -> dict:
     """Train every model on every seed (``seeds_of(name)`` if given); evaluate on the test
-    zoo and its variants; ``save(results)`` after each model (partial results survive)."""
+    zoo and its variants; ``save(results)`` after each model (partial results survive).
+    ``trace``: also the test score after every epoch (``rec["trace"]``, one list a seed)."""
     x_tr, y_tr, tests = data["x_train"], data["y_train"], data["tests"]
     classes = data["classes"]
     metric = "tau" if classes == 0 else "accuracy"
@@ -194,7 +217,24 @@ def run_task(
                     model = make(x_tr)
                 rec["params"] = n_params(model)
                 desc = f"{task} {name} {seed}"
-                fit(model, xs_tr, y_tr, classes=classes, seed=seed, desc=desc, **cfg)
+                on_epoch = None
+                if trace:
+                    curve = rec.setdefault("trace", [])
+                    curve.append([])
+
+                    def on_epoch(epoch, m, curve=curve[-1], xt=xs["test"]):
+                        curve.append(score(predict(m, xt), tests["test"]["y"]))
+
+                fit(
+                    model,
+                    xs_tr,
+                    y_tr,
+                    classes=classes,
+                    seed=seed,
+                    desc=desc,
+                    on_epoch=on_epoch,
+                    **cfg,
+                )
                 preds = {k: predict(model, v) for k, v in xs.items()}
             rec["seconds"].append(time.time() - start)
             for k, t in tests.items():
@@ -256,6 +296,19 @@ def classifier_task(args, seeds):
         "Canonicalized + perm (HNP)": lambda x: metanets.Canonicalized(
             relu, metanets.EquivariantMetaNet(perm, 1, c, hidden=h, scales=canon_scales)
         ),
+        # scale-aware, not scale-invariant: the perm model on two input channels, the
+        # weights and their (generated) scale canonicalization, each channel its own RMS
+        "Equivariant, perm (HNP) on weights + canonicalized": lambda x: metanets.WithCanonical(
+            relu,
+            metanets.EquivariantMetaNet(
+                perm,
+                1,
+                c,
+                hidden=h,
+                in_channels=2,
+                scales={k: [scales[k], canon_scales[k]] for k in scales},
+            ),
+        ),
         # the generated MetaNetwork (building blocks), same channels, depth and head width
         "MetaNetwork, perm": lambda x: metanets.BlocksMetaNet(perm, x, 1, c, head_hidden=h),
         "MetaNetwork, scaled": lambda x: metanets.BlocksMetaNet(relu, x, 1, c, head_hidden=h),
@@ -289,9 +342,8 @@ def classifier_task(args, seeds):
         ),
     }
     models = _selected(models, args.models)
-    cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3}
+    cfg = {"epochs": 2 if args.tiny else args.epochs, "batch": 32, "lr": 1e-3, **schedule(args)}
     data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 0}
-    out = run_task("classifier", models, data, cfg, seeds, args.tiny)
     zoo_info = {
         "networks": len(y),
         "train": len(tr),
@@ -300,10 +352,25 @@ def classifier_task(args, seeds):
         "test_accuracy_quantiles": torch.quantile(y, torch.linspace(0, 1, 5)).tolist(),
         "config": zoo["config"],
     }
-    return out, {"true": y[te].tolist(), **cfg, "channels": c, "zoo": zoo_info}
+    meta = {"true": y[te].tolist(), **cfg, "channels": c, "zoo": zoo_info}
+    start = time.time()
+
+    def save(results):  # after every model, so a run cut short keeps what it finished
+        if distributed.is_rank0():
+            part = {**meta, "seconds": time.time() - start, "seeds": seeds, "partial": True}
+            payload = {"results": results, "meta": {**part, "threads": args.threads}}
+            (args.out / "classifier.json").write_text(json.dumps(payload, indent=1))
+
+    out = run_task("classifier", models, data, cfg, seeds, args.tiny, save=save, trace=args.trace)
+    return out, meta
 
 
 INR_ZOOS = ("independent", "shared-perm", "shared-signed")
+
+
+def schedule(args) -> dict:
+    """The optimizer settings every neural model of a run shares (recorded in the JSON)."""
+    return {"schedule": args.schedule, "warmup": args.warmup, "weight_decay": args.weight_decay}
 
 
 def load_inr_zoo(kind: str, tiny: bool) -> dict:
@@ -376,6 +443,31 @@ def inr_models(kind: str, x_tr: dict, template, args) -> dict:
             sine, x, 10, nonlinearity="tanh", head="nonlinear", **common
         ),
     }
+    # the generated MetaNetwork (InputNormalizer, EquivariantNorm between the layers,
+    # pooled entry invariants and the InvariantHead into an MLP), same width and depth
+    models["qgen MetaNetwork perm (generated blocks)"] = lambda x: metanets.BlocksMetaNet(
+        perm, x, 10, c, d, head_hidden=h
+    )
+    models["qgen MetaNetwork perm (generated blocks; DeepSets head)"] = lambda x: (
+        metanets.BlocksMetaNet(perm, x, 10, c, d, head_hidden=h, pool_hidden=h)
+    )
+    models["qgen perm (entry-pool head; tanh)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, nonlinearity="tanh", head="entrypool", **common
+    )
+    models["qgen perm (entry-pool + linear head)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, head="both", **common
+    )
+    models["qgen perm (entry-pool head + input skip)"] = lambda x: metanets.MetaNet(
+        perm, x, 10, head="entrypool", skip=True, **common
+    )
+    if signed:  # the generated sign canonicalization, then the perm model: sign-invariant
+        models["qgen sign-canonicalized + perm (entry-pool head + input skip)"] = Prepared(
+            sine.canonicalize,
+            lambda x: metanets.MetaNet(perm, x, 10, head="entrypool", skip=True, **common),
+        )
+        models["qgen sign-canonicalized + perm (entry-pool head)"] = Prepared(
+            sine.canonicalize, lambda x: metanets.MetaNet(perm, x, 10, head="entrypool", **common)
+        )
     if template is not None:  # shared-init zoos: canonicalize to the template, flat MLP
         models["Canonicalized + MLP"] = Prepared(
             lambda x: canonical(x, template, signed), lambda x: metanets.FlatMLP(x, 10)
@@ -422,6 +514,7 @@ def inr_task(args, seeds):
         models = inr_models(kind, x_tr, zoo.get("template"), args)
         tests = {"test": {"x": take(x, te), "y": y[te]}}
         cfg = {"epochs": 2 if args.tiny else args.inr_epochs, "batch": 32, "lr": args.inr_lr}
+        cfg.update(schedule(args))
         data = {"x_train": x_tr, "y_train": y[tr], "tests": tests, "classes": 10}
         print(f"INR zoo {kind}: {len(y)} INRs ({len(tr)} train / {len(te)} test)", flush=True)
         psnr = 10 * torch.log10(4 / zoo["mse"])
@@ -437,10 +530,24 @@ def inr_task(args, seeds):
             "config": zoo["config"],
         }
 
-        def save(results, kind=kind, meta=meta, start=start):
+        path = args.out / f"inr-{kind}.json"
+        if args.append and path.is_file():  # refuse to mix configurations in one file
+            old = json.loads(path.read_text())["meta"]
+            keys = [*cfg, "channels", "depth", "hidden", "seeds", "heavy_seeds"]
+            differ = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
+            if differ:
+                raise SystemExit(f"--append: {path} has another configuration: {differ}")
+
+        def save(results, kind=kind, meta=meta, start=start, path=path):
             meta.update(seconds=time.time() - start, threads=args.threads)
             if distributed.is_rank0():
-                path = args.out / f"inr-{kind}.json"
+                if args.append and path.is_file():  # the file's models, then this run's
+                    old = json.loads(path.read_text())
+                    results = {**old["results"], **results}
+                    added = old["meta"].get("appended", [])
+                    new = [n for n in results if n not in old["results"]]
+                    meta["appended"] = added + [{"models": new, "seconds": meta["seconds"]}]
+                    meta["seconds"] = old["meta"]["seconds"]  # the first process's time
                 path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
 
         def seeds_of(name):
@@ -449,7 +556,9 @@ def inr_task(args, seeds):
             heavy = name.startswith(("qgen", "NFN"))
             return seeds[: args.heavy_seeds] if heavy else seeds
 
-        res = run_task(f"inr {kind}", models, data, cfg, seeds, args.tiny, seeds_of, save)
+        res = run_task(
+            f"inr {kind}", models, data, cfg, seeds, args.tiny, seeds_of, save, args.trace
+        )
         out[kind] = (res, meta)
     return out
 
@@ -604,6 +713,20 @@ def main(argv: list[str] | None = None) -> dict:
         "--tasks", default="classifier,inr", help="'none': only the table and plots from --out"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="learning rate of every neural model: constant, or warmup then cosine decay to 0",
+    )
+    parser.add_argument("--warmup", type=float, default=0.0, help="warmup fraction (cosine)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW")
+    parser.add_argument("--trace", action="store_true", help="test score after every epoch")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="INR task: add this run's models to the zoo's JSON in --out (same configuration)",
+    )
     parser.add_argument(
         "--models", default=None, help="classifier model names, separated by ';' (all)"
     )
