@@ -183,38 +183,6 @@ def _inverse_monomial(g: Monomial) -> Monomial:
     return back, 1 / _take(scale, back)
 
 
-def _act_matrix(t: torch.Tensor, dim: int, a: torch.Tensor, dual: bool) -> torch.Tensor:
-    """``A`` applied along ``dim`` (``A^-T`` on a dual axis); ``A`` may be batched."""
-    a = a.to(device=t.device)
-    if dual:
-        a = torch.linalg.inv(a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).mT
-    lead = a.shape[:-2]
-    a = a.to(t.dtype).reshape(*lead, *[1] * (t.dim() - 1 - len(lead)), *a.shape[-2:])
-    return (a @ t.movedim(dim, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, dim)
-
-
-def _act_grid(t: torch.Tensor, axes: tuple[str, ...], tie: tuple[str, str], p: torch.Tensor):
-    """A grid element (permutation matrix of the cells ``i * k + j``, ``i`` along the axis
-    of ``tie[0]``) applied to the pair of axes of ``t`` (its last ``len(axes)`` dims)."""
-    types = [a.rstrip("*") for a in axes]
-    first = types.index(tie[0])
-    second = types.index(tie[1], first + 1 if tie[0] == tie[1] else 0)
-    dims = (first - len(axes), second - len(axes))
-    moved = t.movedim(dims, (-2, -1))
-    flat = _act_matrix(moved.flatten(-2), -1, p, False)
-    return flat.unflatten(-1, moved.shape[-2:]).movedim((-2, -1), dims)
-
-
-def _by_outer(element: object, outer_index: torch.Tensor) -> object:
-    """A nested element reindexed along its outer dim: entry ``h`` becomes ``h'=index[h]``."""
-    if isinstance(element, tuple):
-        index, scale = element
-        if index.dim() > 1:
-            index = index.index_select(-2, outer_index.to(index.device))
-        return index, scale.index_select(-2, outer_index.to(scale.device))
-    return element.index_select(-3, outer_index.to(element.device))
-
-
 def _act_weights(
     g: dict[str, object],
     x: dict[str, torch.Tensor],
@@ -222,6 +190,7 @@ def _act_weights(
     actions: dict[str, object],
     nested: dict[str, str] | None = None,
     grids: dict[str, tuple[str, str]] | None = None,
+    act_grid=None,
 ) -> dict[str, torch.Tensor]:
     """The element ``g`` (one entry per type, missing types: identity) acting on a
     weight-space dict ``x`` (any leading dims, the tensors' axes last).
@@ -231,7 +200,8 @@ def _act_weights(
     holds one element per index of its outer type (``nested[type]``) and acts first, on
     each outer slice (``actions[type]`` takes the outer dim too); then the outer permutation
     moves the slices. A grid's pair of axes (``grids[grid]``: its two fixed types) is
-    permuted by the grid element's cell permutation. Other fixed axes are left alone."""
+    permuted by the grid element's cell permutation (``act_grid``, i.e. ``_act_grid``).
+    Other fixed axes are left alone."""
     nested = nested or {}
     grids = grids or {}
     out = {}
@@ -249,7 +219,7 @@ def _act_weights(
                 t = actions[type_](t, dim, g[type_], axis.endswith("*"))
         for grid, tie in grids.items():
             if grid in g and tie[0] in types:
-                t = _act_grid(t, axes, tie, g[grid])
+                t = act_grid(t, axes, tie, g[grid])
         out[name] = t
     return out
 
@@ -259,27 +229,32 @@ def _compose_elements(
     h: dict[str, object],
     compose: dict[str, object],
     nested: dict[str, str] | None = None,
+    by_outer=None,
 ) -> dict[str, object]:
     """The product ``g h`` type by type (``compose[type]``); a type missing from ``g`` or
     ``h`` counts as the identity there. For a nested type (wreath product)
-    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation."""
+    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation
+    (``by_outer``, i.e. ``_by_outer``, reindexes)."""
     g = dict(g)
     for t, outer in (nested or {}).items():
         if t in g and outer in h:
-            g[t] = _by_outer(g[t], torch.argsort(h[outer][0]))
+            g[t] = by_outer(g[t], torch.argsort(h[outer][0]))
     both = {t: compose[t](g[t], h[t]) for t in g if t in h}
     return {**h, **g, **both}
 
 
 def _inverse_element(
-    g: dict[str, object], inverse: dict[str, object], nested: dict[str, str] | None = None
+    g: dict[str, object],
+    inverse: dict[str, object],
+    nested: dict[str, str] | None = None,
+    by_outer=None,
 ) -> dict[str, object]:
     """``g``'s inverse type by type (``inverse[type]``); a nested type's elements are
-    reindexed by its outer permutation."""
+    reindexed by its outer permutation (``by_outer``, i.e. ``_by_outer``)."""
     out = {t: inverse[t](g[t]) for t in g}
     for t, outer in (nested or {}).items():
         if t in g and outer in g:
-            out[t] = _by_outer(out[t], g[outer][0])
+            out[t] = by_outer(out[t], g[outer][0])
     return out
 
 

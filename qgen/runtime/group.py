@@ -256,6 +256,7 @@ def _act_weights(
     actions: dict[str, object],
     nested: dict[str, str] | None = None,
     grids: dict[str, tuple[str, str]] | None = None,
+    act_grid=None,
 ) -> dict[str, torch.Tensor]:
     """The element ``g`` (one entry per type, missing types: identity) acting on a
     weight-space dict ``x`` (any leading dims, the tensors' axes last).
@@ -265,7 +266,8 @@ def _act_weights(
     holds one element per index of its outer type (``nested[type]``) and acts first, on
     each outer slice (``actions[type]`` takes the outer dim too); then the outer permutation
     moves the slices. A grid's pair of axes (``grids[grid]``: its two fixed types) is
-    permuted by the grid element's cell permutation. Other fixed axes are left alone."""
+    permuted by the grid element's cell permutation (``act_grid``, i.e. ``_act_grid``).
+    Other fixed axes are left alone."""
     nested = nested or {}
     grids = grids or {}
     out = {}
@@ -283,7 +285,7 @@ def _act_weights(
                 t = actions[type_](t, dim, g[type_], axis.endswith("*"))
         for grid, tie in grids.items():
             if grid in g and tie[0] in types:
-                t = _act_grid(t, axes, tie, g[grid])
+                t = act_grid(t, axes, tie, g[grid])
         out[name] = t
     return out
 
@@ -293,25 +295,30 @@ def _compose_elements(
     h: dict[str, object],
     compose: dict[str, object],
     nested: dict[str, str] | None = None,
+    by_outer=None,
 ) -> dict[str, object]:
     """The product ``g h`` type by type (``compose[type]``); a type missing from ``g`` or
     ``h`` counts as the identity there. For a nested type (wreath product)
-    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation."""
+    ``(gh)_j = g_{p(j)} h_j`` with ``p`` the inverse of ``h``'s outer permutation
+    (``by_outer``, i.e. ``_by_outer``, reindexes)."""
     g = dict(g)
     for t, outer in (nested or {}).items():
         if t in g and outer in h:
-            g[t] = _by_outer(g[t], torch.argsort(h[outer][0]))
+            g[t] = by_outer(g[t], torch.argsort(h[outer][0]))
     both = {t: compose[t](g[t], h[t]) for t in g if t in h}
     return {**h, **g, **both}
 
 
 def _inverse_element(
-    g: dict[str, object], inverse: dict[str, object], nested: dict[str, str] | None = None
+    g: dict[str, object],
+    inverse: dict[str, object],
+    nested: dict[str, str] | None = None,
+    by_outer=None,
 ) -> dict[str, object]:
     """``g``'s inverse type by type (``inverse[type]``); a nested type's elements are
-    reindexed by its outer permutation."""
+    reindexed by its outer permutation (``by_outer``, i.e. ``_by_outer``)."""
     out = {t: inverse[t](g[t]) for t in g}
     for t, outer in (nested or {}).items():
         if t in g and outer in g:
-            out[t] = _by_outer(out[t], g[outer][0])
+            out[t] = by_outer(out[t], g[outer][0])
     return out
