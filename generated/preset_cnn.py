@@ -662,6 +662,9 @@ def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return torch.einsum(equation, a, b) / count
 
 
+_IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
+
+
 def _pointwise(name: str):
     """The pointwise function called ``name`` (for tensors where any one commutes)."""
     functions = {
@@ -690,13 +693,28 @@ class Activation(nn.Module):
     """
 
     def __init__(
-        self, channels: int, tables: dict, activation: str = "relu", gated: bool = False
+        self,
+        channels: int,
+        tables: dict,
+        activation: str = "relu",
+        gated: bool = False,
+        reuse_input: bool = False,
     ) -> None:
         super().__init__()
         self.channels = channels
         self.rules = {t: "gate" if gated else rule for t, rule in tables["activation"].items()}
         self.entry = tables["entry"]
         self.function = _pointwise(activation)
+        #: apply the pointwise functions in place when no gradient is recorded (for
+        #: callers that own their inputs, as MetaNet does with its layers' outputs)
+        self.reuse_input = reuse_input
+        self._in_place = _IN_PLACE.get(activation)
+        #: the tensors whose outputs have no negative entry (ReLU)
+        self.nonnegative = frozenset(
+            t
+            for t, rule in self.rules.items()
+            if rule == "homogeneous" or (rule == "any" and activation == "relu")
+        )
         gates = [t for t, rule in self.rules.items() if rule == "gate"]
         self.invariants = tuple(p for p in tables["products"] if not p[3])
         context = [t for t in gates if self.entry[t][3]]
@@ -723,15 +741,17 @@ class Activation(nn.Module):
 
     def forward(self, x: Weights) -> Weights:
         z = self._context(x) if len(self.context) else None
+        in_place = self.reuse_input and not torch.is_grad_enabled()
         out = {}
         for name, v in x.items():
             rule = self.rules[name]
             if rule == "any":
-                out[name] = self.function(v)
+                function = self._in_place if in_place and self._in_place else self.function
+                out[name] = function(v)
             elif rule == "homogeneous":
-                out[name] = torch.relu(v)
+                out[name] = torch.relu_(v) if in_place else torch.relu(v)
             elif rule == "odd":
-                out[name] = torch.tanh(v)
+                out[name] = torch.tanh_(v) if in_place else torch.tanh(v)
             else:
                 out[name] = self._gated(name, v, z)
         return out
@@ -917,7 +937,9 @@ class InvariantPool(nn.Module):
         width = hidden if hidden is not None else 2 * in_channels
         self.features = width * sum(w for _, w in self.pool.values())
 
-    def forward(self, x: Weights) -> torch.Tensor:
+    def forward(self, x: Weights, nonnegative: frozenset[str] = frozenset()) -> torch.Tensor:
+        """``nonnegative``: tensors known to have no negative entry (after a ReLU), where
+        ``mean |u|`` is ``mean u``: one pass over them instead of two (same features)."""
         feats = []
         for name, (pool_dims, _) in self.pool.items():
             norm_dims, divide, absolute, _ = self.entry[name]
@@ -935,6 +957,10 @@ class InvariantPool(nn.Module):
                 count = 1
                 for d in pool_dims:
                     count *= u.shape[d]
+                if name in nonnegative and not absolute:  # |u| = u: the two means agree
+                    first = u.mean(pool_dims)
+                    feats.append(torch.cat([first, first], dim=1).flatten(1))
+                    continue
                 first = torch.linalg.vector_norm(u, 1, dim=pool_dims) / count
                 if absolute:
                     second = torch.linalg.vector_norm(u, 2, dim=pool_dims).square() / count
@@ -1014,7 +1040,7 @@ class MetaNet(nn.Module):
             else None
         )
         self.activations = nn.ModuleList(
-            Activation(hidden, tables, activation, gated) for _ in pairs
+            Activation(hidden, tables, activation, gated, reuse_input=True) for _ in pairs
         ).to(**factory)
         # channel norms between layers: after every block a layer follows (the last block
         # feeds the head directly when the output is invariant)
@@ -1080,7 +1106,8 @@ class MetaNet(nn.Module):
         if self.output == "equivariant":
             return self.out(x)
         pooled = canonicalize_with(x, self.tables["canon"]) if self.head_canonical else x
-        feats = [self.pool(pooled)] if self.pool.features else []
+        nonnegative = self.activations[-1].nonnegative
+        feats = [self.pool(pooled, nonnegative)] if self.pool.features else []
         if self.linear_head is not None:
             feats.append(self.linear_head(x))
         if self.head_products is not None:

@@ -283,3 +283,34 @@ def test_nonlinear_head_eligibility_is_what_the_generated_modules_have():
     assert not nonlinear_head(
         _spec("name: s\ntypes: {h: {group: scaled}, g: {group: gl}}\ntensors: {W: [h, g*]}")
     )
+
+
+@pytest.mark.parametrize("example", ["mlp_gelu", "mlp_relu", "inr_sine"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+def test_the_no_grad_forward_with_its_shortcuts_is_the_forward(example, activation):
+    # in place activations and one pass for mean |u| = mean u after ReLU, under no_grad
+    space = compile_spec(ROOT / "examples" / f"{example}.yaml")
+    torch.manual_seed(0)
+    net = space.MetaNetwork(3, 5, 2, 4, activation=activation).double()
+    x, _ = _weights(space, 4, seed=1)
+    net.fit_normalizer(x)
+    with torch.no_grad():
+        fast = net(x)
+    slow = net(x)  # gradients recorded: nothing in place, both means taken
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-12, atol=1e-12)
+    assert all(v.grad is None for v in x.values())
+
+
+def test_the_pool_reads_a_nonnegative_tensor_once_and_gives_the_same_features():
+    space = compile_spec(ROOT / "examples" / "mlp_gelu.yaml")
+    pool = B.InvariantPool(3, space.BLOCK_TABLES)
+    x, _ = _weights(space, 4, seed=2)
+    x = {k: v.abs() for k, v in x.items()}
+    torch.testing.assert_close(pool(x, frozenset(x)), pool(x), rtol=1e-12, atol=1e-12)
+    activation = B.Activation(3, space.BLOCK_TABLES, "relu", reuse_input=True)
+    assert activation.nonnegative == frozenset(space.TENSORS)  # perm: ReLU everywhere
+    v = x["W2"].clone() - 0.5
+    with torch.no_grad():
+        out = activation({**x, "W2": v})["W2"]
+    assert out.data_ptr() == v.data_ptr() and (v >= 0).all()  # in place, under no_grad
+    assert B.Activation(3, space.BLOCK_TABLES, "gelu").nonnegative == frozenset()
