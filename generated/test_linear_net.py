@@ -478,5 +478,6 @@ def test_blocks_have_finite_gradients_at_zero_entries():
     else:
         loss = sum(v.square().sum() for v in y.values())
     loss.backward()
-    assert all(torch.isfinite(v.grad).all() for v in x.values())
+    # (a tensor the output cannot depend on gets no gradient)
+    assert all(v.grad is None or torch.isfinite(v.grad).all() for v in x.values())
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

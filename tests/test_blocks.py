@@ -314,3 +314,27 @@ def test_the_pool_reads_a_nonnegative_tensor_once_and_gives_the_same_features():
         out = activation({**x, "W2": v})["W2"]
     assert out.data_ptr() == v.data_ptr() and (v >= 0).all()  # in place, under no_grad
     assert B.Activation(3, space.BLOCK_TABLES, "gelu").nonnegative == frozenset()
+
+
+def test_generated_block_tests_hold_where_a_tensor_has_no_invariant(tmp_path, monkeypatch):
+    # C[g, s*]: GL acts on g and no other axis pairs with it, so no invariant of the space
+    # depends on C; the generated tests must not demand it (and still check the others)
+    import importlib
+    import sys
+
+    import qgen
+
+    text = """
+name: no_invariant_of_c
+types: {n: {group: perm}, s: {group: signed}, g: {group: gl}, x: {size: 3}}
+tensors: {A: [n, n], B: [s, n*, x], C: [g, s*], d: [g]}
+"""
+    (tmp_path / "spec.yaml").write_text(text)
+    qgen.build(tmp_path / "spec.yaml", tmp_path, tests=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("no_invariant_of_c", "test_no_invariant_of_c"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    generated = importlib.import_module("test_no_invariant_of_c")
+    assert generated._seen_by_the_head(2, False) == ["A", "B"]
+    generated.test_metanetwork_output_depends_on_every_tensor_it_can_see()
+    generated.test_blocks_have_finite_gradients_at_zero_entries()
