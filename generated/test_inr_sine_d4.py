@@ -203,7 +203,9 @@ def test_bias_and_invariants_have_the_solved_dimensions():
     biases = []  # the mixes' bias (coefficients) entries; every weight set to zero
     with torch.no_grad():
         for name, p in layer.mixes.named_parameters():
-            if "bias" in name:
+            # "<mix key>.bias" or "<mix key>.bias_coefficients.<i>" (a key has no dot, but
+            # it names tensors, which may be called bias)
+            if name.split(".")[1] in ("bias", "bias_coefficients"):
                 biases.append(p)
             else:
                 p.zero_()

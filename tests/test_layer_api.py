@@ -109,3 +109,24 @@ def test_metanetwork_takes_device_and_dtype_and_keeps_escnn_bases_exact():
     single = module.MetaNetwork(1, 4, 2, 3, dtype=torch.float32)
     assert {p.dtype for p in single.parameters()} == {torch.float32}
     assert {b.dtype for n, b in single.named_buffers() if "basis_" in n} == {torch.float64}
+
+
+def test_generated_bias_test_tells_biases_from_tensors_named_bias(tmp_path, monkeypatch):
+    # tensors named like a model's state dict ("c1_bias") appear in mix keys: the
+    # generated test must pick the mixes' own bias parameters, not every name with "bias"
+    import importlib
+    import sys
+
+    text = """
+name: named_bias
+types: {x: {size: 2}, h: {group: scaled}, y: {size: 1}}
+tensors: {c1_weight: [h, x*], c1_bias: [h], fc_weight: [y, h*], fc_bias: [y]}
+"""
+    (tmp_path / "spec.yaml").write_text(text)
+    qgen.build(tmp_path / "spec.yaml", tmp_path, tests=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("named_bias", "test_named_bias"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    generated = importlib.import_module("test_named_bias")
+    assert any("bias" in key for key in generated.space._MIXES)
+    generated.test_bias_and_invariants_have_the_solved_dimensions()
