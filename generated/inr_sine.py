@@ -1127,15 +1127,16 @@ def act(g: dict[str, object], x: Weights) -> Weights:
 
 
 # --------------------------------------------------------------------------------------
-# Invariant summaries (what InvariantHead pools), from the same program as the layer
+# The reductions the layer and InvariantHead share (the head's part of the layer program)
 
 
-def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
-    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+def _summaries(x: Weights, channels: int) -> tuple[torch.Tensor, ...]:
+    """The reduced inputs both the layer and the invariant head need (r_pooled); the last,
+    every tensor pooled to its invariant linear functionals ``[batch, channels * k]``."""
     sizes_of(x, channels)  # checks the shapes
     # b3[pixel]: as is
     r_pooled = x["b3"].flatten(1, 2)
-    return r_pooled
+    return (r_pooled,)
 
 
 #: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
@@ -1235,12 +1236,11 @@ class EquivariantLayer(nn.Module):
     def forward(self, x: Weights) -> Weights:
         """The layer: every group of terms reduces its inputs, mixes channels once, and
         places the result into its output tensors, where the terms are summed."""
-        sizes_of(x, self.in_channels)  # checks the shapes
         mixes = self.mixes
-        # b3[pixel]: as is
+        (r_pooled,) = _summaries(x, self.in_channels)
         # b3[pixel]: as is
         y_b3 = nn.functional.linear(
-            x["b3"].flatten(1, 2), mixes["pooled"].weight, mixes["pooled"].bias
+            r_pooled, mixes["pooled"].weight, mixes["pooled"].bias
         ).unflatten(1, (-1, 1))
         z_carry_h1_0, z_carry_h1_1 = _mix(
             mixes["h1:W1,b1"].weight,
@@ -1317,7 +1317,7 @@ class InvariantHead(nn.Module):
         )
 
     def forward(self, x: Weights) -> torch.Tensor:
-        r = _invariant_summaries(x, self.in_channels)
+        r = _summaries(x, self.in_channels)[-1]
         return self.linear(r)
 
 

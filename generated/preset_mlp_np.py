@@ -1083,65 +1083,71 @@ def act(g: dict[str, object], x: Weights) -> Weights:
 
 
 # --------------------------------------------------------------------------------------
-# Invariant summaries (what InvariantHead pools), from the same program as the layer
+# The reductions the layer and InvariantHead share (the head's part of the layer program)
 
 
-def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
-    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+def _summaries(x: Weights, channels: int) -> tuple[torch.Tensor, ...]:
+    """The reduced inputs both the layer and the invariant head need (x_W1, x_W2, x_W3,
+    r_carry_x, r_carry_h1, r_carry_h2, r_carry_y, r_pooled); the last, every tensor
+    pooled to its invariant linear functionals ``[batch, channels * k]``."""
     sizes_of(x, channels)  # checks the shapes
     c = channels
     x_W1 = x["W1"]
     x_W2 = x["W2"]
     x_W3 = x["W3"]
-    r_pooled = torch.cat(
+    # W1[h1, x*]: pool h1; carry x
+    r_carry_x = x_W1.mean(2)
+    r_carry_h1 = torch.cat(
         [
-            # W1[h1, x*]: pool h1; carry x
-            # the inputs of carry_x over their carried axis: summaries
-            # W1[h1, x*]: pool x, h1
-            x_W1.mean(2).mean(2)[:, :c],
-            # the inputs of carry_h1 over their carried axis: summaries
-            # b1[h1]: pool h1
-            # W2[h2, h1*]: pool h1, h2
-            torch.cat(
-                [
-                    # W1[h1, x*]: pool x; carry h1
-                    x_W1.mean(3),
-                    # b1[h1]: carry h1
-                    x["b1"],
-                    # W2[h2, h1*]: pool h2; carry h1
-                    x_W2.mean(2),
-                ],
-                dim=1,
-            ).mean(2)[:, c : 3 * c],
-            # the inputs of carry_h2 over their carried axis: summaries
-            # b2[h2]: pool h2
-            # W3[y, h2*]: pool h2, y
-            torch.cat(
-                [
-                    # W2[h2, h1*]: pool h1; carry h2
-                    x_W2.mean(3),
-                    # b2[h2]: carry h2
-                    x["b2"],
-                    # W3[y, h2*]: pool y; carry h2
-                    x_W3.mean(2),
-                ],
-                dim=1,
-            ).mean(2)[:, c : 3 * c],
-            # the inputs of carry_y over their carried axis: summaries
-            # b3[y]: pool y
-            torch.cat(
-                [
-                    # W3[y, h2*]: pool h2; carry y
-                    x_W3.mean(3),
-                    # b3[y]: carry y
-                    x["b3"],
-                ],
-                dim=1,
-            ).mean(2)[:, c : 2 * c],
+            # W1[h1, x*]: pool x; carry h1
+            x_W1.mean(3),
+            # b1[h1]: carry h1
+            x["b1"],
+            # W2[h2, h1*]: pool h2; carry h1
+            x_W2.mean(2),
         ],
         dim=1,
     )
-    return r_pooled
+    r_carry_h2 = torch.cat(
+        [
+            # W2[h2, h1*]: pool h1; carry h2
+            x_W2.mean(3),
+            # b2[h2]: carry h2
+            x["b2"],
+            # W3[y, h2*]: pool y; carry h2
+            x_W3.mean(2),
+        ],
+        dim=1,
+    )
+    r_carry_y = torch.cat(
+        [
+            # W3[y, h2*]: pool h2; carry y
+            x_W3.mean(3),
+            # b3[y]: carry y
+            x["b3"],
+        ],
+        dim=1,
+    )
+    r_pooled = torch.cat(
+        [
+            # the inputs of carry_x over their carried axis: summaries
+            # W1[h1, x*]: pool x, h1
+            r_carry_x.mean(2)[:, :c],
+            # the inputs of carry_h1 over their carried axis: summaries
+            # b1[h1]: pool h1
+            # W2[h2, h1*]: pool h1, h2
+            r_carry_h1.mean(2)[:, c : 3 * c],
+            # the inputs of carry_h2 over their carried axis: summaries
+            # b2[h2]: pool h2
+            # W3[y, h2*]: pool h2, y
+            r_carry_h2.mean(2)[:, c : 3 * c],
+            # the inputs of carry_y over their carried axis: summaries
+            # b3[y]: pool y
+            r_carry_y.mean(2)[:, c : 2 * c],
+        ],
+        dim=1,
+    )
+    return x_W1, x_W2, x_W3, r_carry_x, r_carry_h1, r_carry_h2, r_carry_y, r_pooled
 
 
 #: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
@@ -1255,68 +1261,13 @@ class EquivariantLayer(nn.Module):
     def forward(self, x: Weights) -> Weights:
         """The layer: every group of terms reduces its inputs, mixes channels once, and
         places the result into its output tensors, where the terms are summed."""
-        sizes_of(x, self.in_channels)  # checks the shapes
-        c = self.in_channels
         mixes = self.mixes
-        x_W1 = x["W1"]
-        x_W2 = x["W2"]
-        x_W3 = x["W3"]
-        # W1[h1, x*]: pool h1; carry x
-        r_carry_x = x_W1.mean(2)
-        r_carry_h1 = torch.cat(
-            [
-                # W1[h1, x*]: pool x; carry h1
-                x_W1.mean(3),
-                # b1[h1]: carry h1
-                x["b1"],
-                # W2[h2, h1*]: pool h2; carry h1
-                x_W2.mean(2),
-            ],
-            dim=1,
-        )
-        r_carry_h2 = torch.cat(
-            [
-                # W2[h2, h1*]: pool h1; carry h2
-                x_W2.mean(3),
-                # b2[h2]: carry h2
-                x["b2"],
-                # W3[y, h2*]: pool y; carry h2
-                x_W3.mean(2),
-            ],
-            dim=1,
-        )
-        r_carry_y = torch.cat(
-            [
-                # W3[y, h2*]: pool h2; carry y
-                x_W3.mean(3),
-                # b3[y]: carry y
-                x["b3"],
-            ],
-            dim=1,
+        x_W1, x_W2, x_W3, r_carry_x, r_carry_h1, r_carry_h2, r_carry_y, r_pooled = _summaries(
+            x, self.in_channels
         )
         z_pooled_0, z_pooled_1, z_pooled_2, z_pooled_3, z_pooled_4, z_pooled_5 = (
             nn.functional.linear(
-                torch.cat(
-                    [
-                        # the inputs of carry_x over their carried axis: summaries
-                        # W1[h1, x*]: pool x, h1
-                        r_carry_x.mean(2)[:, :c],
-                        # the inputs of carry_h1 over their carried axis: summaries
-                        # b1[h1]: pool h1
-                        # W2[h2, h1*]: pool h1, h2
-                        r_carry_h1.mean(2)[:, c : 3 * c],
-                        # the inputs of carry_h2 over their carried axis: summaries
-                        # b2[h2]: pool h2
-                        # W3[y, h2*]: pool h2, y
-                        r_carry_h2.mean(2)[:, c : 3 * c],
-                        # the inputs of carry_y over their carried axis: summaries
-                        # b3[y]: pool y
-                        r_carry_y.mean(2)[:, c : 2 * c],
-                    ],
-                    dim=1,
-                ),
-                mixes["pooled"].weight,
-                mixes["pooled"].bias,
+                r_pooled, mixes["pooled"].weight, mixes["pooled"].bias
             ).split_with_sizes(mixes["pooled"].split, dim=1)
         )
         # W1[h1, x*]: broadcast x, h1
@@ -1407,7 +1358,7 @@ class InvariantHead(nn.Module):
         )
 
     def forward(self, x: Weights) -> torch.Tensor:
-        r = _invariant_summaries(x, self.in_channels)
+        r = _summaries(x, self.in_channels)[-1]
         return self.linear(r)
 
 

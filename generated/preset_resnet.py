@@ -1349,13 +1349,38 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Invariant summaries (what InvariantHead pools), from the same program as the layer
+# The reductions the layer and InvariantHead share (the head's part of the layer program)
 
 
-def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
-    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+def _summaries(x: Weights, channels: int) -> tuple[torch.Tensor, ...]:
+    """The reduced inputs both the layer and the invariant head need (r_carry_r, r_pooled);
+    the last, every tensor pooled to its invariant linear functionals ``[batch, channels
+    * k]``."""
     sizes_of(x, channels)  # checks the shapes
     c = channels
+    r_carry_r = torch.cat(
+        [
+            # K0[r, cin*, k3, k3]: carry r
+            x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
+            # b0[r]: carry r
+            x["b0"],
+            # ln1_w[r]: carry r
+            x["ln1_w"],
+            # ln1_b[r]: carry r
+            x["ln1_b"],
+            # b1b[r]: carry r
+            x["b1b"],
+            # ln2_w[r]: carry r
+            x["ln2_w"],
+            # ln2_b[r]: carry r
+            x["ln2_b"],
+            # b2b[r]: carry r
+            x["b2b"],
+            # W[y, r*]: carry r
+            x["W"].flatten(1, 2),
+        ],
+        dim=1,
+    )
     r_pooled = torch.cat(
         [
             # the inputs of carry_r over their carried axis: summaries
@@ -1368,35 +1393,13 @@ def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
             # ln2_b[r]: pool r
             # b2b[r]: pool r
             # W[y, r*]: pool r
-            torch.cat(
-                [
-                    # K0[r, cin*, k3, k3]: carry r
-                    x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
-                    # b0[r]: carry r
-                    x["b0"],
-                    # ln1_w[r]: carry r
-                    x["ln1_w"],
-                    # ln1_b[r]: carry r
-                    x["ln1_b"],
-                    # b1b[r]: carry r
-                    x["b1b"],
-                    # ln2_w[r]: carry r
-                    x["ln2_w"],
-                    # ln2_b[r]: carry r
-                    x["ln2_b"],
-                    # b2b[r]: carry r
-                    x["b2b"],
-                    # W[y, r*]: carry r
-                    x["W"].flatten(1, 2),
-                ],
-                dim=1,
-            ).mean(2)[:, : 18 * c],
+            r_carry_r.mean(2)[:, : 18 * c],
             # b[y]: as is
             x["b"].flatten(1, 2),
         ],
         dim=1,
     )
-    return r_pooled
+    return r_carry_r, r_pooled
 
 
 #: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
@@ -1521,32 +1524,8 @@ class EquivariantLayer(nn.Module):
     def forward(self, x: Weights) -> Weights:
         """The layer: every group of terms reduces its inputs, mixes channels once, and
         places the result into its output tensors, where the terms are summed."""
-        sizes_of(x, self.in_channels)  # checks the shapes
-        c = self.in_channels
         mixes = self.mixes
-        r_carry_r = torch.cat(
-            [
-                # K0[r, cin*, k3, k3]: carry r
-                x["K0"].permute(0, 1, 3, 4, 5, 2).flatten(1, 4),
-                # b0[r]: carry r
-                x["b0"],
-                # ln1_w[r]: carry r
-                x["ln1_w"],
-                # ln1_b[r]: carry r
-                x["ln1_b"],
-                # b1b[r]: carry r
-                x["b1b"],
-                # ln2_w[r]: carry r
-                x["ln2_w"],
-                # ln2_b[r]: carry r
-                x["ln2_b"],
-                # b2b[r]: carry r
-                x["b2b"],
-                # W[y, r*]: carry r
-                x["W"].flatten(1, 2),
-            ],
-            dim=1,
-        )
+        r_carry_r, r_pooled = _summaries(x, self.in_channels)
         (
             z_pooled_0,
             z_pooled_1,
@@ -1559,26 +1538,7 @@ class EquivariantLayer(nn.Module):
             z_pooled_8,
             z_pooled_9,
         ) = nn.functional.linear(
-            torch.cat(
-                [
-                    # the inputs of carry_r over their carried axis: summaries
-                    # K0[r, cin*, k3, k3]: pool r
-                    # b0[r]: pool r
-                    # ln1_w[r]: pool r
-                    # ln1_b[r]: pool r
-                    # b1b[r]: pool r
-                    # ln2_w[r]: pool r
-                    # ln2_b[r]: pool r
-                    # b2b[r]: pool r
-                    # W[y, r*]: pool r
-                    r_carry_r.mean(2)[:, : 18 * c],
-                    # b[y]: as is
-                    x["b"].flatten(1, 2),
-                ],
-                dim=1,
-            ),
-            mixes["pooled"].weight,
-            mixes["pooled"].bias,
+            r_pooled, mixes["pooled"].weight, mixes["pooled"].bias
         ).split_with_sizes(mixes["pooled"].split, dim=1)
         # K0[r, cin*, k3, k3]: broadcast r
         y_K0 = z_pooled_0.unflatten(1, (-1, 1, 3, 3))[:, :, None]
@@ -1773,7 +1733,7 @@ class InvariantHead(nn.Module):
         )
 
     def forward(self, x: Weights) -> torch.Tensor:
-        r = _invariant_summaries(x, self.in_channels)
+        r = _summaries(x, self.in_channels)[-1]
         return self.linear(r)
 
 

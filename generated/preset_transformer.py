@@ -1409,18 +1409,19 @@ class QuasiRelaxation(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Invariant summaries (what InvariantHead pools), from the same program as the layer
+# The reductions the layer and InvariantHead share (the head's part of the layer program)
 
 
-def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
-    """Every tensor pooled to its invariant linear functionals: ``[batch, channels * k]``."""
+def _summaries(x: Weights, channels: int) -> tuple[torch.Tensor, ...]:
+    """The reduced inputs both the layer and the invariant head need (x_W1_1, x_W2_1_moved,
+    r_carry_r, r_carry_m1, r_pooled); the last, every tensor pooled to its invariant
+    linear functionals ``[batch, channels * k]``."""
     sizes_of(x, channels)  # checks the shapes
     c = channels
     x_W1_1 = x["W1_1"]
     # W2_1 with its dims moved as its fused mix reads them
     x_W2_1_moved = x["W2_1"].permute(0, 1, 3, 2).contiguous()
-    # the inputs of carry_r over their carried axis: summaries
-    r_carry_r_mean = torch.cat(
+    r_carry_r = torch.cat(
         [
             # W_in[r, x*]: carry r
             x["W_in"].permute(0, 1, 3, 2).flatten(1, 2),
@@ -1446,7 +1447,20 @@ def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
             x["W_out"].flatten(1, 2),
         ],
         dim=1,
-    ).mean(2)
+    )
+    r_carry_m1 = torch.cat(
+        [
+            # W1_1[m1, r*]: pool r; carry m1
+            x_W1_1.mean(3),
+            # b1_1[m1]: carry m1
+            x["b1_1"],
+            # W2_1[r, m1*]: pool r; carry m1
+            x_W2_1_moved.mean(3),
+        ],
+        dim=1,
+    )
+    # the inputs of carry_r over their carried axis: summaries
+    r_carry_r_mean = r_carry_r.mean(2)
     r_pooled = torch.cat(
         [
             # W_in[r, x*]: pool r
@@ -1460,17 +1474,7 @@ def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
             r_carry_r_mean[:, : 10 * c],
             # the inputs of carry_m1 over their carried axis: summaries
             # b1_1[m1]: pool m1
-            torch.cat(
-                [
-                    # W1_1[m1, r*]: pool r; carry m1
-                    x_W1_1.mean(3),
-                    # b1_1[m1]: carry m1
-                    x["b1_1"],
-                    # W2_1[r, m1*]: pool r; carry m1
-                    x_W2_1_moved.mean(3),
-                ],
-                dim=1,
-            ).mean(2)[:, c : 2 * c],
+            r_carry_m1.mean(2)[:, c : 2 * c],
             # W2_1[r, m1*]: pool r, m1
             # b2_1[r]: pool r
             # W_out[y, r*]: pool r
@@ -1480,7 +1484,7 @@ def _invariant_summaries(x: Weights, channels: int) -> torch.Tensor:
         ],
         dim=1,
     )
-    return r_pooled
+    return x_W1_1, x_W2_1_moved, r_carry_r, r_carry_m1, r_pooled
 
 
 #: the layer's channel mixes, one per term group, by stable key ("pooled", or the carried
@@ -1609,52 +1613,8 @@ class EquivariantLayer(nn.Module):
     def forward(self, x: Weights) -> Weights:
         """The layer: every group of terms reduces its inputs, mixes channels once, and
         places the result into its output tensors, where the terms are summed."""
-        sizes_of(x, self.in_channels)  # checks the shapes
-        c = self.in_channels
         mixes = self.mixes
-        x_W1_1 = x["W1_1"]
-        # W2_1 with its dims moved as its fused mix reads them
-        x_W2_1_moved = x["W2_1"].permute(0, 1, 3, 2).contiguous()
-        r_carry_r = torch.cat(
-            [
-                # W_in[r, x*]: carry r
-                x["W_in"].permute(0, 1, 3, 2).flatten(1, 2),
-                # b_in[r]: carry r
-                x["b_in"],
-                # ln1a_w[r]: carry r
-                x["ln1a_w"],
-                # ln1a_b[r]: carry r
-                x["ln1a_b"],
-                # bo1[r]: carry r
-                x["bo1"],
-                # ln1b_w[r]: carry r
-                x["ln1b_w"],
-                # ln1b_b[r]: carry r
-                x["ln1b_b"],
-                # W1_1[m1, r*]: pool m1; carry r
-                x_W1_1.mean(2),
-                # W2_1[r, m1*]: pool m1; carry r
-                x_W2_1_moved.mean(2),
-                # b2_1[r]: carry r
-                x["b2_1"],
-                # W_out[y, r*]: carry r
-                x["W_out"].flatten(1, 2),
-            ],
-            dim=1,
-        )
-        r_carry_m1 = torch.cat(
-            [
-                # W1_1[m1, r*]: pool r; carry m1
-                x_W1_1.mean(3),
-                # b1_1[m1]: carry m1
-                x["b1_1"],
-                # W2_1[r, m1*]: pool r; carry m1
-                x_W2_1_moved.mean(3),
-            ],
-            dim=1,
-        )
-        # the inputs of carry_r over their carried axis: summaries
-        r_carry_r_mean = r_carry_r.mean(2)
+        x_W1_1, x_W2_1_moved, r_carry_r, r_carry_m1, r_pooled = _summaries(x, self.in_channels)
         (
             z_pooled_0,
             z_pooled_1,
@@ -1670,31 +1630,7 @@ class EquivariantLayer(nn.Module):
             z_pooled_11,
             z_pooled_12,
         ) = nn.functional.linear(
-            torch.cat(
-                [
-                    # W_in[r, x*]: pool r
-                    # b_in[r]: pool r
-                    # ln1a_w[r]: pool r
-                    # ln1a_b[r]: pool r
-                    # bo1[r]: pool r
-                    # ln1b_w[r]: pool r
-                    # ln1b_b[r]: pool r
-                    # W1_1[m1, r*]: pool r, m1
-                    r_carry_r_mean[:, : 10 * c],
-                    # the inputs of carry_m1 over their carried axis: summaries
-                    # b1_1[m1]: pool m1
-                    r_carry_m1.mean(2)[:, c : 2 * c],
-                    # W2_1[r, m1*]: pool r, m1
-                    # b2_1[r]: pool r
-                    # W_out[y, r*]: pool r
-                    r_carry_r_mean[:, 10 * c : 14 * c],
-                    # b_out[y]: as is
-                    x["b_out"].flatten(1, 2),
-                ],
-                dim=1,
-            ),
-            mixes["pooled"].weight,
-            mixes["pooled"].bias,
+            r_pooled, mixes["pooled"].weight, mixes["pooled"].bias
         ).split_with_sizes(mixes["pooled"].split, dim=1)
         # W_in[r, x*]: broadcast r
         y_W_in = z_pooled_0.unflatten(1, (-1, 3))[:, :, None]
@@ -1913,7 +1849,7 @@ class InvariantHead(nn.Module):
         )
 
     def forward(self, x: Weights) -> torch.Tensor:
-        r = _invariant_summaries(x, self.in_channels)
+        r = _summaries(x, self.in_channels)[-1]
         return self.linear(r)
 
 

@@ -31,7 +31,7 @@ from qgen.codegen_commutant import (
     plain_size,
     string_pieces,
 )
-from qgen.emit import emit, identifier
+from qgen.emit import emit, emit_with_summaries
 from qgen.emit import outputs as emit_outputs
 from qgen.groups import get_kind, kind_of
 from qgen.passes import compile_program, head_program
@@ -158,10 +158,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "sha256": spec.sha256,
         "plan": plan,
         "groups": groups,
-        "forward": emit(program),
-        "forward_outputs": emit_outputs(program),
-        "head": emit(head),
-        "head_result": identifier(head, "r:pooled") if head.ops else None,
+        **_forward_context(program, head),
         "samplers": {t.name: get_kind(t.kind).sampler for t in spec.types.values() if not t.fixed},
         "nested": {t.name: t.within for t in spec.types.values() if t.within},
         "quasi_types": quasi_types,
@@ -180,6 +177,15 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         "element_tables": _element_tables(spec),
         "type_lines": {t.name: _type_line(t) for t in spec.types.values()},
     }
+
+
+def _forward_context(program, head) -> dict:
+    """The layer's forward as text, and the summaries function the forward and the
+    invariant head share (when the space has invariant summaries at all)."""
+    if not head.ops:
+        return {"forward": emit(program), "forward_outputs": emit_outputs(program), "split": None}
+    split = emit_with_summaries(program, head)
+    return {"forward": split.forward, "forward_outputs": emit_outputs(program), "split": split}
 
 
 def _type_line(decl) -> str:

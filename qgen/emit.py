@@ -136,9 +136,10 @@ def _key(key: str) -> str:
     return f"mixes[{lit(key)}]"
 
 
-def emit(program: Program) -> Emitted:
-    """The statements computing ``program`` (see the module docstring)."""
-    ids = _identifiers(program)
+def emit(program: Program, names: dict[str, str] | None = None) -> Emitted:
+    """The statements computing ``program`` (see the module docstring); ``names``: the
+    identifiers of its values and of values defined outside it (default: its own)."""
+    ids = names if names is not None else _identifiers(program)
     users = program.users()
     defining = {v: op for op in program.ops for v in op.defines()}
     results = {v for _, v in program.outputs if v is not None}
@@ -247,6 +248,43 @@ def emit(program: Program) -> Emitted:
     return Emitted(tuple(lines), uses_sizes, uses_channels)
 
 
+@dataclass(frozen=True)
+class WithSummaries:
+    """A layer program split in two: the summaries function (the ops the invariant head
+    needs, a prefix of the layer's work: pure reductions) and the rest of the forward,
+    which starts by calling it and unpacking ``returned``."""
+
+    forward: Emitted
+    summaries: Emitted
+    #: what the summaries function returns, in order (the forward's names for them; the
+    #: last is the pooled summaries, ``_`` where the forward does not use them)
+    returned: tuple[str, ...]
+    #: the forward's names for the returned values (``_`` where it does not use one)
+    targets: tuple[str, ...]
+    #: the pooled summaries' name inside the summaries function
+    pooled: str
+
+
+def emit_with_summaries(program: Program, summaries: Program) -> WithSummaries:
+    """``program`` emitted so that the ops of ``summaries`` (the invariant head's cut of it,
+    :func:`qgen.passes.head_program`) are written once, as a function that both the layer's
+    forward and the head call. Its ops only read ``x`` and each other, so hoisting them
+    before the rest keeps every value's meaning."""
+    ids = _identifiers(program)
+    shared = set(summaries.ops)
+    rest = tuple(op for op in program.ops if op not in shared)
+    defined = [v for op in summaries.ops for v in op.defines()]
+    later = {v for op in rest for v in op.uses()} | {v for _, v in program.outputs if v}
+    pooled = "r:pooled"
+    returned = [v for v in defined if v in later and v != pooled] + [pooled]
+    head = emit(Program(summaries.ops, tuple(("", v) for v in returned)), ids)
+    forward = emit(Program(rest, program.outputs), ids)
+    targets = tuple(ids[v] if v in later else "_" for v in returned)
+    return WithSummaries(
+        forward, head, tuple(ids[v] for v in returned), targets, ids[pooled]
+    )
+
+
 def outputs(program: Program) -> str:
     """The ``{tensor: value}`` dict of the program's results (tensors no term writes are
     left out)."""
@@ -259,4 +297,4 @@ def identifier(program: Program, value: str) -> str:
     return _identifiers(program)[value]
 
 
-__all__ += ["identifier", "outputs"]
+__all__ += ["WithSummaries", "emit_with_summaries", "identifier", "outputs"]

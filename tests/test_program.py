@@ -157,7 +157,5 @@ def _same_function(monkeypatch, spec, passes, group_sizes):
     ya, yb = a(x), b(x)
     for name in ya:
         torch.testing.assert_close(yb[name], ya[name], rtol=1e-12, atol=1e-12)
-    if full.INVARIANT_COUNTS and sum(full.INVARIANT_COUNTS.values()):
-        torch.testing.assert_close(
-            partial._invariant_summaries(x, 2), full._invariant_summaries(x, 2)
-        )
+    if hasattr(full, "_summaries"):
+        torch.testing.assert_close(partial._summaries(x, 2)[-1], full._summaries(x, 2)[-1])
