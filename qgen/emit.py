@@ -280,9 +280,7 @@ def emit_with_summaries(program: Program, summaries: Program) -> WithSummaries:
     head = emit(Program(summaries.ops, tuple(("", v) for v in returned)), ids)
     forward = emit(Program(rest, program.outputs), ids)
     targets = tuple(ids[v] if v in later else "_" for v in returned)
-    return WithSummaries(
-        forward, head, tuple(ids[v] for v in returned), targets, ids[pooled]
-    )
+    return WithSummaries(forward, head, tuple(ids[v] for v in returned), targets, ids[pooled])
 
 
 def outputs(program: Program) -> str:
