@@ -256,13 +256,10 @@ class WithSummaries:
 
     forward: Emitted
     summaries: Emitted
-    #: what the summaries function returns, in order (the forward's names for them; the
-    #: last is the pooled summaries, ``_`` where the forward does not use them)
+    #: what the summaries function returns, in order (the last: the pooled summaries)
     returned: tuple[str, ...]
     #: the forward's names for the returned values (``_`` where it does not use one)
     targets: tuple[str, ...]
-    #: the pooled summaries' name inside the summaries function
-    pooled: str
 
 
 def emit_with_summaries(program: Program, summaries: Program) -> WithSummaries:
@@ -280,7 +277,7 @@ def emit_with_summaries(program: Program, summaries: Program) -> WithSummaries:
     head = emit(Program(summaries.ops, tuple(("", v) for v in returned)), ids)
     forward = emit(Program(rest, program.outputs), ids)
     targets = tuple(ids[v] if v in later else "_" for v in returned)
-    return WithSummaries(forward, head, tuple(ids[v] for v in returned), targets, ids[pooled])
+    return WithSummaries(forward, head, tuple(ids[v] for v in returned), targets)
 
 
 def outputs(program: Program) -> str:
@@ -290,9 +287,4 @@ def outputs(program: Program) -> str:
     return "{" + ", ".join(f"{lit(t)}: {ids[v]}" for t, v in program.outputs if v) + "}"
 
 
-def identifier(program: Program, value: str) -> str:
-    """The Python name the emitted code binds ``value`` to."""
-    return _identifiers(program)[value]
-
-
-__all__ += ["WithSummaries", "emit_with_summaries", "identifier", "outputs"]
+__all__ += ["WithSummaries", "emit_with_summaries", "outputs"]
