@@ -92,11 +92,6 @@ class GroupCode:
         return [[m] for m in self.bias_maps]
 
 
-def _tuple_literal(items: list[str]) -> str:
-    body = ", ".join(lit(i) for i in items)
-    return f"({body},)" if len(items) == 1 else f"({body})"
-
-
 def _axes_text(spec: Spec, tensor: str) -> str:
     return ", ".join(map(str, spec.tensor(tensor).axes))
 
@@ -165,7 +160,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
         **symmetry,
         "bases": sorted(bases.items.values(), key=lambda b: b.index),
         "string_pieces": string_pieces,
-        "tensor_axes": {t.name: _tuple_literal([str(a) for a in t.axes]) for t in spec.tensors},
+        "tensor_axes": {t.name: literal(tuple(str(a) for a in t.axes)) for t in spec.tensors},
         "total": plan.total,
         "n_blocks": len(spec.tensors) ** 2,
         "plain_fixed": _plain_fixed_types(spec),
