@@ -906,6 +906,54 @@ class InvariantPool(nn.Module):
         return torch.cat(feats, dim=1)
 
 
+class GramPool(nn.Module):
+    """Invariant features of the Gram tensors (``tables["gram"]``): per pair ``A``, ``B``,
+    the two are contracted channel by channel over every GL axis (averaged over the
+    summed indices), after one bias-free channel mix per tensor and side (``U_A A``,
+    ``V_B B``: a channel mix commutes with the group), and the result, whose entries are
+    only moved and multiplied by factors (or mixed by norm-keeping actions), is pooled as
+    a tensor's entries are (:class:`InvariantPool`, ``hidden`` as there).
+    ``[batch, features]``.
+
+    On spaces with GL types (a residual stream without normalization, attention's
+    per-head query/key and value/output bases) these are what an invariant head can read
+    of the GL tensors: ``Wq_h^T Wk_h`` and ``Wo_h Wv_h`` per head, ``W_out W_in`` and
+    ``W_a W_in`` along a stream. A Gram tensor keeps the free axes of both factors, so it
+    costs the product of their sizes (``heads * d_model^2`` for ``Wq_h^T Wk_h``)."""
+
+    def __init__(self, in_channels: int, tables: dict, hidden: int | None = None) -> None:
+        super().__init__()
+        self.gram = tuple(tables["gram"])
+        self.names = tuple(f"{a},{b}" for a, b, *_ in self.gram)
+        left = sorted({g[0] for g in self.gram})
+        right = sorted({g[1] for g in self.gram})
+        scale = in_channels**-0.5
+        self.left = nn.ParameterDict(
+            {t: nn.Parameter(torch.randn(in_channels, in_channels) * scale) for t in left}
+        )
+        self.right = nn.ParameterDict(
+            {t: nn.Parameter(torch.randn(in_channels, in_channels) * scale) for t in right}
+        )
+        rules = {
+            "entry": {n: g[3] for n, g in zip(self.names, self.gram, strict=True)},
+            "pool": {n: g[4] for n, g in zip(self.names, self.gram, strict=True)},
+        }
+        self.pool = InvariantPool(in_channels, rules, hidden)
+        self.features = self.pool.features
+
+    def tensors(self, x: Weights) -> Weights:
+        """The Gram tensors ``{"A,B": [batch, channels, *free axes]}``."""
+        left = {t: _channel_mix(w, x[t]) for t, w in self.left.items()}
+        right = {t: _channel_mix(w, x[t]) for t, w in self.right.items()}
+        return {
+            n: _mean_einsum(eq, left[a], right[b])
+            for n, (a, b, eq, _, _) in zip(self.names, self.gram, strict=True)
+        }
+
+    def forward(self, x: Weights) -> torch.Tensor:
+        return self.pool(self.tensors(x))
+
+
 class MetaNet(nn.Module):
     """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
     between consecutive layers, after a fitted input normalizer (and optional
@@ -916,6 +964,10 @@ class MetaNet(nn.Module):
     ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
     space has factors and a canonicalization): the head pools the canonicalized features
     (equivariant features transform as the weight space does, channel by channel).
+    ``gram`` (default: wherever ``tables["gram"]`` has pairs): the head also pools the Gram
+    tensors (:class:`GramPool`), the only invariants it has of tensors with a GL axis.
+    ``head_norm``: BatchNorm on the head's invariant features (any normalization of
+    invariant features keeps the output invariant).
     ``layer(in, out, quasi=..., device=..., dtype=...)`` and ``linear_head(in, out, ...)``
     are the generated ``EquivariantLayer`` and ``InvariantHead`` (None where the space has
     no invariant linear functional). ``device``/``dtype``: where and in which dtype the
@@ -942,6 +994,8 @@ class MetaNet(nn.Module):
         head_hidden: int = 64,
         pool_hidden: int | None = None,
         head_canonical: bool | None = None,
+        gram: bool | None = None,
+        head_norm: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -1003,12 +1057,21 @@ class MetaNet(nn.Module):
             Products(hidden, hidden, tables).to(**factory) if degree2 and invariant else None
         )
         features += hidden * invariant if self.head_products is not None else 0
+        if gram is None:
+            gram = bool(tables["gram"])
+        if gram and not tables["gram"]:
+            raise ValueError("gram=True: no pair of tensors contracts every GL axis")
+        self.gram = GramPool(hidden, tables, pool_hidden).to(**factory) if gram else None
+        features += self.gram.features if self.gram is not None else 0
         if not features:
             raise ValueError(
                 "output='invariant': these blocks compute no invariant of this weight space "
                 "(no linear invariant, no pooled entry invariant, no degree-2 invariant; "
                 "try degree2=True, or output='equivariant')"
             )
+        # the head's features are invariant: any normalization of them keeps the output
+        # invariant (BatchNorm: batch statistics in training, running ones in eval mode)
+        self.head_norm = nn.BatchNorm1d(features, **factory) if head_norm else None
         self.mlp = nn.Sequential(
             nn.Linear(features, head_hidden, **factory),
             nn.ReLU(),
@@ -1045,7 +1108,10 @@ class MetaNet(nn.Module):
             feats.append(self.linear_head(x))
         if self.head_products is not None:
             feats.append(self.head_products(x)[1])
-        return self.mlp(torch.cat(feats, dim=1))
+        if self.gram is not None:
+            feats.append(self.gram(x))
+        z = torch.cat(feats, dim=1)
+        return self.mlp(self.head_norm(z) if self.head_norm is not None else z)
 
 
 #: per group of terms (one channel mix of ``EquivariantLayer`` each): the fixed positions
@@ -1449,6 +1515,7 @@ BLOCK_TABLES: dict = {
         ("h2", "sign", (("W2", 2), ("b2", 2)), (("W3", 3),), (("W2", 2), ("b2", 2))),
     ),
     "canon_problem": "",
+    "gram": (),
 }
 
 
@@ -1519,8 +1586,10 @@ class MetaNetwork(MetaNet):
     Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
     output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
     pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
-    canonicalized features; default where there are factors), ``device`` and ``dtype``
-    (where the parameters are made, as for ``nn.Linear``).
+    canonicalized features; default where there are factors), ``gram`` (pool the
+    0 Gram tensors, pairs of tensors contracted over their GL axes;
+    default where there are any), ``head_norm`` (BatchNorm on the invariant features),
+    ``device`` and ``dtype`` (where the parameters are made, as for ``nn.Linear``).
     """
 
     def __init__(

@@ -388,11 +388,24 @@ INVARIANT_DEGREE2 = DEGREE2 if LINEAR_INVARIANTS else [True]
     degree2=st.sampled_from(INVARIANT_DEGREE2),
     gated=st.booleans(),
     canonical=st.booleans(),
+    statistics=st.booleans(),
+    head_norm=st.booleans(),
 )
-def test_metanetwork_output_is_invariant(sizes, seed, degree2, gated, canonical):
+def test_metanetwork_output_is_invariant(
+    sizes, seed, degree2, gated, canonical, statistics, head_norm
+):
     gen, x, g = moved(all_sizes(sizes), seed)
     net = space.MetaNetwork(
-        3, 4, 2, 2, degree2=degree2, gated=gated, canonicalize=canonical, head_hidden=8
+        3,
+        4,
+        2,
+        2,
+        degree2=degree2,
+        gated=gated,
+        canonicalize=canonical,
+        head_hidden=8,
+        pool_hidden=None if statistics else 5,
+        head_norm=head_norm,
     ).double()
     randomize(net, gen)
     with torch.no_grad():
@@ -401,14 +414,15 @@ def test_metanetwork_output_is_invariant(sizes, seed, degree2, gated, canonical)
 
 def _seen_by_the_head(depth: int, degree2: bool) -> list[str]:
     """Tensors the invariant output can depend on: those the head reads (pooled entry
-    invariants, linear invariants, invariant degree-2 products), and those a layer maps
-    into one of these, once per layer. (A tensor with none of these, such as one with a GL
-    axis that no other axis pairs with, has no invariant at all.)"""
+    invariants, linear invariants, invariant degree-2 products, Gram tensors), and those a
+    layer maps into one of these, once per layer. (A tensor with none of these, such as
+    one with a GL axis that no other axis pairs with, has no invariant at all.)"""
     tables = space.BLOCK_TABLES
     seen = {t for t, rule in tables["pool"].items() if rule is not None}
     seen |= {t for t, k in space.INVARIANT_COUNTS.items() if k}
     if degree2:
         seen |= {t for a, b, _, targets in tables["products"] if not targets for t in (a, b)}
+    seen |= {t for a, b, *_ in tables["gram"] for t in (a, b)}
     for _ in range(depth):
         seen |= {t for (s, t), k in space.BLOCK_COUNTS.items() if k and s in seen}
     return [t for t in space.TENSORS if t in seen]

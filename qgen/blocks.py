@@ -46,6 +46,7 @@ __all__ = [
     "axis_kinds",
     "block_tables",
     "canonicalization",
+    "gram",
     "nonlinear_head",
     "products",
 ]
@@ -314,6 +315,92 @@ def _canon_step(spec: Spec, kinds, t: str, done: set[str]):
 
 
 # --------------------------------------------------------------------------------------
+# Gram invariants: pairs of tensors contracted over every axis that has no entry invariant
+
+
+#: Gram tensors keep at most this many axes (their entries are pooled, so a pair with
+#: many free axes would cost the product of their sizes for little)
+GRAM_MAX_AXES = 4
+
+
+def _contracted(a: AxisKind) -> bool:
+    """An axis that a matrix action mixes with no invariant norm (GL): no function of one
+    entry is invariant, but a plain axis paired with a dual one of its type is."""
+    return _mixes(a) and not a.kind.norm_invariant
+
+
+def gram(spec: Spec) -> tuple[tuple, ...]:
+    """Per pair of tensors ``A``, ``B`` whose contracted axes (:func:`_contracted`) pair up,
+    the *Gram tensor* ``einsum(equation, A, B)``: every contracted type has one axis in
+    ``A`` and one in ``B`` that its kind pairs (``GL``: a plain with a dual axis, so
+    ``sum_r A[.., r, ..] B[.., r, ..]`` with ``A -> g A`` and ``B -> g^-T B`` is unchanged);
+    a type nested in another shares the outer index (one per head); the other axes stay
+    free. The result has no contracted axis: its entries are moved and multiplied by a
+    factor, or mixed by norm-keeping actions, as a tensor's entries are, so the entry
+    pooling of the invariant head applies to it (``Wq_h^T Wk_h`` per head of attention,
+    ``W_out W_in`` of a residual stream).
+
+    Returns ``(a, b, equation, entry, pool)`` with ``entry`` and ``pool`` the rules of the
+    result (as ``block_tables`` gives them for a tensor)."""
+    kinds = axis_kinds(spec)
+    sizes = {n: d.size for n, d in spec.types.items() if d.fixed}
+    names = [t.name for t in spec.tensors]
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            found = _gram_pair(spec, kinds[a], kinds[b])
+            if found is None:
+                continue
+            equation, rest = found
+            rules = _tensor_rules(rest, sizes)
+            out.append((a, b, equation, rules["entry"], rules["pool"]))
+    return tuple(out)
+
+
+def _gram_pair(spec: Spec, axes_a, axes_b):
+    """The equation and the free axes of the Gram tensor of ``A``, ``B``, or None."""
+    contracted = {ax.type for ax in (*axes_a, *axes_b) if _contracted(ax)}
+    if not contracted:
+        return None
+    letters = iter(_LETTERS)
+    sub_a = [None] * len(axes_a)
+    sub_b = [None] * len(axes_b)
+    for t in contracted:
+        ka = [k for k, ax in enumerate(axes_a) if ax.type == t]
+        kb = [k for k, ax in enumerate(axes_b) if ax.type == t]
+        if len(ka) != 1 or len(kb) != 1:
+            return None
+        kind = axes_a[ka[0]].kind
+        va = 1 if axes_a[ka[0]].dual else -1  # inputs: plain -1, dual +1
+        vb = 1 if axes_b[kb[0]].dual else -1
+        if not isinstance(kind, PairingKind) or not kind.allows_pair(va, vb):
+            return None
+        x = next(letters)
+        sub_a[ka[0]] = sub_b[kb[0]] = x
+        outer = spec.types[t].within
+        if outer is not None:  # one element per outer index: share it
+            oa = [k for k, ax in enumerate(axes_a) if ax.type == outer]
+            ob = [k for k, ax in enumerate(axes_b) if ax.type == outer]
+            if len(oa) != 1 or len(ob) != 1 or _contracted(axes_a[oa[0]]):
+                return None
+            if sub_a[oa[0]] is None:
+                sub_a[oa[0]] = sub_b[ob[0]] = next(letters)
+    summed = {sub_a[k] for k, ax in enumerate(axes_a) if ax.type in contracted}
+    rest, out = [], []
+    for axes, sub in ((axes_a, sub_a), (axes_b, sub_b)):
+        for k, ax in enumerate(axes):
+            if sub[k] is None:
+                sub[k] = next(letters)
+            if sub[k] not in summed and sub[k] not in out:  # a shared outer axis once
+                out.append(sub[k])
+                rest.append(ax)
+    if len(rest) > GRAM_MAX_AXES or any(a.tied for a in rest):
+        return None
+    equation = f"bc{''.join(sub_a)},bc{''.join(sub_b)}->bc{''.join(out)}"
+    return equation, tuple(rest)
+
+
+# --------------------------------------------------------------------------------------
 
 
 def nonlinear_head(spec: Spec) -> bool:
@@ -346,6 +433,7 @@ def block_tables(spec: Spec) -> dict:
         )
     tables["canon"] = canon
     tables["canon_problem"] = problem
+    tables["gram"] = gram(spec)
     return tables
 
 
@@ -374,7 +462,9 @@ def template_context(spec: Spec, linear_invariants: int) -> dict:
         "n_products": sum(bool(p[3]) for p in tables["products"]),
         "n_invariant_products": sum(not p[3] for p in tables["products"]),
         "has_invariant": linear_invariants > 0
-        or any(r is not None for r in tables["pool"].values()),
+        or any(r is not None for r in tables["pool"].values())
+        or bool(tables["gram"]),
+        "n_gram": len(tables["gram"]),
         "canon": tables["canon"],
         "canon_problem": tables["canon_problem"],
         "norms": [t for t, d in tables["norm"].items() if d is not None],

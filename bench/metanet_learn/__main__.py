@@ -285,16 +285,19 @@ def train_and_score(model, train, y_train, test, y_test, steps, batch, lr, seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = y_train.shape[0]
     start = time.perf_counter()
-    for step in range(steps):
+    done = 0
+    for _ in range(steps):
         idx = torch.randint(n, (batch,), generator=g)
         xb = {k: v[idx] for k, v in train.items()}
         loss = (model(xb)[:, 0] - y_train[idx]).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        done += 1
         if not torch.isfinite(loss):
             break
     elapsed = time.perf_counter() - start
+    model.eval()
     with torch.no_grad():
         pred = torch.cat(
             [
@@ -308,8 +311,8 @@ def train_and_score(model, train, y_train, test, y_test, steps, batch, lr, seed)
     return {
         "test_nmse": mse,
         "train_nmse": train_mse,
-        "ms_per_step": 1000 * elapsed / max(step + 1, 1),
-        "steps": step + 1,
+        "ms_per_step": 1000 * elapsed / max(done, 1),
+        "steps": done,
         "params": sum(p.numel() for p in model.parameters()),
     }
 
