@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qgen.blocks import block_tables, canonicalization, products
+from qgen.blocks import block_tables, canonicalization, gram, products
 from qgen.builder import compile_spec
 from qgen.pytext import WIDTH, format_source, literal
 from qgen.runtime import blocks as B
@@ -338,3 +338,88 @@ tensors: {A: [n, n], B: [s, n*, x], C: [g, s*], d: [g]}
     assert generated._seen_by_the_head(2, False) == ["A", "B"]
     generated.test_metanetwork_output_depends_on_every_tensor_it_can_see()
     generated.test_blocks_have_finite_gradients_at_zero_entries()
+
+
+# ------------------------------------------------------------------ Gram invariants (GL)
+
+RESMLP_GL = ROOT / "bench" / "metanet_learn" / "resmlp_gl.yaml"
+TRANSFORMER = (
+    "name: tf\narch: transformer\nd_model: 3\nheads: 2\nd_head: 2\nmlp: 3\n"
+    "depth: 1\ninputs: 2\noutputs: 2\n"
+)
+#: GL next to scaled, signed and orthogonal free axes of the Gram tensors
+GL_MIXED = """
+name: gl_mixed
+types:
+  x: {size: 2}
+  r: {group: gl}
+  h: {group: scaled}
+  s: {group: signed}
+  o: {group: orthogonal}
+tensors:
+  A: [r, x*]
+  B: [h, r*]
+  C: [s, o, r*]
+  d: [r]
+  E: [r, s*]
+"""
+
+
+def test_gram_pairs_contract_every_gl_axis_and_share_the_head():
+    tf = {(a, b, eq): (entry, pool) for a, b, eq, entry, pool in gram(_spec(TRANSFORMER))}
+    # per head: Wq_h^T Wk_h [head, r, r] and Wo_h Wv_h [head, r, r], plain perm entries
+    assert tf[("Wq1", "Wk1", "bcjik,bcjil->bcjkl")] == (((), False, False, False), ((2, 3, 4), 1))
+    assert ("Wv1", "Wo1", "bcjik,bclji->bcjkl") in tf
+    assert not any({a, b} & {"Wv1", "Wo1"} and {a, b} & {"Wq1", "Wk1"} for a, b, _ in tf)
+    res = {(a, b): (eq, entry, pool) for a, b, eq, entry, pool in gram(load_spec(RESMLP_GL))}
+    # W_out W_in: every axis fixed, so every entry is an invariant, kept
+    assert res[("W_in", "W_out")] == ("bcij,bcki->bcjk", ((), False, False, False), ((), 6))
+    # W1a W_in [m1, x]: scaled rows, divided by the channel norm, pooled over m1
+    assert res[("W_in", "W1a")][1:] == (((), True, False, False), ((3,), 3))
+    assert ("W_in", "b_in") not in res  # two plain r axes: not invariant
+    assert gram(load_spec(ROOT / "examples" / "linear_net.yaml")) == ()  # needs degree 3
+    assert gram(load_spec(ROOT / "examples" / "mlp_relu.yaml")) == ()  # no GL axis
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    which=st.sampled_from(["resmlp", "transformer", "mixed"]),
+    size=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+    hidden=st.sampled_from([None, 4]),
+)
+def test_gram_pool_is_invariant_under_random_group_elements(which, size, seed, hidden):
+    spec = {
+        "resmlp": load_spec(RESMLP_GL),
+        "transformer": _spec(TRANSFORMER),
+        "mixed": _spec(GL_MIXED),
+    }[which]
+    space, tables = compile_spec(spec), block_tables(spec)
+    assert tables["gram"]
+    x, g = _weights(space, size, seed)
+    torch.manual_seed(seed % 1000)
+    pool = B.GramPool(3, tables, hidden).double()
+    with torch.no_grad():
+        assert _relative({"p": pool(space.act(g, x))}, {"p": pool(x)}) <= TOL
+        # and the pooled features are not constant: they see every tensor of a pair
+        y = {k: v * 1.5 + 0.1 for k, v in x.items()}
+        assert (pool(y) - pool(x)).abs().max() > 1e-6
+
+
+@settings(max_examples=5, deadline=None)
+@given(size=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), head_norm=st.booleans())
+def test_default_metanetwork_on_a_gl_space_is_invariant_and_reads_the_gl_tensors(
+    size, seed, head_norm
+):
+    space = compile_spec(load_spec(RESMLP_GL))
+    x, g = _weights(space, size, seed, channels=1, batch=3)
+    torch.manual_seed(seed % 1000)
+    net = space.MetaNetwork(1, 4, 2, 1, head_norm=head_norm).double()
+    assert net.gram is not None  # the default where the space has Gram pairs
+    with torch.no_grad():
+        assert _relative({"o": net(space.act(g, x))}, {"o": net(x)}) <= TOL
+        y = dict(x)
+        y["W1a"] = x["W1a"] * 2 + 0.3  # a GL tensor only the Gram tensors can read
+        assert (net(y) - net(x)).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="gram=True"):
+        compile_spec(ROOT / "examples" / "mlp_relu.yaml").MetaNetwork(1, 4, 2, 1, gram=True)
