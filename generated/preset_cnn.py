@@ -1021,6 +1021,9 @@ class GramPool(nn.Module):
         return self.pool(self.tensors(x))
 
 
+POOL_HIDDEN = 32
+
+
 class MetaNet(nn.Module):
     """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
     between consecutive layers, after a fitted input normalizer (and optional
@@ -1028,11 +1031,16 @@ class MetaNet(nn.Module):
     invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
     to ``out_features`` channels.
 
-    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
-    space has factors and a canonicalization): the head pools the canonicalized features
-    (equivariant features transform as the weight space does, channel by channel).
+    ``pool_hidden`` (default :data:`POOL_HIDDEN`): each entry invariant is embedded by
+    ``relu(E u + e)`` into that many features before the mean over the group axes
+    (DeepSets, :class:`InvariantPool`); None: the pooled statistics ``mean |u|``, ``mean
+    u`` instead (cheaper; they learned less in ``bench/metanet_learn``).
+    ``head_canonical`` (default: wherever the space has factors and a canonicalization):
+    the head pools the canonicalized features (equivariant features transform as the
+    weight space does, channel by channel).
     ``gram`` (default: wherever ``tables["gram"]`` has pairs): the head also pools the Gram
-    tensors (:class:`GramPool`), the only invariants it has of tensors with a GL axis.
+    tensors (:class:`GramPool`, statistics), the only invariants it has of tensors with a
+    GL axis.
     ``head_norm``: BatchNorm on the head's invariant features (any normalization of
     invariant features keeps the output invariant).
     ``layer(in, out, quasi=..., device=..., dtype=...)`` and ``linear_head(in, out, ...)``
@@ -1059,7 +1067,7 @@ class MetaNet(nn.Module):
         canonicalize: bool = False,
         quasi: bool = False,
         head_hidden: int = 64,
-        pool_hidden: int | None = None,
+        pool_hidden: int | None = POOL_HIDDEN,
         head_canonical: bool | None = None,
         gram: bool | None = None,
         head_norm: bool = False,
@@ -1128,7 +1136,8 @@ class MetaNet(nn.Module):
             gram = bool(tables["gram"])
         if gram and not tables["gram"]:
             raise ValueError("gram=True: no pair of tensors contracts every GL axis")
-        self.gram = GramPool(hidden, tables, pool_hidden).to(**factory) if gram else None
+        # pooled statistics of the Gram tensors (embedding their entries learned slower)
+        self.gram = GramPool(hidden, tables).to(**factory) if gram else None
         features += self.gram.features if self.gram is not None else 0
         if not features:
             raise ValueError(
@@ -1781,12 +1790,13 @@ class MetaNetwork(MetaNet):
     a weight-space dict with ``out_features`` channels).
 
     Options: ``degree2``, ``activation``, ``gated``, ``norm``, ``canonicalize`` (invariant
-    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (embed entries before
-    pooling, DeepSets-style; default: pooled statistics), ``head_canonical`` (pool
-    canonicalized features; default where there are factors), ``gram`` (pool the
-    0 Gram tensors, pairs of tensors contracted over their GL axes;
-    default where there are any), ``head_norm`` (BatchNorm on the invariant features),
-    ``device`` and ``dtype`` (where the parameters are made, as for ``nn.Linear``).
+    output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (entries embedded into this
+    many features before pooling, DeepSets-style, default 32; None: pooled statistics),
+    ``head_canonical`` (pool canonicalized features; default where there are factors),
+    ``gram`` (pool the 0 Gram tensors, pairs of tensors contracted over
+    their GL axes; default where there are any), ``head_norm`` (BatchNorm on the
+    invariant features), ``device`` and ``dtype`` (where the parameters are made, as for
+    ``nn.Linear``).
     """
 
     def __init__(

@@ -291,7 +291,8 @@ def test_the_no_grad_forward_with_its_shortcuts_is_the_forward(example, activati
     # in place activations and one pass for mean |u| = mean u after ReLU, under no_grad
     space = compile_spec(ROOT / "examples" / f"{example}.yaml")
     torch.manual_seed(0)
-    net = space.MetaNetwork(3, 5, 2, 4, activation=activation).double()
+    # the statistics pool (pool_hidden=None) has the one-pass shortcut after ReLU
+    net = space.MetaNetwork(3, 5, 2, 4, activation=activation, pool_hidden=None).double()
     x, _ = _weights(space, 4, seed=1)
     net.fit_normalizer(x)
     with torch.no_grad():

@@ -440,6 +440,10 @@ class GramPool(nn.Module):
         return self.pool(self.tensors(x))
 
 
+#: the default width of the entry embedding before pooling in :class:`MetaNet`'s head
+POOL_HIDDEN = 32
+
+
 class MetaNet(nn.Module):
     """``depth`` blocks ``layer -> (+ degree-2 products) -> activation``, a channel norm
     between consecutive layers, after a fitted input normalizer (and optional
@@ -447,11 +451,16 @@ class MetaNet(nn.Module):
     invariant head, the invariant degree-2 products, an MLP) or a last equivariant layer
     to ``out_features`` channels.
 
-    ``pool_hidden``: see :class:`InvariantPool`; ``head_canonical`` (default: wherever the
-    space has factors and a canonicalization): the head pools the canonicalized features
-    (equivariant features transform as the weight space does, channel by channel).
+    ``pool_hidden`` (default :data:`POOL_HIDDEN`): each entry invariant is embedded by
+    ``relu(E u + e)`` into that many features before the mean over the group axes
+    (DeepSets, :class:`InvariantPool`); None: the pooled statistics ``mean |u|``, ``mean
+    u`` instead (cheaper; they learned less in ``bench/metanet_learn``).
+    ``head_canonical`` (default: wherever the space has factors and a canonicalization):
+    the head pools the canonicalized features (equivariant features transform as the
+    weight space does, channel by channel).
     ``gram`` (default: wherever ``tables["gram"]`` has pairs): the head also pools the Gram
-    tensors (:class:`GramPool`), the only invariants it has of tensors with a GL axis.
+    tensors (:class:`GramPool`, statistics), the only invariants it has of tensors with a
+    GL axis.
     ``head_norm``: BatchNorm on the head's invariant features (any normalization of
     invariant features keeps the output invariant).
     ``layer(in, out, quasi=..., device=..., dtype=...)`` and ``linear_head(in, out, ...)``
@@ -478,7 +487,7 @@ class MetaNet(nn.Module):
         canonicalize: bool = False,
         quasi: bool = False,
         head_hidden: int = 64,
-        pool_hidden: int | None = None,
+        pool_hidden: int | None = POOL_HIDDEN,
         head_canonical: bool | None = None,
         gram: bool | None = None,
         head_norm: bool = False,
@@ -547,7 +556,8 @@ class MetaNet(nn.Module):
             gram = bool(tables["gram"])
         if gram and not tables["gram"]:
             raise ValueError("gram=True: no pair of tensors contracts every GL axis")
-        self.gram = GramPool(hidden, tables, pool_hidden).to(**factory) if gram else None
+        # pooled statistics of the Gram tensors (embedding their entries learned slower)
+        self.gram = GramPool(hidden, tables).to(**factory) if gram else None
         features += self.gram.features if self.gram is not None else 0
         if not features:
             raise ValueError(
