@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.metanet_learn.__main__ import CASES, ROOT, check_invariance, main, sample, target
-from qgen.builder import compile_spec
+from qgen.codegen.output import compile_spec
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
