@@ -15,6 +15,8 @@ so the target is exactly invariant (checked on every case with the generated
 test targets (predicting the mean gives about 1.0).
 
 Models: ``default`` is ``space.MetaNetwork(1, hidden, depth, 1)`` with every option left
-at its default; ``degree2`` the same with ``degree2=True``; ``mlp`` a flat MLP on the
-standardized, flattened weights (the baseline).
+at its default; ``before`` the same with ``gram=False, pool_hidden=None``, which computes
+what the defaults computed before issue 22 (``before.json``: that run, made with the code
+of then, one seed); ``degree2`` the default with ``degree2=True``; ``mlp`` a flat MLP on
+the standardized, flattened weights (the baseline).
 """

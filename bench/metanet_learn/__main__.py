@@ -268,8 +268,14 @@ class FlatMLP(nn.Module):
         return self.net((self.flatten(x) - self.mean) / self.std)
 
 
-#: model name -> MetaNetwork options (None: the flat MLP)
-MODELS = {"default": {}, "degree2": {"degree2": True}, "mlp": None}
+#: model name -> MetaNetwork options (None: the flat MLP); "before": the options that give
+#: the defaults before issue 22 (no Gram tensors, pooled statistics in the head)
+MODELS = {
+    "default": {},
+    "before": {"gram": False, "pool_hidden": None},
+    "degree2": {"degree2": True},
+    "mlp": None,
+}
 
 
 def make_model(space, name: str, train: Weights, hidden: int, depth: int, options: dict):
