@@ -647,17 +647,17 @@ def entry_invariant(v: torch.Tensor, norm_dims: tuple[int, ...], divide: bool) -
     return v
 
 
-def _mean_einsum(equation: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``einsum(equation, a, b)`` divided by the sizes of the indices it sums over."""
+def _mean_einsum(equation: str, *operands: torch.Tensor) -> torch.Tensor:
+    """``einsum(equation, *operands)`` divided by the sizes of the indices it sums over."""
     inputs, out = equation.split("->")
     count = 1
     seen = set()
-    for letters, t in zip(inputs.split(","), (a, b), strict=True):
+    for letters, t in zip(inputs.split(","), operands, strict=True):
         for letter, size in zip(letters, t.shape, strict=True):
             if letter not in out and letter not in seen:
                 seen.add(letter)
                 count *= size
-    return torch.einsum(equation, a, b) / count
+    return torch.einsum(equation, *operands) / count
 
 
 _IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
@@ -972,47 +972,43 @@ class InvariantPool(nn.Module):
 
 
 class GramPool(nn.Module):
-    """Invariant features of the Gram tensors (``tables["gram"]``): per pair ``A``, ``B``,
-    the two are contracted channel by channel over every GL axis (averaged over the
-    summed indices), after one bias-free channel mix per tensor and side (``U_A A``,
-    ``V_B B``: a channel mix commutes with the group), and the result, whose entries are
-    only moved and multiplied by factors (or mixed by norm-keeping actions), is pooled as
-    a tensor's entries are (:class:`InvariantPool`, ``hidden`` as there).
+    """Invariant features of the Gram tensors (``tables["gram"]``): per product of two or
+    three tensors, each is channel-mixed (one bias-free mix per tensor and place in the
+    product: a channel mix commutes with the group), they are contracted channel by
+    channel over every GL axis (averaged over the summed indices), and the result, whose
+    entries are only moved and multiplied by factors (or mixed by norm-keeping actions),
+    is pooled as a tensor's entries are (:class:`InvariantPool`, ``hidden`` as there).
     ``[batch, features]``.
 
     On spaces with GL types (a residual stream without normalization, attention's
-    per-head query/key and value/output bases) these are what an invariant head can read
-    of the GL tensors: ``Wq_h^T Wk_h`` and ``Wo_h Wv_h`` per head, ``W_out W_in`` and
-    ``W_a W_in`` along a stream. A Gram tensor keeps the free axes of both factors, so it
-    costs the product of their sizes (``heads * d_model^2`` for ``Wq_h^T Wk_h``)."""
+    per-head query/key and value/output bases, a linear chain) these are what an invariant
+    head can read of the GL tensors: ``Wq_h^T Wk_h`` and ``Wo_h Wv_h`` per head,
+    ``W_out W_in`` and ``W_a W_in`` along a stream, ``A3 A2 A1``. A Gram tensor keeps the
+    free axes of its factors, so it costs the product of their sizes (``heads *
+    d_model^2`` for ``Wq_h^T Wk_h``)."""
 
     def __init__(self, in_channels: int, tables: dict, hidden: int | None = None) -> None:
         super().__init__()
         self.gram = tuple(tables["gram"])
-        self.names = tuple(f"{a},{b}" for a, b, *_ in self.gram)
-        left = sorted({g[0] for g in self.gram})
-        right = sorted({g[1] for g in self.gram})
+        self.names = tuple(",".join(g[0]) for g in self.gram)
+        places = sorted({f"{t}@{k}" for g in self.gram for k, t in enumerate(g[0])})
         scale = in_channels**-0.5
-        self.left = nn.ParameterDict(
-            {t: nn.Parameter(torch.randn(in_channels, in_channels) * scale) for t in left}
-        )
-        self.right = nn.ParameterDict(
-            {t: nn.Parameter(torch.randn(in_channels, in_channels) * scale) for t in right}
+        self.mix = nn.ParameterDict(
+            {p: nn.Parameter(torch.randn(in_channels, in_channels) * scale) for p in places}
         )
         rules = {
-            "entry": {n: g[3] for n, g in zip(self.names, self.gram, strict=True)},
-            "pool": {n: g[4] for n, g in zip(self.names, self.gram, strict=True)},
+            "entry": {n: g[2] for n, g in zip(self.names, self.gram, strict=True)},
+            "pool": {n: g[3] for n, g in zip(self.names, self.gram, strict=True)},
         }
         self.pool = InvariantPool(in_channels, rules, hidden)
         self.features = self.pool.features
 
     def tensors(self, x: Weights) -> Weights:
         """The Gram tensors ``{"A,B": [batch, channels, *free axes]}``."""
-        left = {t: _channel_mix(w, x[t]) for t, w in self.left.items()}
-        right = {t: _channel_mix(w, x[t]) for t, w in self.right.items()}
+        mixed = {p: _channel_mix(w, x[p.partition("@")[0]]) for p, w in self.mix.items()}
         return {
-            n: _mean_einsum(eq, left[a], right[b])
-            for n, (a, b, eq, _, _) in zip(self.names, self.gram, strict=True)
+            n: _mean_einsum(eq, *(mixed[f"{t}@{k}"] for k, t in enumerate(tensors)))
+            for n, (tensors, eq, _, _) in zip(self.names, self.gram, strict=True)
         }
 
     def forward(self, x: Weights) -> torch.Tensor:

@@ -462,7 +462,7 @@ def _seen_by_the_head(depth: int, degree2: bool) -> list[str]:
     seen |= {t for t, k in space.INVARIANT_COUNTS.items() if k}
     if degree2:
         seen |= {t for a, b, _, targets in tables["products"] if not targets for t in (a, b)}
-    seen |= {t for a, b, *_ in tables["gram"] for t in (a, b)}
+    seen |= {t for tensors, *_ in tables["gram"] for t in tensors}
     for _ in range(depth):
         seen |= {t for (s, t), k in space.BLOCK_COUNTS.items() if k and s in seen}
     return [t for t in space.TENSORS if t in seen]

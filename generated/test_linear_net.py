@@ -377,7 +377,7 @@ def test_alpha_stays_in_the_group_for_extreme_weights(log10, seed, dtype):
 block_sizes = st.fixed_dictionaries({t: st.integers(1, 3) for t in GROUP_TYPES})
 DEGREE2 = [False, True] if space.BLOCK_TABLES["products"] else [False]
 #: whether these blocks see an invariant without degree-2 products (else only with them)
-LINEAR_INVARIANTS = False
+LINEAR_INVARIANTS = True
 
 
 def moved(sizes, seed, channels=3, batch=2):
@@ -454,13 +454,68 @@ def test_metanetwork_with_equivariant_output_is_equivariant(sizes, seed, degree2
         assert_close(net(space.act(g, x)), space.act(g, net(x)), torch.float64)
 
 
-def test_metanetwork_refuses_an_invariant_output_it_cannot_compute():
-    try:
-        space.MetaNetwork(1, 4, 2, 2)
-    except ValueError as e:
-        assert "no invariant" in str(e)
-    else:
-        raise AssertionError("MetaNetwork built an invariant head from nothing")
+INVARIANT_DEGREE2 = DEGREE2 if LINEAR_INVARIANTS else [True]
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    sizes=block_sizes,
+    seed=st.integers(0, 2**31 - 1),
+    degree2=st.sampled_from(INVARIANT_DEGREE2),
+    gated=st.booleans(),
+    canonical=st.booleans(),
+    statistics=st.booleans(),
+    head_norm=st.booleans(),
+)
+def test_metanetwork_output_is_invariant(
+    sizes, seed, degree2, gated, canonical, statistics, head_norm
+):
+    gen, x, g = moved(all_sizes(sizes), seed)
+    net = space.MetaNetwork(
+        3,
+        4,
+        2,
+        2,
+        degree2=degree2,
+        gated=gated,
+        canonicalize=canonical,
+        head_hidden=8,
+        pool_hidden=None if statistics else 5,
+        head_norm=head_norm,
+    ).double()
+    randomize(net, gen)
+    with torch.no_grad():
+        assert_close({"out": net(space.act(g, x))}, {"out": net(x)}, torch.float64)
+
+
+def _seen_by_the_head(depth: int, degree2: bool) -> list[str]:
+    """Tensors the invariant output can depend on: those the head reads (pooled entry
+    invariants, linear invariants, invariant degree-2 products, Gram tensors), and those a
+    layer maps into one of these, once per layer. (A tensor with none of these, such as
+    one with a GL axis that no other axis pairs with, has no invariant at all.)"""
+    tables = space.BLOCK_TABLES
+    seen = {t for t, rule in tables["pool"].items() if rule is not None}
+    seen |= {t for t, k in space.INVARIANT_COUNTS.items() if k}
+    if degree2:
+        seen |= {t for a, b, _, targets in tables["products"] if not targets for t in (a, b)}
+    seen |= {t for tensors, *_ in tables["gram"] for t in tensors}
+    for _ in range(depth):
+        seen |= {t for (s, t), k in space.BLOCK_COUNTS.items() if k and s in seen}
+    return [t for t in space.TENSORS if t in seen]
+
+
+def test_metanetwork_output_depends_on_every_tensor_it_can_see():
+    gen = torch.Generator().manual_seed(2)
+    x = random_weights(all_sizes({t: 3 for t in GROUP_TYPES}), 1, 3, torch.float64, gen)
+    net = space.MetaNetwork(3, 4, 2, 2, degree2=INVARIANT_DEGREE2[-1], head_hidden=8).double()
+    randomize(net, gen)
+    seen = _seen_by_the_head(2, INVARIANT_DEGREE2[-1])
+    assert seen
+    for name in seen:
+        y = dict(x)
+        y[name] = x[name] + torch.randn(x[name].shape, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            assert (net(x) - net(y)).abs().max() > 1e-6, name
 
 
 def test_blocks_have_finite_gradients_at_zero_entries():

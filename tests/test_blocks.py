@@ -367,24 +367,28 @@ tensors:
 
 
 def test_gram_pairs_contract_every_gl_axis_and_share_the_head():
-    tf = {(a, b, eq): (entry, pool) for a, b, eq, entry, pool in gram(_spec(TRANSFORMER))}
+    tf = {(*t, eq): (entry, pool) for t, eq, entry, pool in gram(_spec(TRANSFORMER))}
     # per head: Wq_h^T Wk_h [head, r, r] and Wo_h Wv_h [head, r, r], plain perm entries
     assert tf[("Wq1", "Wk1", "bcjik,bcjil->bcjkl")] == (((), False, False, False), ((2, 3, 4), 1))
     assert ("Wv1", "Wo1", "bcjik,bclji->bcjkl") in tf
     assert not any({a, b} & {"Wv1", "Wo1"} and {a, b} & {"Wq1", "Wk1"} for a, b, _ in tf)
-    res = {(a, b): (eq, entry, pool) for a, b, eq, entry, pool in gram(load_spec(RESMLP_GL))}
+    res = {t: (eq, entry, pool) for t, eq, entry, pool in gram(load_spec(RESMLP_GL))}
     # W_out W_in: every axis fixed, so every entry is an invariant, kept
     assert res[("W_in", "W_out")] == ("bcij,bcki->bcjk", ((), False, False, False), ((), 6))
     # W1a W_in [m1, x]: scaled rows, divided by the channel norm, pooled over m1
     assert res[("W_in", "W1a")][1:] == (((), True, False, False), ((3,), 3))
     assert ("W_in", "b_in") not in res  # two plain r axes: not invariant
-    assert gram(load_spec(ROOT / "examples" / "linear_net.yaml")) == ()  # needs degree 3
+    assert not any(len(t) > 2 for t, *_ in gram(load_spec(RESMLP_GL)))  # pairs close
+    # a linear chain: its one invariant A3 A2 A1 [y, x], every entry kept
+    assert gram(load_spec(ROOT / "examples" / "linear_net.yaml")) == (
+        (("A1", "A2", "A3"), "bcik,bcji,bclj->bckl", ((), False, False, False), ((), 6)),
+    )
     assert gram(load_spec(ROOT / "examples" / "mlp_relu.yaml")) == ()  # no GL axis
 
 
 @settings(max_examples=10, deadline=None)
 @given(
-    which=st.sampled_from(["resmlp", "transformer", "mixed"]),
+    which=st.sampled_from(["resmlp", "transformer", "mixed", "linear"]),
     size=st.integers(1, 3),
     seed=st.integers(0, 2**31 - 1),
     hidden=st.sampled_from([None, 4]),
@@ -394,6 +398,7 @@ def test_gram_pool_is_invariant_under_random_group_elements(which, size, seed, h
         "resmlp": load_spec(RESMLP_GL),
         "transformer": _spec(TRANSFORMER),
         "mixed": _spec(GL_MIXED),
+        "linear": load_spec(ROOT / "examples" / "linear_net.yaml"),
     }[which]
     space, tables = compile_spec(spec), block_tables(spec)
     assert tables["gram"]

@@ -400,6 +400,27 @@ def run(args) -> dict:
     return results
 
 
+def table(results: dict) -> str:
+    """The markdown table of a results JSON: per case and model, the normalized test MSE
+    (mean over seeds, and each seed) and ms per training step (mean over seeds)."""
+    models = list(next(iter(results["cases"].values()))["models"])
+    head = "| case | " + " | ".join(f"{m}: nMSE | {m}: ms/step" for m in models) + " |"
+    lines = [head, "|---" * (1 + 2 * len(models)) + "|"]
+    for name, row in results["cases"].items():
+        cells = [f"`{name}`"]
+        for m in models:
+            runs = [r for r in row["models"][m] if "error" not in r]
+            if not runs:
+                cells += ["n/a", "n/a"]
+                continue
+            scores = [r["test_nmse"] for r in runs]
+            each = ", ".join(f"{v:.3f}" for v in scores)
+            cells.append(f"{sum(scores) / len(scores):.3f} ({each})")
+            cells.append(f"{sum(r['ms_per_step'] for r in runs) / len(runs):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.metanet_learn")
     p.add_argument("--cases", default="")
@@ -416,7 +437,12 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the runner")
     p.add_argument("--out", default="")
+    p.add_argument("--table", default="", help="print the markdown table of a results JSON")
     args = p.parse_args(argv)
+    if args.table:
+        results = json.loads(Path(args.table).read_text())
+        print(table(results))
+        return results
     if args.quick:
         args.train, args.test, args.steps, args.hidden = 64, 32, 3, 4
     return run(args)

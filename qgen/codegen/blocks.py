@@ -318,9 +318,11 @@ def _canon_step(spec: Spec, kinds, t: str, done: set[str]):
 # Gram invariants: pairs of tensors contracted over every axis that has no entry invariant
 
 
-#: Gram tensors keep at most this many axes (their entries are pooled, so a pair with
+#: Gram tensors keep at most this many axes (their entries are pooled, so a product with
 #: many free axes would cost the product of their sizes for little)
 GRAM_MAX_AXES = 4
+#: and are products of at most this many tensors (``A3 A2 A1`` of a linear chain)
+GRAM_MAX_TENSORS = 3
 
 
 def _contracted(a: AxisKind) -> bool:
@@ -330,64 +332,81 @@ def _contracted(a: AxisKind) -> bool:
 
 
 def gram(spec: Spec) -> tuple[tuple, ...]:
-    """Per pair of tensors ``A``, ``B`` whose contracted axes (:func:`_contracted`) pair up,
-    the *Gram tensor* ``einsum(equation, A, B)``: every contracted type has one axis in
-    ``A`` and one in ``B`` that its kind pairs (``GL``: a plain with a dual axis, so
-    ``sum_r A[.., r, ..] B[.., r, ..]`` with ``A -> g A`` and ``B -> g^-T B`` is unchanged);
-    a type nested in another shares the outer index (one per head); the other axes stay
-    free. The result has no contracted axis: its entries are moved and multiplied by a
-    factor, or mixed by norm-keeping actions, as a tensor's entries are, so the entry
-    pooling of the invariant head applies to it (``Wq_h^T Wk_h`` per head of attention,
-    ``W_out W_in`` of a residual stream).
+    """Per set of two or three tensors whose contracted axes (:func:`_contracted`) pair up,
+    the *Gram tensor* ``einsum(equation, A, B, ...)``: every contracted type of the set has
+    exactly two axes in it, in two tensors, that its kind pairs (``GL``: a plain with a
+    dual axis, so ``sum_r A[.., r, ..] B[.., r, ..]`` with ``A -> g A`` and ``B -> g^-T B``
+    is unchanged); a type nested in another shares the outer index (one per head); the
+    other axes stay free; the tensors are connected by the contractions. The result has
+    no contracted axis: its entries are moved and multiplied by a factor, or mixed by
+    norm-keeping actions, as a tensor's entries are, so the entry pooling of the
+    invariant head applies to it (``Wq_h^T Wk_h`` per head of attention, ``W_out W_in``
+    of a residual stream, ``A3 A2 A1`` of a linear chain). Sets of three only where no
+    two of them close (a pair that closes is listed as a pair).
 
-    Returns ``(a, b, equation, entry, pool)`` with ``entry`` and ``pool`` the rules of the
-    result (as ``block_tables`` gives them for a tensor)."""
+    Returns ``(tensors, equation, entry, pool)`` with ``entry`` and ``pool`` the rules of
+    the result (as ``block_tables`` gives them for a tensor)."""
     kinds = axis_kinds(spec)
     sizes = {n: d.size for n, d in spec.types.items() if d.fixed}
-    names = [t.name for t in spec.tensors]
-    out = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            found = _gram_pair(spec, kinds[a], kinds[b])
+    names = [t.name for t in spec.tensors if any(_contracted(a) for a in kinds[t.name])]
+    out, closed = [], []
+    for size in range(2, GRAM_MAX_TENSORS + 1):
+        for group in itertools.combinations(names, size):
+            if any(set(c) <= set(group) for c in closed):
+                continue
+            found = _gram_product(spec, [kinds[n] for n in group])
             if found is None:
                 continue
+            closed.append(group)
             equation, rest = found
             rules = _tensor_rules(rest, sizes)
-            out.append((a, b, equation, rules["entry"], rules["pool"]))
+            out.append((group, equation, rules["entry"], rules["pool"]))
     return tuple(out)
 
 
-def _gram_pair(spec: Spec, axes_a, axes_b):
-    """The equation and the free axes of the Gram tensor of ``A``, ``B``, or None."""
-    contracted = {ax.type for ax in (*axes_a, *axes_b) if _contracted(ax)}
-    if not contracted:
-        return None
+def _gram_product(spec: Spec, operands: list[tuple[AxisKind, ...]]):
+    """The equation and the free axes of the Gram tensor of ``operands``, or None."""
+    contracted = {ax.type for axes in operands for ax in axes if _contracted(ax)}
+    where: dict[str, list[tuple[int, int]]] = {}
+    for i, axes in enumerate(operands):
+        for k, ax in enumerate(axes):
+            where.setdefault(ax.type, []).append((i, k))
     letters = iter(_LETTERS)
-    sub_a = [None] * len(axes_a)
-    sub_b = [None] * len(axes_b)
-    for t in contracted:
-        ka = [k for k, ax in enumerate(axes_a) if ax.type == t]
-        kb = [k for k, ax in enumerate(axes_b) if ax.type == t]
-        if len(ka) != 1 or len(kb) != 1:
+    subs = [[None] * len(axes) for axes in operands]
+    parent = list(range(len(operands)))  # connectivity of the operands
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for t in sorted(contracted):
+        places = where[t]
+        if len(places) != 2 or places[0][0] == places[1][0]:
             return None
-        kind = axes_a[ka[0]].kind
-        va = 1 if axes_a[ka[0]].dual else -1  # inputs: plain -1, dual +1
-        vb = 1 if axes_b[kb[0]].dual else -1
-        if not isinstance(kind, PairingKind) or not kind.allows_pair(va, vb):
+        (i, k), (j, m) = places
+        a, b = operands[i][k], operands[j][m]
+        va = 1 if a.dual else -1  # inputs: plain -1, dual +1
+        vb = 1 if b.dual else -1
+        if not isinstance(a.kind, PairingKind) or not a.kind.allows_pair(va, vb):
             return None
-        x = next(letters)
-        sub_a[ka[0]] = sub_b[kb[0]] = x
+        subs[i][k] = subs[j][m] = next(letters)
+        parent[root(i)] = root(j)
         outer = spec.types[t].within
         if outer is not None:  # one element per outer index: share it
-            oa = [k for k, ax in enumerate(axes_a) if ax.type == outer]
-            ob = [k for k, ax in enumerate(axes_b) if ax.type == outer]
-            if len(oa) != 1 or len(ob) != 1 or _contracted(axes_a[oa[0]]):
+            oi = [n for n, ax in enumerate(operands[i]) if ax.type == outer]
+            oj = [n for n, ax in enumerate(operands[j]) if ax.type == outer]
+            if len(oi) != 1 or len(oj) != 1 or outer in contracted:
                 return None
-            if sub_a[oa[0]] is None:
-                sub_a[oa[0]] = sub_b[ob[0]] = next(letters)
-    summed = {sub_a[k] for k, ax in enumerate(axes_a) if ax.type in contracted}
+            x = subs[i][oi[0]] or subs[j][oj[0]] or next(letters)
+            if subs[i][oi[0]] not in (None, x) or subs[j][oj[0]] not in (None, x):
+                return None
+            subs[i][oi[0]] = subs[j][oj[0]] = x
+    if len({root(i) for i in range(len(operands))}) != 1:
+        return None
+    summed = {subs[i][k] for t in contracted for i, k in where[t]}
     rest, out = [], []
-    for axes, sub in ((axes_a, sub_a), (axes_b, sub_b)):
+    for axes, sub in zip(operands, subs, strict=True):
         for k, ax in enumerate(axes):
             if sub[k] is None:
                 sub[k] = next(letters)
@@ -396,8 +415,8 @@ def _gram_pair(spec: Spec, axes_a, axes_b):
                 rest.append(ax)
     if len(rest) > GRAM_MAX_AXES or any(a.tied for a in rest):
         return None
-    equation = f"bc{''.join(sub_a)},bc{''.join(sub_b)}->bc{''.join(out)}"
-    return equation, tuple(rest)
+    inputs = ",".join("bc" + "".join(sub) for sub in subs)
+    return f"{inputs}->bc{''.join(out)}", tuple(rest)
 
 
 # --------------------------------------------------------------------------------------
