@@ -78,6 +78,9 @@ class BlocksMetaNet(nn.Module):
     ) -> None:
         super().__init__()
         inputs = next(iter(train.values())).shape[1]
+        # the study's MetaNetwork rows were measured with the statistics pool, the default
+        # before issue 22 (now pool_hidden=32); rows with a DeepSets head pass pool_hidden
+        options.setdefault("pool_hidden", None)
         self.net = space.MetaNetwork(inputs, channels, depth, out, **options)
         self.net.fit_normalizer(train)
 
