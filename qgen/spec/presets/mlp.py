@@ -7,7 +7,7 @@ order, with ``io: perm`` (the NP setting) they are permuted too.
 
 from __future__ import annotations
 
-from qgen.spec.presets.base import Expansion, Params, Preset
+from qgen.spec.presets.base import Expansion, Params, Preset, layers_within
 
 
 class MLP(Preset):
@@ -18,7 +18,8 @@ class MLP(Preset):
     )
 
     def expand(self, params: Params) -> Expansion:
-        widths = params.int_list("widths", min_len=2)
+        # two tensors a layer (weight and bias)
+        widths = params.int_list("widths", min_len=2, max_len=layers_within(2, 0) + 1)
         io = params.choice("io", ("fixed", "perm"), "fixed")
         bias = params.get("bias", True, lambda v: isinstance(v, bool), "true or false")
         out = Expansion({}, [])
