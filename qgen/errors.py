@@ -28,7 +28,7 @@ MAX_RUN = 80
 #: the longest file name (path) a message shows whole
 MAX_SOURCE = 120
 
-_RUN = re.compile(r"\S{%d,}" % (MAX_RUN + 1))
+_RUN = re.compile(r"\S{" + str(MAX_RUN + 1) + ",}")
 
 
 def _escape(ch: str) -> str:
