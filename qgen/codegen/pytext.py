@@ -3,8 +3,8 @@
 Names from a spec reach generated code only through :func:`lit` (validated identifiers
 as double-quoted strings; anything needing an escape is refused); other text from the
 user (the spec's file name, in the module docstring) only through :func:`doc_text`.
-Every rendered module goes through :func:`format_source`, the pinned ``ruff format`` (a dependency of qgen), so
-templates and the emitter write plain code and never lay out lines by hand.
+Every rendered module goes through :func:`format_source`, the pinned ``ruff format`` (a
+dependency of qgen), so templates and the emitter write plain code and never lay out lines by hand.
 """
 
 from __future__ import annotations
