@@ -151,6 +151,7 @@ def reserved_module_names() -> frozenset[str]:
 # stream, with the depth, the expanded node count and recursive aliases checked as the
 # events arrive.
 
+_WORDS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")
 _YAML11 = {
     "tag:yaml.org,2002:int": re.compile(r"[-+]?(0[0-9_]+|0b[01_]+|.*[_:].*)\Z"),
     "tag:yaml.org,2002:float": re.compile(r".*[_:].*\Z"),
@@ -417,12 +418,13 @@ class _Parser:
         return out
 
     def scalar(self, node: yaml.Node, where: str, name: bool = False) -> object:
-        """A scalar's value; with ``name``, a plain scalar is read as written (a type named
-        ``on`` or ``null`` is a name, as it is as a key)."""
+        """A scalar's value; with ``name``, a plain scalar that YAML reads as a boolean or
+        null is read as written (a type named ``on`` or ``null`` is a name, as it is as a
+        key)."""
         self.check_tag(node, where)
         if not isinstance(node, yaml.ScalarNode):
             self.fail(f"expected a single value, got {_describe(node)}", node, where)
-        if name and node.style is None:
+        if name and node.style is None and node.tag in _WORDS:
             return node.value
         if problem := _yaml11_problem(node):
             self.fail(problem, node, where)
