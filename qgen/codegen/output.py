@@ -44,11 +44,20 @@ def build(
     files = {names[0]: rendered.module}
     if tests:
         files[names[1]] = rendered.tests
+    made = [p for p in (out, *out.parents) if not os.path.lexists(p)]
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _output_error(out, exc) from None
-    return _write_all(out, files)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _output_error(out, exc) from None
+        return _write_all(out, files)
+    except BaseException:
+        for folder in made:  # the folders this build made, innermost first, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _output_error(out: Path, exc: OSError, target: Path | None = None) -> OutputError:
@@ -156,18 +165,25 @@ def _stage(out: Path, name: str, data: bytes) -> int | Path:
     path = out / f".{name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        _write_named(fd, data)
     except BaseException:
         os.unlink(path)
         raise
+    finally:
+        os.close(fd)
     return path
 
 
 def _write_fd(fd: int, data: bytes) -> None:
+    """All of ``data`` into the unnamed file ``fd``."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _write_named(fd: int, data: bytes) -> None:
+    """All of ``data`` into the named temporary file ``fd``."""
+    _write_fd(fd, data)
 
 
 def _commit(out: Path, folder: int, staged: list[tuple[Path, int | Path]]) -> None:
