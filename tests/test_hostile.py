@@ -608,6 +608,33 @@ def test_module_and_tests_are_written_together_or_not_at_all(tmp_path, quick_ren
     assert os.listdir(tmp_path) == []
 
 
+def test_leftovers_of_a_killed_build_are_removed_by_the_next(tmp_path):
+    stale = [".small.py.0123456789ab.tmp", ".test_small.py.abcdefabcdef.bak"]
+    kept = [".small.py.tmp", ".other.py.0123456789ab.tmp", "notes.txt"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    output._write_all(tmp_path, {"small.py": "a\n", "test_small.py": "b\n"})
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["small.py", "test_small.py"])
+
+
+def test_a_killed_build_leaves_nothing(tmp_path):
+    """SIGKILL while the files are written: they are unnamed until the rename."""
+    script = (
+        "import os, signal, qgen.codegen.output as o\n"
+        "real = o._write_fd\n"
+        "def die(fd, data):\n"
+        "    real(fd, data[:100])\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "o._write_fd = die\n"
+        "from pathlib import Path\n"
+        f"o._write_all(Path({str(tmp_path)!r}), {{'small.py': 'x' * 10**6}})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_concurrent_builds_never_mix_their_files(tmp_path):
     """Writers of pairs (module, tests) into one folder, and a reader taking the same
     lock: every pair it sees is from one build, and no temporary file stays."""

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import linecache
 import os
+import re
 import secrets
 import types
 from pathlib import Path
@@ -127,6 +128,8 @@ def _write_all(out: Path, files: dict[str, str]) -> list[Path]:
             fcntl.flock(folder, fcntl.LOCK_EX)  # concurrent builds into out take turns
         except OSError:
             pass  # a filesystem without locks: builds are still each all or nothing
+        else:
+            _remove_leftovers(folder, list(files))
         staged: list[tuple[Path, int | Path]] = []
         try:
             for name, text in files.items():
@@ -143,6 +146,21 @@ def _write_all(out: Path, files: dict[str, str]) -> list[Path]:
     finally:
         os.close(folder)
     return [target for target, _ in staged]
+
+
+def _remove_leftovers(folder: int, names: list[str]) -> None:
+    """Hidden files of a build of these targets killed in its last milliseconds (between
+    naming a file and renaming it): builds name files only while they hold the folder's
+    lock, so under the lock any such file is a leftover."""
+    pattern = re.compile(
+        "(?:" + "|".join(rf"\.{re.escape(n)}\.[0-9a-f]{{12}}\.(?:tmp|bak)" for n in names) + r")\Z"
+    )
+    for entry in os.listdir(folder):
+        if pattern.match(entry):
+            try:
+                os.unlink(entry, dir_fd=folder)
+            except OSError:
+                pass
 
 
 def _stage(out: Path, name: str, data: bytes) -> int | Path:
