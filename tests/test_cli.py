@@ -175,3 +175,8 @@ def test_build_into_a_file_is_one_line_and_writes_nothing(tmp_path, capsys):
         "created when missing); nothing was written\n"
     )
     assert target.read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["not_a_folder"]
+
+
+def test_verify_refuses_a_huge_size_range_before_listing_it(capsys):
+    assert main(["verify", str(EXAMPLE), "--up-to", "1000000000"]) == 2
+    assert "past the limit of 1,000 size settings" in capsys.readouterr().err
