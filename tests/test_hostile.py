@@ -160,7 +160,12 @@ def test_a_huge_file_is_refused_before_parsing(tmp_path):
 
 @pytest.mark.parametrize(
     ("path", "fragment"),
-    [("DIR", "cannot read the file (Is a directory)"), ("missing.yaml", "no such file")],
+    [
+        ("DIR", "cannot read the file (Is a directory)"),
+        ("missing.yaml", "no such file"),
+        ("nul\x00.yaml", "NUL character"),
+        ("x" * 5000 + ".yaml", "File name too long"),
+    ],
 )
 def test_unreadable_paths(tmp_path, path, fragment):
     with pytest.raises(SpecError) as info:
@@ -467,6 +472,14 @@ def test_unusable_output_folders_exit_2_with_nothing_written(tmp_path, make, fra
     line = one_error_line(cli("build", str(spec), "-o", str(out), "--tests"))
     assert fragment in line and "nothing was written" in line
     assert listing(tmp_path) == before
+
+
+def test_odd_output_paths_from_the_library(tmp_path, quick_render):
+    with pytest.raises(OutputError, match="NUL character"):
+        output.build(quick_render, tmp_path / "a\0b")
+    with pytest.raises(OutputError, match="File name too long"):
+        output.build(quick_render, tmp_path / ("x" * 5000))
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_read_only_target_is_refused_not_replaced(tmp_path):

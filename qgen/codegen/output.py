@@ -40,7 +40,10 @@ def build(
     spec = _as_spec(spec)
     out = Path(out_dir)
     names = [f"{spec.name}.py"] + ([f"test_{spec.name}.py"] if tests else [])
-    _check_destination(out, names)
+    try:
+        _check_destination(out, names)
+    except OSError as exc:  # a path the system refuses to look at (too long, a loop)
+        raise _output_error(out, exc) from None
     rendered = render(spec)  # everything is rendered (and refused) before anything is written
     files = {names[0]: rendered.module}
     if tests:
@@ -82,6 +85,8 @@ def _check_destination(out: Path, names: list[str]) -> None:
     def refuse(problem: str) -> NoReturn:
         raise OutputError(f"cannot write -o {out}: {problem}; nothing was written")
 
+    if "\0" in str(out):
+        refuse("the path has a NUL character")
     existing = out
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent

@@ -100,6 +100,10 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError("no such file", source=source) from None
     except OSError as exc:
         raise SpecError(f"cannot read the file ({exc.strerror})", source=source) from None
+    except ValueError:  # a NUL in the path
+        raise SpecError(
+            "cannot read the file (the path has a NUL character)", source=source
+        ) from None
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(_too_large(), source=source)
     try:
