@@ -101,9 +101,9 @@ def _layers() -> str:
                 cells.append(f"{gen / t['floor_fixed']:.2f}")
         cells.append(f"{row['peak_memory_over_io']['generated']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    return f"Machine: {data['machine']}; allocator: {data['allocator']}.\n\n" + "\n".join(
-        lines
-    ) + "\n"
+    return (
+        f"Machine: {data['machine']}; allocator: {data['allocator']}.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _build() -> str:

@@ -34,7 +34,7 @@ train_x, train_y, test_x, test_y = images[:1000], labels[:1000], images[1000:], 
 N, widths = 192, [64, 12, 12, 10]
 scale = torch.empty(N, 1, 1).uniform_(0.3, 2.0)
 w = {}
-for i, (n_in, n_out) in enumerate(zip(widths, widths[1:]), start=1):
+for i, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False), start=1):
     w[f"W{i}"] = (torch.randn(N, n_out, n_in) * scale / n_in**0.5).requires_grad_()
     w[f"b{i}"] = torch.zeros(N, n_out, requires_grad=True)
 
@@ -51,19 +51,22 @@ lr = 10 ** torch.empty(N).uniform_(-1.5, 0)
 steps = torch.randint(5, 120, (N,))
 for step in range(120):
     batch = torch.randint(0, 1000, (64,))
-    loss = torch.nn.functional.cross_entropy(
-        forward(w, train_x[batch]).flatten(0, 1), train_y[batch].repeat(N), reduction="sum"
-    ) / 64
+    loss = (
+        torch.nn.functional.cross_entropy(
+            forward(w, train_x[batch]).flatten(0, 1), train_y[batch].repeat(N), reduction="sum"
+        )
+        / 64
+    )
     grads = torch.autograd.grad(loss, list(w.values()))
     with torch.no_grad():
-        for p, g in zip(w.values(), grads):
+        for p, g in zip(w.values(), grads, strict=True):
             p -= (lr * (step < steps)).view(-1, *[1] * (p.dim() - 1)) * g
 
 with torch.no_grad():
     accuracy = (forward(w, test_x).argmax(-1) == test_y).float().mean(1)
     zoo = {k: v.detach().unsqueeze(1) for k, v in w.items()}  # [N, 1, *axes]
-print("test accuracy of the zoo: min %.2f, median %.2f, max %.2f"
-      % (accuracy.min(), accuracy.median(), accuracy.max()))
+low, mid, high = accuracy.min(), accuracy.median(), accuracy.max()
+print(f"test accuracy of the zoo: min {low:.2f}, median {mid:.2f}, max {high:.2f}")
 print({k: tuple(v.shape) for k, v in zoo.items()})
 
 # %% [markdown]
@@ -124,7 +127,7 @@ torch.manual_seed(0)
 net = layers.MetaNetwork(1, 8, 2, 1, canonicalize=True)
 net.fit_normalizer(subset(train_idx).x)
 opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-for epoch in range(12):
+for _epoch in range(12):
     for x, y in loader:
         loss = (net(x)[:, 0] - y).square().mean()
         opt.zero_grad()
@@ -149,8 +152,10 @@ test = {k: v[test_idx] for k, v in zoo.items()}
 net.eval()
 with torch.no_grad():
     pred = net(test)[:, 0]
-print(f"Kendall tau on {len(test_idx)} held-out classifiers: "
-      f"{kendall_tau(pred, accuracy[test_idx]):.2f}")
+print(
+    f"Kendall tau on {len(test_idx)} held-out classifiers: "
+    f"{kendall_tau(pred, accuracy[test_idx]):.2f}"
+)
 
 # %% [markdown]
 # ## 6. Invariance
