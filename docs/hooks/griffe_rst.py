@@ -15,7 +15,8 @@ every ``::`` would stay in the text. This extension rewrites, before mkdocstring
 * a line ending in ``:`` directly followed by a block indented four more spaces (a
   listing such as the generated module's ``W1: [h1, x*]`` lines, which reST reads as a
   block quote) gets the blank line that makes Markdown show the block as code, not as
-  a paragraph whose ``*`` would turn into emphasis.
+  a paragraph whose ``*`` would turn into emphasis (Google-style section titles such as
+  ``Attributes:`` excepted: the docstring parser reads those).
 
 It changes no file: the docstrings stay as they are for ``help()`` and the doctests.
 """
@@ -29,6 +30,11 @@ import griffe
 _ROLE = re.compile(r":(?:py:)?(mod|class|func|meth|attr|data|obj|exc|const):`~?([^`]+)`")
 _LITERAL_INTRO = re.compile(r"(\S)::[ \t]*$", re.M)
 _LONE_LITERAL = re.compile(r"^[ \t]*::[ \t]*\n", re.M)
+# Google-style section titles, which the docstring parser reads (errors.SpecError has one)
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Other Parameters|Attributes|Returns|Yields|Receives"
+    r"|Raises|Warns|Examples?|Notes?|Warnings?|Methods|Functions|Classes|Modules):\s*$"
+)
 
 
 def _candidates(obj: griffe.Object, target: str) -> list[str]:
@@ -65,6 +71,7 @@ def _open_listings(text: str) -> str:
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if (
             line.rstrip().endswith(":")
+            and not _SECTION.match(line)
             and nxt.strip()
             and _indent(nxt) >= _indent(line) + 4
             and not nxt.lstrip().startswith(("* ", "- "))
