@@ -13,7 +13,11 @@ Placeholders (paths relative to the repository root):
 * ``robustness PATH``: Kendall tau at every rescaling range of a ``classifier.json``;
 * ``inr PATH...``: the INR table of ``inr-<zoo>.json`` files (one column per zoo);
 * ``layers``, ``build``: the layer and build-time tables of ``bench/results.json``;
-* ``precision``: ``bench/precision.json``; ``versions``: ``bench/versions.json``.
+* ``precision``: ``bench/precision.json``; ``versions``: ``bench/versions.json``;
+* ``layering``: the import order of the stages that ``tests/test_layering.py`` checks
+  (its ``LAYERS``, bottom first);
+* ``tree``: the package tree, each module with the first paragraph of its docstring and
+  its length in lines (read from ``qgen/`` with ``ast``).
 
 An unknown placeholder or a missing file fails the build.
 """
@@ -157,6 +161,44 @@ def _versions() -> str:
     return f"{data['threads']} thread(s), {data['rounds']} rounds.\n\n" + "\n".join(lines) + "\n"
 
 
+def _first_paragraph(path: Path) -> str:
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    text = " ".join(doc.split("\n\n")[0].split())
+    text = re.sub(r":(?:mod|class|func|meth|attr):`~?([^`]+)`", r"``\1``", text)
+    return text.replace("``", "`").replace("|", "\\|").rstrip(":")
+
+
+def _layering() -> str:
+    import ast
+
+    tree = ast.parse((ROOT / "tests/test_layering.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "LAYERS" for t in node.targets
+        ):
+            layers = ast.literal_eval(node.value)
+            return "".join(
+                f"{i}. " + ", ".join(f"`{name}`" for name in names) + "\n"
+                for i, names in enumerate(layers, start=1)
+            )
+    raise PluginError("results hook: no LAYERS in tests/test_layering.py")
+
+
+def _tree() -> str:
+    pkg = ROOT / "qgen"
+    lines = ["| module | lines | what it is |", "|---|---|---|"]
+    for path in sorted(pkg.rglob("*.py"), key=lambda p: (p.parent != pkg, str(p))):
+        rel = path.relative_to(ROOT)
+        if "templates" in rel.parts or path.name == "__main__.py":
+            continue
+        shown = str(rel.parent) + "/" if path.name == "__init__.py" else str(rel)
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        lines.append(f"| `{shown}` | {n} | {_first_paragraph(path)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _render(name: str, args: list[str]) -> str:
     if name == "classifier":
         return _study().classifier_table(_merged(args))
@@ -164,7 +206,14 @@ def _render(name: str, args: list[str]) -> str:
         return _robustness(*args)
     if name == "inr":
         return _study().inr_table(_inr(args))
-    simple = {"layers": _layers, "build": _build, "precision": _precision, "versions": _versions}
+    simple = {
+        "layers": _layers,
+        "build": _build,
+        "precision": _precision,
+        "versions": _versions,
+        "tree": _tree,
+        "layering": _layering,
+    }
     if name in simple and not args:
         return simple[name]()
     raise PluginError(f"results hook: unknown placeholder {name} {' '.join(args)}")
