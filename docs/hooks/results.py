@@ -25,6 +25,8 @@ An unknown placeholder or a missing file fails the build.
 from __future__ import annotations
 
 import json
+import logging
+import posixpath
 import re
 import sys
 import tempfile
@@ -34,6 +36,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("mkdocs.hooks.results")
 PLACEHOLDER = re.compile(r"^<!-- results: (\S+)((?: \S+)*) -->$", re.M)
 # figure in the site -> (zoo-study result directory, PNG the study draws there)
 FIGURES = {
@@ -223,9 +226,34 @@ def on_page_markdown(markdown: str, **kwargs) -> str:
     return PLACEHOLDER.sub(lambda m: _render(m.group(1), m.group(2).split()), markdown)
 
 
+_HREF = re.compile(r'href="([^"]*)"')
+_page_urls: set[str] = set()
+
+
+def on_post_page(output: str, page, **kwargs) -> str:
+    """Check the links of the executed tutorials, which MkDocs does not: their HTML comes
+    from nbconvert, so a link there must be a page URL of the site (``../../guide/spec/``,
+    not ``../guide/spec.md``). A link to a ``.md`` file, or a relative link to a directory
+    URL that is no page, is a warning (so fails a strict build)."""
+    if not page.file.src_uri.endswith(".py"):
+        return output
+    for href in _HREF.findall(output):
+        if re.match(r"[a-z]+:|#", href):
+            continue
+        path = href.split("#", 1)[0]
+        target = posixpath.normpath(posixpath.join("/" + page.url, path)).lstrip("/")
+        target = "" if target == "." else target
+        if path.endswith(".md") or (path.endswith("/") and target + "/" not in _page_urls):
+            if not (path.endswith("/") and target == ""):
+                log.warning("%s: link %s is not a page of the site", page.file.src_uri, href)
+    return output
+
+
 def on_files(files, config, **kwargs):
     """Draw the zoo study's figures from its JSON and add them to the site."""
     global _tmp
+    _page_urls.clear()
+    _page_urls.update(f.url for f in files if f.url.endswith("/"))
     _tmp = tempfile.TemporaryDirectory(prefix="qgen-docs-")
     out = Path(_tmp.name)
     study = _study()

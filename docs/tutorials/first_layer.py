@@ -114,7 +114,7 @@ print(head(layers.act(g, y)))
 # %% [markdown]
 # ## Next
 #
-# * [Training a metanetwork on a zoo](train_metanetwork.py): the building blocks
+# * [Training a metanetwork on a zoo](../train_metanetwork/): the building blocks
 #   between layers, on networks trained on real data.
-# * [The spec format and group kinds](../guide/spec.md): every kind of symmetry.
-# * [The generated module](../guide/generated-module.md): every class and function.
+# * [The spec format and group kinds](../../guide/spec/): every kind of symmetry.
+# * [The generated module](../../guide/generated-module/): every class and function.

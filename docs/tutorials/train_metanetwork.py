@@ -9,7 +9,7 @@
 #
 # Everything is kept tiny so that the tutorial runs in seconds at every docs build; the
 # study with 2,000 classifiers and its results are on the
-# [real-task results](../guide/results.md) page. This page is the script
+# [real-task results](../../guide/results/) page. This page is the script
 # `docs/tutorials/train_metanetwork.py`, executed when the docs are built.
 
 # %% [markdown]
@@ -94,7 +94,7 @@ print(layers.TYPES)
 # `qgen.data` wraps weights in torch Datasets whose items are one network's weights and
 # its target; `collate` batches them back into `{tensor: [batch, 1, *axes]}`. The same
 # loaders read checkpoints on disk and the published zoos (see
-# [data loaders](../guide/data.md)).
+# [data loaders](../../guide/data/)).
 
 # %%
 from torch.utils.data import DataLoader
@@ -161,9 +161,10 @@ print(
 # ## 6. Invariance
 #
 # Move every test classifier by a random element of its group: a permutation of each
-# hidden layer's neurons and a positive factor per neuron (spread over 1/8 to 8 by
-# raising the sampled factors to a power). The classifiers compute exactly the same
-# functions, and the metanetwork's predictions stay the same.
+# hidden layer's neurons and a positive factor per neuron (the sampler draws `exp(u)`
+# with `u ~ U(-1, 1)`; cubed here, so the factors range over about 1/20 to 20). The
+# moved classifiers compute the same functions (up to float32 rounding), and the
+# metanetwork's predictions stay the same.
 
 # %%
 sizes = {"h1": 12, "h2": 12}
