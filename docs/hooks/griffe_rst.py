@@ -18,6 +18,10 @@ every ``::`` would stay in the text. This extension rewrites, before mkdocstring
   a paragraph whose ``*`` would turn into emphasis (Google-style section titles such as
   ``Attributes:`` excepted: the docstring parser reads those).
 
+It also reads Sphinx's attribute comments: ``#:`` lines right above an attribute (the
+way ``qgen.kinds.base.GroupKind`` documents the class attributes a kind sets) become
+that attribute's docstring, as Sphinx's autodoc would read them.
+
 It changes no file: the docstrings stay as they are for ``help()`` and the doctests.
 """
 
@@ -92,6 +96,22 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
     return _open_listings(_LITERAL_INTRO.sub(r"\1:", text))
 
 
+def _comment_docstring(obj: griffe.Object) -> str | None:
+    """The ``#:`` comment lines directly above an attribute's assignment, joined."""
+    try:
+        lines = obj.lines_collection[obj.filepath]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if not obj.lineno or not isinstance(lines, list):
+        return None
+    doc: list[str] = []
+    i = obj.lineno - 2
+    while i >= 0 and lines[i].lstrip().startswith("#:"):
+        doc.insert(0, lines[i].lstrip()[2:].strip())
+        i -= 1
+    return " ".join(doc) or None
+
+
 class RstRoles(griffe.Extension):
     """Rewrite every docstring of every object griffe loads (see the module docstring)."""
 
@@ -102,6 +122,10 @@ class RstRoles(griffe.Extension):
         if id(obj) in seen:
             return
         seen.add(id(obj))
+        if obj.is_attribute and obj.docstring is None:
+            text = _comment_docstring(obj)
+            if text:
+                obj.docstring = griffe.Docstring(text, lineno=obj.lineno, parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = rst_to_markdown(obj, obj.docstring.value)
         for member in obj.members.values():
