@@ -270,12 +270,53 @@ def on_files(files, config, **kwargs):
         target = out / result_dir
         target.mkdir(parents=True, exist_ok=True)
         study.plots(results, meta, target)
+    _layers_plot(out / "layers.png")
+    files.append(
+        File.generated(config, "figures/bench/layers.png", abs_src_path=str(out / "layers.png"))
+    )
     for uri, (result_dir, png) in FIGURES.items():
         drawn = out / result_dir / png
         if not drawn.is_file():
             raise PluginError(f"results hook: the study drew no {png} from {result_dir}")
         files.append(File.generated(config, uri, abs_src_path=str(drawn)))
     return files
+
+
+def _layers_plot(path: Path) -> None:
+    """Time of the generated layer over each reference, per case (bench/results.json)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _load("bench/results.json")["layers"]
+    refs = [
+        ("hnp", "hand-written NFN HNP"),
+        ("floor_fixed", "floor with fixed axes mixed"),
+        ("floor", "floor (one matmul per tensor)"),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, mode, title in zip(
+        axes, ("forward", "forward_backward"), ("forward", "forward + backward"), strict=True
+    ):
+        width = 0.8 / len(refs)
+        for j, (key, label) in enumerate(refs):
+            xs = [i + (j - 1) * width for i, r in enumerate(rows) if key in r[mode]]
+            ys = [r[mode]["generated"] / r[mode][key] for r in rows if key in r[mode]]
+            ax.bar(xs, [y - 1 for y in ys], width, bottom=1, label=label)  # from 1
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r["case"] for r in rows], rotation=20, fontsize=8)
+        ax.set_yscale("log")
+        ticks = [0.8, 1, 1.5, 2, 3, 5, 8]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_title(f"{title}: generated layer time / reference time", fontsize=9)
+    axes[0].set_ylabel("ratio (log scale; 1 = same time)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def on_post_build(**kwargs) -> None:
