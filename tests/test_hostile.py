@@ -1,6 +1,6 @@
 """Hostile and extreme input, as an attacker and a careless user would write it.
 
-Whatever the input, qgen answers as the README promises: a spec it cannot use is a
+Whatever the input, qgen answers as the docs promise (docs/guide/spec.md, commands.md): a spec it cannot use is a
 :class:`SpecError` (the CLI: exit 2, one line naming the file and what to fix, no
 traceback), nothing is written, and the work is bounded before it can grow (input bytes,
 YAML nesting and alias expansion, counts of tensors, types and axes, preset parameters,
