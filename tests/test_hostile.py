@@ -1,11 +1,11 @@
 """Hostile and extreme input, as an attacker and a careless user would write it.
 
-Whatever the input, qgen answers as the docs promise (docs/guide/spec.md, commands.md): a spec it cannot use is a
-:class:`SpecError` (the CLI: exit 2, one line naming the file and what to fix, no
-traceback), nothing is written, and the work is bounded before it can grow (input bytes,
-YAML nesting and alias expansion, counts of tensors, types and axes, preset parameters,
-escnn sizes). Generated code never carries the user's text except through escaping, and
-building into a folder is all or nothing.
+Whatever the input, qgen answers as the docs promise (``docs/guide/spec.md``,
+``commands.md``): a spec it cannot use is a :class:`SpecError` (the CLI: exit 2, one line
+naming the file and what to fix, no traceback), nothing is written, and the work is
+bounded before it can grow (input bytes, YAML nesting and alias expansion, counts of
+tensors, types and axes, preset parameters, escnn sizes). Generated code never carries
+the user's text except through escaping, and building into a folder is all or nothing.
 """
 
 from __future__ import annotations
