@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from qgen.decls import MAX_SIZE, MAX_TENSORS, Axis, TensorDecl, TypeDecl
+from qgen.decls import MAX_SIZE, MAX_TENSORS, MAX_TYPES, Axis, TensorDecl, TypeDecl
 from qgen.kinds import get_kind, kind_names
 
 __all__ = [
@@ -143,7 +143,9 @@ class Params:
 
 
 def _why(most: int) -> str:
-    return f" (the limit of {MAX_TENSORS:,} tensors)" if most < MAX_SIZE else ""
+    if most >= MAX_SIZE:
+        return ""
+    return f" (so the spec stays within {MAX_TENSORS:,} tensors and {MAX_TYPES:,} types)"
 
 
 def layers_within(per_layer: int, fixed: int) -> int:
