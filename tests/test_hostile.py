@@ -271,7 +271,7 @@ def test_too_many_tensors_or_types():
         (
             "name: t\narch: transformer\nd_model: 4\nheads: 2\nd_head: 2\nmlp: 4\n"
             "depth: 1000000000\n",
-            "'depth' is 1,000,000,000, past the limit of 74 (so the spec stays within 1,200 tensors",
+            "'depth' is 1,000,000,000, past the limit of 74 (so the spec stays within 1,200",
         ),
         (
             "name: t\narch: transformer\nd_model: 4\nheads: 2\nd_head: 2\nmlp: 4\ndepth: 75\n",
