@@ -2820,8 +2820,8 @@ class MetaNetwork(MetaNet):
     output only), ``quasi``, ``head_hidden``, ``pool_hidden`` (entries embedded into this
     many features before pooling, DeepSets-style, default 32; None: pooled statistics),
     ``head_canonical`` (pool canonicalized features; default where there are factors),
-    ``gram`` (pool the 6 Gram tensors, pairs of tensors contracted over
-    their GL axes; default where there are any), ``head_norm`` (BatchNorm on the
+    ``gram`` (pool the 6 Gram tensors, products of two or three tensors
+    contracted over their GL axes; default where there are any), ``head_norm`` (BatchNorm on the
     invariant features), ``device`` and ``dtype`` (where the parameters are made, as for
     ``nn.Linear``).
     """
