@@ -50,6 +50,7 @@ class _Tensor:
     key: str
     rows: tuple[int, int] | None
     where: str
+    index: tuple = ()
 
 
 @dataclass
@@ -149,8 +150,10 @@ class TypeGraph:
         self.split[r] = (outer, blocks)
         return outer
 
-    def add_tensor(self, name: str, axes: list[Ax], key: str, where: str, rows=None) -> None:
-        self.tensors.append(_Tensor(name, axes, key, rows, where))
+    def add_tensor(
+        self, name: str, axes: list[Ax], key: str, where: str, rows=None, index=()
+    ) -> None:
+        self.tensors.append(_Tensor(name, axes, key, rows, where, tuple(index)))
 
     # -- assembling the spec -------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class TypeGraph:
         """The spec (inputs/outputs fixed, or perm with ``io="perm"``) with its sources."""
         kinds = {r: self.kind[r] for r in self.parent if self.root(r) == r}
         ends = {self.root(t) for t in inputs + outputs}
-        for r in ends:
+        for r in ends if io is not None else ():  # io None: the kinds as they are
             kinds[r] = FIXED if io == FIXED else "perm"
         splits = {r: s for r, s in self.split.items() if self.root(r) == r}
         # a split of a fixed type fixes its blocks: every type split by the same outer is
@@ -216,7 +219,7 @@ class TypeGraph:
                     f"({problem})"
                 )
             tensors.append(TensorDecl(t.name, tuple(axes)))
-            sources[t.name] = Source(t.key, t.rows, tuple(shape))
+            sources[t.name] = Source(t.key, t.rows, tuple(shape), t.index)
         spec = Spec(name=name, types=decls, tensors=tuple(tensors), source="<module>")
         try:
             spec = parse_spec(dump_spec(spec), source=source)  # validates
