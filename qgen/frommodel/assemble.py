@@ -49,8 +49,7 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
         where = f"parameter {key}"
         for axes, index, suffix in _expand(ax, tv):
             for k in [key] + aliases.get(key, []):
-                base = identifier(k)
-                types.add_tensor(base + suffix, axes, k, where, None, index)
+                types.add_tensor(_name(k, suffix), axes, k, where, None, index)
     if not types.tensors:
         raise UnsupportedModel("the model has no parameters")
     ws = types.weight_space(identifier(name), ends_in, ends_out, None, source)
@@ -107,6 +106,21 @@ def _dim(ax, atoms, size: int):
         else:
             axes.append(Ax(a.t, a.dual, a.part))
     return [(axes, None, "")]
+
+
+_PACKED = {"in_proj_weight": "W", "in_proj_bias": "b"}
+
+
+def _name(key: str, suffix: str) -> str:
+    """The spec name of (a block of) a state_dict tensor; the q/k/v blocks of a packed
+    attention projection are ``<attention>_Wq``, ``_Wk``, ``_Wv`` (``_bq``, ...)."""
+    module, _, leaf = key.rpartition(".")
+    if leaf in _PACKED and suffix[:2] in ("_0", "_1", "_2") and module:
+        return identifier(module) + f"_{_PACKED[leaf]}{'qkv'[int(suffix[1])]}" + suffix[2:]
+    if key.endswith("out_proj.weight") or key.endswith("out_proj.bias"):
+        base = key.rsplit(".", 2)[0]
+        return identifier(base) + ("_Wo" if key.endswith("weight") else "_bo") + suffix
+    return identifier(key) + suffix
 
 
 def identifier(text: str, limit: int = 60) -> str:

@@ -230,7 +230,7 @@ class Axes:
         d = x.dual ^ y.dual ^ dual
         if x.part == "radix" or y.part == "radix":
             if x.part == y.part == "radix" and (rx, x.radix, x.digit) == (ry, y.radix, y.digit):
-                if d:
+                if d and x.digit == len(x.radix) - 1:  # blocks are permuted: no dual
                     self.types.tie(rx, rx, where, dual=True)
                 return True
             last = len(x.radix) - 1

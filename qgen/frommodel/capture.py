@@ -16,6 +16,7 @@ read directly.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -131,6 +132,16 @@ def capture(model: nn.Module, example=None) -> tuple[Captured, torch.Tensor]:
 
 
 def _export(model: nn.Module, x) -> Captured:
+    trace_log = logging.getLogger("torch.__trace")  # structured tracing: off while exporting
+    level = trace_log.level
+    trace_log.setLevel(logging.WARNING)
+    try:
+        return _export_quietly(model, x)
+    finally:
+        trace_log.setLevel(level)
+
+
+def _export_quietly(model: nn.Module, x) -> Captured:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():

@@ -22,10 +22,20 @@ from dataclasses import dataclass, field
 from qgen.data.adapters import Source, WeightSpace
 from qgen.decls import FIXED
 from qgen.errors import QgenError
-from qgen.kinds import lattice_top, meet, self_dual_part
+from qgen.kinds import lattice_top, self_dual_part
+from qgen.kinds import meet as _lattice_meet
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, dump_spec, nesting_problem, parse_spec
 
 __all__ = ["Ax", "TypeGraph", "UnsupportedModel", "meet"]
+
+
+def meet(a: str, b: str) -> str:
+    """The largest group in both kinds; ``fixed`` (the trivial group) is below all."""
+    return FIXED if FIXED in (a, b) else _lattice_meet(a, b)
+
+
+def _self_dual(kind: str) -> str:
+    return FIXED if kind == FIXED else self_dual_part(kind)
 
 
 class UnsupportedModel(QgenError):
@@ -98,7 +108,7 @@ class TypeGraph:
         rel = pa ^ pb ^ dual
         if ra == rb:
             if rel:  # A = A^-T
-                self.kind[ra] = self_dual_part(self.kind[ra])
+                self.kind[ra] = _self_dual(self.kind[ra])
             return ra
         if ra in self.size and rb in self.size and self.size[ra] != self.size[rb]:
             raise UnsupportedModel(
