@@ -45,11 +45,21 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     for r, (outer, _) in list(types.split.items()):
         if types.root(r) == r and types.kind[r] == FIXED:
             types.restrict(outer, FIXED)
-    for key, tv in walk.state.items():
-        where = f"parameter {key}"
-        for axes, index, suffix in _expand(ax, tv):
-            for k in [key] + aliases.get(key, []):
-                types.add_tensor(_name(k, suffix), axes, k, where, None, index)
+    expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+    entries = [(key, e) for key in expanded for e in expanded[key]]
+    for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
+        bias = key.replace("in_proj_weight", "in_proj_bias")
+        if key.endswith("in_proj_weight") and bias in expanded:
+            w = [x for x in entries if x[0] == key]
+            b = [x for x in entries if x[0] == bias]
+            if len(w) == len(b):
+                rest = [x for x in entries if x[0] not in (key, bias)]
+                at = entries.index(w[0])
+                mixed = [x for pair in zip(w, b, strict=True) for x in pair]
+                entries = rest[:at] + mixed + rest[at:]
+    for key, (axes, index, suffix) in entries:
+        for k in [key] + aliases.get(key, []):
+            types.add_tensor(_name(k, suffix), axes, k, f"parameter {key}", None, index)
     if not types.tensors:
         raise UnsupportedModel("the model has no parameters")
     ws = types.weight_space(identifier(name), ends_in, ends_out, None, source)
