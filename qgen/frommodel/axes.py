@@ -184,7 +184,8 @@ class Axes:
             self.fix_type(r, where, why)
 
     def fix_type(self, r: str, where: str, why: str) -> None:
-        if self.types.kind[self.types.root(r)] != FIXED:
+        r = self.types.root(r)
+        if self.types.kind[r] != FIXED and self.types.size.get(r, 0) > 1:
             self.notes.append(f"{where}: {why}; its axis keeps no symmetry")
         self.types.restrict(r, FIXED)
 

@@ -83,7 +83,8 @@ class Walk:
         name = node.name
         if name in self.cap.state:
             key = self.cap.state[name]
-            v = TV(tuple(self.ax.dim(n) for n in shape), shape, param=True)
+            # every axis its own type, size-1 ones too (a depthwise kernel's input axis)
+            v = TV(tuple((self.ax.fresh(n),) for n in shape), shape, param=True)
             if key in self.keys and val.is_floating_point():
                 self.state.setdefault(key, v)
             return v
