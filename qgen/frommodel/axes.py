@@ -163,7 +163,10 @@ class Axes:
     def classes(self, d: Dim) -> list[str]:
         """The roots of the types an axis involves (every block of a sum)."""
         out = []
-        for a in self.norm(d):
+        atoms = self.norm(d)
+        if any(a.part == "radix" and a.digit < len(a.radix) - 1 for a in atoms):
+            atoms = self.commit(d, "a block index")  # the blocks as such are restricted
+        for a in atoms:
             r = self.types.root(a.t)
             if a.part == "outer":
                 out.append(self.types.root(self.types.split[r][0]))
@@ -315,9 +318,12 @@ class Axes:
                     return [(At(s, dual=a.dual),) for s in self.sums[r]]
         return None
 
-    def block_of(self, d: Dim, digit0: At, index: int) -> Dim:
-        """The atoms of ``d`` for block ``index`` of a pending split that was cut into its
+    def block_of(self, dims: tuple, digit0: At, index: int) -> tuple:
+        """The axes ``dims`` for block ``index`` of a pending split that was cut into its
         blocks (``q = qkv[0]``): the remaining digits become digits of that block's type."""
+        return tuple(self._block_of(d, digit0, index) for d in dims)
+
+    def _block_of(self, d: Dim, digit0: At, index: int) -> Dim:
         r = self.types.root(digit0.t)
         radix, blocks = self._radix_blocks[r]
         b = blocks[index]
