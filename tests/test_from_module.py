@@ -690,13 +690,21 @@ def test_tiny_transformers_keep_their_function(monkeypatch, arch, attention):
     )
 
 
-def test_transformers_models_the_hf_tracer_cannot_trace_are_refused_in_one_line(monkeypatch):
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_gpt2_traces_without_the_hf_tracer(monkeypatch, attention):
+    """GPT-2 (a causal decoder, its q/k/v packed in one Conv1D and split with
+    ``torch.split``) reads through ``torch.export``: heads permuted, the causal mask
+    fixing the token positions only."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     transformers = pytest.importorskip("transformers")
-    pytest.importorskip("transformers.utils.fx")
-    config = transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50)
-    with pytest.raises(UnsupportedModel, match="transformers.utils.fx cannot trace GPT2Model"):
-        spec_from_module(transformers.GPT2Model(config).eval())
+    config = transformers.GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=50, n_positions=16)
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    model = transformers.GPT2Model(config).double().eval()
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+    ws, *_ = check_identity(model, ids, 3, example_input=ids)
+    heads = [d for d in ws.spec.types.values() if d.kind == "perm" and d.size == 2]
+    assert heads and any(d.within for d in ws.spec.types.values())
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])

@@ -393,6 +393,12 @@ class Axes:
         r = self.types.root(a.t)
         n = self.size(a)
         radix = (first, n // first)
+        if a.part == "full" and self.pending.get(r, (0,))[0] == first:  # cut the same way
+            new = self.pending[r]
+            if len(new) == 2:
+                return At(r, "radix", a.dual, new, 0), At(r, "radix", a.dual, new, 1)
+        if a.part == "full" and r in self.types.split and self.types.split[r][1] == first:
+            return At(r, "outer", a.dual), At(r, "inner", a.dual)
         if a.part == "full" and self._refinable(a):
             self.pending[r] = radix
             return At(r, "radix", a.dual, radix, 0), At(r, "radix", a.dual, radix, 1)

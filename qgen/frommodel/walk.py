@@ -81,8 +81,8 @@ class Walk:
                 self.value[node] = self.call(node)
             elif node.op == "output":
                 self.outputs = tensors_in(self.arg(node.args[0]))
-            elif node.op == "get_attr":  # pragma: no cover - export lifts attributes
-                raise self.refuse("(a module attribute read in the graph) is not supported")
+            elif node.op == "get_attr":  # a subgraph of a higher-order op (vmap, cond)
+                self.value[node] = getattr(node.graph.owning_module, node.target, None)
 
     def placeholder(self, node: fx.Node):
         val = node.meta.get("val")
@@ -127,6 +127,8 @@ class Walk:
         kwargs = {k: self.arg(v) for k, v in node.kwargs.items()}
         if not any(tensors_in(args) + tensors_in(kwargs)) and name not in _CREATORS:
             return self.out_like(node, param=True)  # sizes and constants
+        if self.all_fixed(args, kwargs):  # a function of fixed things: invariant
+            return self.out_like(node, FIXED, param=all(t.param for t in tensors_in(args)))
         fn = RULES.get(name)
         if fn is None and torch.Tag.pointwise in getattr(target, "tags", ()):
             n_tensors = len(tensors_in(args) + tensors_in(kwargs))
@@ -134,6 +136,19 @@ class Walk:
         if fn is None:
             raise self.refuse("is not supported (no symmetry rule for this operation)")
         return fn(self, node, bind(target, args, kwargs))
+
+    def all_fixed(self, args, kwargs) -> bool:
+        """Whether every axis of every tensor argument is fixed (or has no type): then the
+        group acts on none of them, and whatever the operation computes (a mask from
+        token ids, positions by ``cumsum``) is invariant."""
+        kind = self.ax.types.kind
+        root = self.ax.types.root
+        for t in tensors_in(args) + tensors_in(kwargs):
+            for d in t.dims:
+                for a in self.ax.norm(d):
+                    if a.part != "full" or kind[root(a.t)] != FIXED or root(a.t) in self.ax.sums:
+                        return False
+        return True
 
     def owner(self, node: fx.Node) -> tuple[str, str] | None:
         """The outermost module declared pointwise that ``node`` runs inside."""
