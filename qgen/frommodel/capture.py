@@ -138,13 +138,17 @@ def capture(model: nn.Module, example=None) -> tuple[Captured, torch.Tensor]:
 
 
 def _export(model: nn.Module, x) -> Captured:
-    trace_log = logging.getLogger("torch.__trace")  # structured tracing: off while exporting
-    level = trace_log.level
-    trace_log.setLevel(logging.WARNING)
+    # structured tracing and fake-tensor error dumps: off while exporting (a failure
+    # reaches the user as one line)
+    logs = [logging.getLogger(n) for n in ("torch.__trace", "torch._subclasses.fake_tensor")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
     try:
         return _export_quietly(model, x)
     finally:
-        trace_log.setLevel(level)
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
 
 
 def _export_quietly(model: nn.Module, x) -> Captured:
