@@ -133,6 +133,7 @@ def _dim(ax, atoms, size: int):
         elif a.part == "full" and not ax.is_feature(r) and (
             types.kind[r] == FIXED or types.size[r] == 1
         ):  # a position, a kernel offset, a size-1 axis: fixed
+            types.restrict(r, FIXED)
             if r in types.split:
                 axes += [types.fixed_axis(types.split[r][1]), types.fixed_axis(ax.size(a) // types.split[r][1])]
             else:
@@ -176,6 +177,8 @@ def _merge_parts(ax, atoms):
     for i, a in enumerate(out):
         r = types.root(a.t)
         if a.part in ("outer", "inner") and r in ax.unnested:
+            # one part of a type whose blocks became a sum: fix the type (every block)
+            ax.fix((At(r),), "a parameter", "reads one part of a type whose blocks are a sum")
             outer, blocks = ax.unnested[r]
             n = blocks if a.part == "outer" else types.size[r] // blocks
             out[i] = ax.fresh(n, FIXED)

@@ -250,9 +250,11 @@ class Axes:
                 self.pending.pop(ry, None)
                 self.types.tie(rx, ry, where, dual=d)
                 return True
-            (x,) = self.commit((x,), where)
-            (y,) = self.commit((y,), where)
-            return self._tie_atoms(x, y, where, dual)
+            cx, cy = self.commit((x,), where), self.commit((y,), where)
+            if len(cx) != 1 or len(cy) != 1 or "radix" in (cx[0].part, cy[0].part):
+                self.fix(cx + cy, where, "combines blocks split in different ways")
+                return True
+            return self._tie_atoms(cx[0], cy[0], where, dual)
         sx, sy = rx in self.sums, ry in self.sums
         if sx or sy:
             if sx and sy and x.part == y.part == "full":
