@@ -5,6 +5,7 @@ unchanged (float64, 1e-10 relative), and the kinds are the largest that do."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -38,14 +39,13 @@ def check_identity(model, x, seed=0):
     module = qgen.compile(ws.spec)
     theta = ws.to_weights([model.state_dict()])
     g = module.sample_group_element(module.sizes_of(theta), torch.Generator().manual_seed(seed))
-    moved = type(model).__new__(type(model))
-    moved.__dict__ = {k: v for k, v in model.__dict__.items()}
-    import copy
-
     moved = copy.deepcopy(model)
     moved.load_state_dict(ws.to_state_dicts(module.act(g, theta), model.state_dict())[0])
+    kwargs = {}
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        kwargs["decoder_input_ids"] = x  # as the reader calls it
     with torch.no_grad():
-        a, b = model(x), moved(x)
+        a, b = model(x, **kwargs), moved(x, **kwargs)
     if hasattr(a, "last_hidden_state"):
         a, b = a.last_hidden_state, b.last_hidden_state
     if isinstance(a, tuple):
@@ -375,6 +375,8 @@ def _hf(name):
             word_embed_proj_dim=16, max_position_embeddings=32, **small),
         "T5Encoder": lambda: transformers.T5Config(
             d_model=16, d_kv=8, d_ff=24, num_layers=2, num_heads=2, **small),
+        "T5": lambda: transformers.T5Config(
+            d_model=16, d_kv=8, d_ff=24, num_layers=1, num_heads=2, **small),
         "Bart": lambda: transformers.BartConfig(
             d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
             decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24,
@@ -390,7 +392,7 @@ def _hf(name):
     return cls(config).double().eval()
 
 
-@pytest.mark.parametrize("name", ["Llama", "OPT", "T5Encoder", "ViT"])
+@pytest.mark.parametrize("name", ["Llama", "OPT", "T5Encoder", "T5", "ViT"])
 def test_hugging_face_models_trace_with_torch_export(monkeypatch, name):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = _hf(name)

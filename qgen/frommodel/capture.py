@@ -159,7 +159,10 @@ def _export_quietly(model: nn.Module, x) -> Captured:
         with torch.enable_grad():
             if is_hf(model):
                 name = getattr(model, "main_input_name", "input_ids")
-                ep = torch.export.export(model, (), {name: x}, strict=False)
+                kwargs = {name: x}
+                if getattr(model.config, "is_encoder_decoder", False) and name == "input_ids":
+                    kwargs["decoder_input_ids"] = x  # the decoder reads the same tokens
+                ep = torch.export.export(model, (), kwargs, strict=False)
             else:
                 ep = torch.export.export(model, (x,), strict=False)
     sig = ep.graph_signature
