@@ -92,7 +92,10 @@ def test_checkpoint_directory_round_trips_values_and_targets(tmp_path):
         assert target.dtype == torch.float32 and target.item() == pytest.approx(0.5 + i / 100)
     # several target columns give a vector; a DataLoader batches into the layers' layout
     ds2 = CheckpointDataset(
-        tmp_path, "nets/*.pt", activation="relu", metadata=tmp_path / "meta.csv",
+        tmp_path,
+        "nets/*.pt",
+        activation="relu",
+        metadata=tmp_path / "meta.csv",
         target=["acc", "loss"],
     )
     x, y = next(iter(DataLoader(ds2, batch_size=4, collate_fn=collate)))

@@ -304,10 +304,14 @@ class Rotary(nn.Module):
         x = self.emb(ids)
         b, t, d = x.shape
         pos = torch.arange(t, dtype=x.dtype)
-        freqs = torch.outer(pos, 1.0 / 10000 ** (torch.arange(0, self.dh, 2, dtype=x.dtype) / self.dh))
+        freqs = torch.outer(
+            pos, 1.0 / 10000 ** (torch.arange(0, self.dh, 2, dtype=x.dtype) / self.dh)
+        )
         cos, sin = torch.cat((freqs, freqs), -1).cos(), torch.cat((freqs, freqs), -1).sin()
         h = self.rms(x)
-        q, k, v = (f(h).view(b, t, self.heads, self.dh).transpose(1, 2) for f in (self.q, self.k, self.v))
+        q, k, v = (
+            f(h).view(b, t, self.heads, self.dh).transpose(1, 2) for f in (self.q, self.k, self.v)
+        )
         q = q * cos + self.rotate_half(q) * sin
         k = k * cos + self.rotate_half(k) * sin
         a = F.scaled_dot_product_attention(q, k, v, is_causal=mask is None)
@@ -430,7 +434,8 @@ def test_cli_input_shape(tmp_path):
     (tmp_path / "nets.py").write_text(
         "import torch\nfrom torch import nn\n"
         "def lenet():\n"
-        "    return nn.Sequential(nn.Conv2d(1, 3, 5), nn.ReLU(), nn.Flatten(), nn.Linear(3*24*24, 10))\n"
+        "    return nn.Sequential(\n"
+        "        nn.Conv2d(1, 3, 5), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 24 * 24, 10))\n"
         "def gpt():\n"
         "    e = nn.Embedding(20, 8)\n"
         "    return nn.Sequential(e, nn.Linear(8, 20))\n"

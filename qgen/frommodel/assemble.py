@@ -28,7 +28,7 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     types = ax.types
     where = "the model's inputs and outputs"
     ends_in, ends_out = [], []
-    for values, ends, is_input in ((walk.inputs, ends_in, True), (walk.outputs, ends_out, False)):
+    for values, ends in ((walk.inputs, ends_in), (walk.outputs, ends_out)):
         for v in values:
             for d in v.dims:
                 ax.commit(d, where)
@@ -130,12 +130,17 @@ def _dim(ax, atoms, size: int):
         elif a.part == "radix":
             ax.fix((a,), "a parameter", "is split into blocks in two ways")
             axes.append(types.fixed_axis(ax.size(a)))
-        elif a.part == "full" and not ax.is_feature(r) and (
-            types.kind[r] == FIXED or types.size[r] == 1
+        elif (
+            a.part == "full"
+            and not ax.is_feature(r)
+            and (types.kind[r] == FIXED or types.size[r] == 1)
         ):  # a position, a kernel offset, a size-1 axis: fixed
             types.restrict(r, FIXED)
             if r in types.split:
-                axes += [types.fixed_axis(types.split[r][1]), types.fixed_axis(ax.size(a) // types.split[r][1])]
+                axes += [
+                    types.fixed_axis(types.split[r][1]),
+                    types.fixed_axis(ax.size(a) // types.split[r][1]),
+                ]
             else:
                 axes.append(types.fixed_axis(ax.size(a)))
         else:

@@ -236,7 +236,9 @@ class Axes:
 
     def _tie_atoms(self, x: At, y: At, where: str, dual: bool) -> bool:
         if self.size(x) != self.size(y):
-            raise UnsupportedModel(f"{where}: combines axes of sizes {self.size(x)} and {self.size(y)}")
+            raise UnsupportedModel(
+                f"{where}: combines axes of sizes {self.size(x)} and {self.size(y)}"
+            )
         rx, ry = self.types.root(x.t), self.types.root(y.t)
         d = x.dual ^ y.dual ^ dual
         if x.part == "radix" or y.part == "radix":

@@ -57,7 +57,11 @@ def linear(w, node, a):
 def matmul(w, node, a):
     name = node.target.__name__.split(".")[0]
     if name in ("addmm", "baddbmm", "addmv"):
-        x, y, bias = a["mat1" if "mat1" in a else "batch1" if "batch1" in a else "mat"], None, a["self"]
+        x, y, bias = (
+            a["mat1" if "mat1" in a else "batch1" if "batch1" in a else "mat"],
+            None,
+            a["self"],
+        )
         y = a.get("mat2", a.get("batch2", a.get("vec")))
         if a.get("alpha", 1) != 1 or a.get("beta", 1) not in (0, 1):
             pass  # scalar multiples commute with every linear map

@@ -174,7 +174,7 @@ def add(w, node, a):
     )
     where = w.where()
     for _i, present, absent in _aligned(w, tensors, out):
-        for (_, d) in present[1:]:
+        for _, d in present[1:]:
             w.ax.tie(present[0][1], d, where)
         if present and (absent or scalar):  # a constant along it: permutations
             w.ax.restrict(present[0][1], "perm")
@@ -191,7 +191,7 @@ def mul(w, node, a):
     if name in ("div", "true_divide") and a.get("rounding_mode") is not None:
         return elementwise(w, node, a)
     for _i, present, _absent in _aligned(w, tensors, out):
-        for (_, d) in present[1:]:
+        for _, d in present[1:]:
             w.ax.tie(present[0][1], d, where)
         if len(present) > 1:  # an elementwise product: permutations
             w.ax.restrict(present[0][1], "perm")
@@ -208,7 +208,7 @@ def elementwise(w, node, a):
     out = w.shape()
     where = w.where()
     for _i, present, _absent in _aligned(w, tensors, out):
-        for (_, d) in present[1:]:
+        for _, d in present[1:]:
             w.ax.tie(present[0][1], d, where)
         if present:
             w.ax.restrict(present[0][1], "perm")

@@ -311,7 +311,9 @@ def _tie_all(w, parts: list[TV], i: int) -> None:
 
 @rule("index", "_unsafe_index", "index_select", "gather", "take_along_dim", "roll", "flip")
 @rule("constant_pad_nd", "pad", "reflection_pad1d", "reflection_pad2d", "replication_pad2d")
-@rule("upsample_nearest2d", "upsample_bilinear2d", "upsample_nearest1d", "_upsample_nearest_exact2d")
+@rule(
+    "upsample_nearest2d", "upsample_bilinear2d", "upsample_nearest1d", "_upsample_nearest_exact2d"
+)
 @rule("upsample_bicubic2d", "grid_sampler", "tril", "triu", "im2col", "col2im", "pixel_shuffle")
 def positional(w, node, a):
     """Indexing and windows: every axis whose size or order changes is fixed; axes
@@ -333,7 +335,9 @@ def positional(w, node, a):
         if i < x.ndim and w.ax.norm(x.dims[i]):
             w.ax.fix(x.dims[i], w.where(), "indexes positions of an axis")
     if len(out) == x.ndim and all(out[i] == x.shape[i] for i in range(x.ndim) if i not in touched):
-        dims = tuple(x.dims[i] if i not in touched else w.ax.dim(out[i], FIXED) for i in range(x.ndim))
+        dims = tuple(
+            x.dims[i] if i not in touched else w.ax.dim(out[i], FIXED) for i in range(x.ndim)
+        )
         if not name.startswith(("tril", "triu", "roll", "flip")):
             return TV(dims, out, x.param)
         return TV(tuple(x.dims), out, x.param)
