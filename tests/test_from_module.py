@@ -639,16 +639,16 @@ class ConvThenLinear(nn.Module):
         (PerFeatureConstant, rand(4, 3), "a_weight", 0, "perm"),
         # the Linear reads tokens x features: its weight reads as [2, 5, h1*]
         (MergesFeatures, rand(2, 5, 3), "b_weight", 2, "scaled"),
-        # two neurons singled out: no symmetry of the hidden layer
-        (SlicesHidden, rand(4, 3), "a_weight", 0, "fixed"),
+        # two neurons read on: a type of their own (the other two: another)
+        (SlicesHidden, rand(4, 3), "a_weight_0", 0, "scaled"),
         # a Linear over the pixels of a row: its axes are positions, channels kept
         (ConvThenLinear, rand(2, 2, 4, 4), "c_weight", 0, "fixed"),
     ],
 )
 def test_operations_that_single_out_features_keep_the_function(cls, example, tensor, axis, kind):
     """What used to be refused is read exactly: a buffer that moves with the features, a
-    product axis, a slice (which fixes the type) -- acting with the group keeps the
-    function, and the kind is the largest that does."""
+    product axis, a slice (a sum of two types), a Linear over pixels -- acting with the
+    group keeps the function, and the kind is the largest that does."""
     ws, *_ = check_identity(cls(), example, example_input=example)
     assert ws.spec.types[ws.spec.tensor(tensor).axes[axis].type].kind == kind
 
