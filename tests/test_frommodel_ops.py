@@ -456,3 +456,32 @@ def test_cli_input_shape(tmp_path):
     assert "1x1x12x12" in out.stderr and "Traceback" not in out.stderr
     out = run("nets:gpt", "--input-shape", "2,7", "--input-dtype", "long")
     assert out.returncode == 0, out.stderr
+
+
+class TimmStdConv(nn.Conv2d):
+    """timm's StdConv2d: each filter standardised with ``F.batch_norm`` in training mode
+    on the weight itself (no running statistics); in-place activations (``relu_``)."""
+
+    def forward(self, x):
+        w = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None, training=True, eps=1e-6
+        ).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+class Hardswishes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = TimmStdConv(3, 4, 3)
+        self.act = nn.Hardswish(inplace=True)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(F.relu_(self.act(self.conv(x))).mean((2, 3)))
+
+
+def test_batch_norm_on_a_weight_and_in_place_activations():
+    ws = check_identity(Hardswishes(), rand(2, 3, 6, 6))
+    assert kind(ws, "conv_weight") == "perm"
+    with pytest.raises(UnsupportedModel, match="call model.eval"):
+        spec_from_module(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train())

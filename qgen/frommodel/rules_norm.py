@@ -68,8 +68,12 @@ def batch_norm(w, node, a):
     training = a.get("training", a.get("use_input_stats", False))
     if name == "_native_batch_norm_legit_no_training":
         training = False
-    if training and name != "instance_norm":
+    stats = isinstance(a.get("running_mean"), TV) or isinstance(a.get("running_var"), TV)
+    if training and name != "instance_norm" and stats:
         raise w.refuse("is in training mode (it normalises by the batch): call model.eval() first")
+    # without running statistics (timm's weight standardisation normalises each filter
+    # with F.batch_norm(weight.reshape(1, out, -1), None, None, training=True)), the
+    # statistics of the call's own input: permutations of every axis
     _all(w, x, "perm")
     for p in ("weight", "bias", "running_mean", "running_var"):
         t = a.get(p)

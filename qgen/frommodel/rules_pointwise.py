@@ -108,6 +108,8 @@ _OTHER = (
 def unary(w, node, a):
     tensors = [v for v in a.values() if isinstance(v, TV)]
     name = node.target.__name__.split(".")[0]
+    if name not in _UNARY and name.rstrip("_") in _UNARY:  # in place: the same function
+        name = name.rstrip("_")
     if name not in _UNARY:  # an elementwise operation without its own entry
         name = "exp"
     if len(tensors) > 1:

@@ -131,6 +131,8 @@ class Walk:
         if self.all_fixed(args, kwargs):  # a function of fixed things: invariant
             return self.out_like(node, FIXED, param=all(t.param for t in tensors_in(args)))
         fn = RULES.get(name)
+        if fn is None and name.endswith("_") and not name.startswith("_"):
+            fn = RULES.get(name[:-1])  # in place (relu_, hardswish_): the same function
         if fn is None and torch.Tag.pointwise in getattr(target, "tags", ()):
             n_tensors = len(tensors_in(args) + tensors_in(kwargs))
             fn = RULES["exp"] if n_tensors == 1 else RULES["where"]  # permutations
