@@ -485,3 +485,31 @@ def test_batch_norm_on_a_weight_and_in_place_activations():
     assert kind(ws, "conv_weight") == "perm"
     with pytest.raises(UnsupportedModel, match="call model.eval"):
         spec_from_module(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train())
+
+
+class SplitAttention(nn.Module):
+    """ResNeSt/SK-ResNet's pattern: a grouped conv makes branches, a small fc reads all
+    of them at once (mixing the groups), a softmax over branches weights them."""
+
+    def __init__(self, c=4, radix=2):
+        super().__init__()
+        self.radix = radix
+        self.conv = nn.Conv2d(3, c * radix, 3, padding=1, groups=1)
+        self.grouped = nn.Conv2d(c * radix, c * radix, 3, padding=1, groups=radix)
+        self.fc1 = nn.Conv2d(c * radix, 3, 1)
+        self.fc2 = nn.Conv2d(3, c * radix, 1)
+        self.head = nn.Linear(c, 2)
+
+    def forward(self, x):
+        h = F.relu(self.grouped(F.relu(self.conv(x))))
+        b, rc, hh, ww = h.shape
+        gap = h.mean((2, 3), keepdim=True)
+        attn = self.fc2(F.relu(self.fc1(gap))).view(b, self.radix, -1).softmax(1)
+        split = h.view(b, self.radix, rc // self.radix, hh, ww)
+        out = (split * attn.view(b, self.radix, -1, 1, 1)).sum(1)
+        return self.head(out.mean((2, 3)))
+
+
+def test_a_weight_that_mixes_groups_makes_them_a_sum():
+    ws = check_identity(SplitAttention(), rand(2, 3, 5, 5))
+    assert ws.notes  # the groups' permutation was given up, and where is said

@@ -46,7 +46,14 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
         if types.root(r) == r and types.kind[r] == FIXED:
             types.restrict(outer, FIXED)
     _unnest_fixed_blocks(ax)
-    expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+    for _ in range(len(types.split) + 1):  # blocks a tensor mixes cannot be permuted
+        expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+        mixed = {o for alts in expanded.values() for axes, _, _ in alts for o in _mixed(ax, axes)}
+        if not mixed:
+            break
+        for o in mixed:
+            ax.fix_type(o, f"parameter {next(iter(walk.state))}", "mixes blocks of a type")
+        _unnest_fixed_blocks(ax)
     entries = [(key, e) for key in expanded for e in expanded[key]]
     for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
         bias = key.replace("in_proj_weight", "in_proj_bias")
@@ -66,6 +73,29 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     ws = types.weight_space(identifier(name), ends_in, ends_out, None, source)
     ws.notes = list(dict.fromkeys(ax.notes))
     return ws
+
+
+def _mixed(ax, axes: list[Ax]) -> set[str]:
+    """The outer (block) types a tensor's axes need exactly one axis of but have none or
+    several: a weight that mixes the blocks of its features (a split-attention fc reading
+    all branches at once). Their blocks cannot be permuted: the type becomes a sum."""
+    types = ax.types
+
+    def outer(r: str) -> str:
+        return types.root(types.split[r][0])
+
+    need, have = set(), []
+    for a in axes:
+        if a.part == "fixed":
+            continue
+        r = types.root(a.t)
+        if a.part in ("full", "inner") and r in types.split:
+            need.add(outer(r))
+        if a.part == "outer" or (a.part == "full" and r in types.split):
+            have.append(outer(r))
+        elif a.part == "full":
+            have.append(r)  # a block type used directly
+    return {o for o in need if have.count(o) != 1}
 
 
 def _unnest_fixed_blocks(ax) -> None:
