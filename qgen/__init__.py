@@ -31,11 +31,12 @@ def __getattr__(name):  # torch-dependent parts load on first use: counting stay
     raise AttributeError(f"module 'qgen' has no attribute {name!r}")
 
 
-def spec_from_module(model, name="model", io="fixed"):
-    """The spec of a torch model's weight space (traced with torch.fx)."""
+def spec_from_module(model, name="model", io="fixed", example_input=None):
+    """The spec of a torch model's weight space (captured with ``torch.export`` on
+    ``example_input``; see :mod:`qgen.frommodel`)."""
     from qgen.frommodel.reader import spec_from_module as _from_module
 
-    return _from_module(model, name, io)
+    return _from_module(model, name, io, example_input)
 
 
 def build(spec, out_dir="generated", tests=False):
