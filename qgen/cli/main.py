@@ -61,8 +61,8 @@ def _parse_sizes(tokens: Sequence[str] | None, basis: WeightSpaceBasis) -> dict[
 
 
 def _cmd_count(args: argparse.Namespace) -> int:
-    from qgen.cli.report import commutant_lines, count_json, count_table, threshold_lines
     from qgen.cli.cost import cost_lines
+    from qgen.cli.report import commutant_lines, count_json, count_table, threshold_lines
 
     basis = solve(load_spec(args.spec))
     sizes = _parse_sizes(args.sizes, basis)
@@ -147,7 +147,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from qgen.codegen.output import build
-
     from qgen.solver.cost import check_budget
 
     spec = load_spec(args.spec)
