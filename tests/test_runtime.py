@@ -170,6 +170,14 @@ def test_the_matmul_route_folds_only_on_cpu_and_only_where_measured():
         rtol=1e-4,
         atol=1e-4,
     )
+    # its gradients are the product's (the weight's: one reduction, never [batch, out, in])
+    w = big.clone().requires_grad_()
+    r = wide.clone().requires_grad_()
+    mixing._product(w, r).square().sum().backward()
+    w2, r2 = big.double().requires_grad_(), wide.double().requires_grad_()
+    torch.einsum("oi,bin->bon", w2, r2).square().sum().backward()
+    torch.testing.assert_close(w.grad.double(), w2.grad, rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(r.grad.double(), r2.grad, rtol=1e-4, atol=1e-2)
     for route_input in (few, torch.randn(4, 8, 16)):  # every route computes the product
         torch.testing.assert_close(
             mixing._product(weight, route_input), torch.einsum("oi,bin->bon", weight, route_input)
