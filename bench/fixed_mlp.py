@@ -78,6 +78,7 @@ def _pair(fns: dict, rounds: int) -> dict:
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             samples[name].append(_timed(fns[name]))
+            print(f"    round {r}: {name} {samples[name][-1]:.3f} s", flush=True)
     ratios = [g / h for g, h in zip(samples["generated"], samples["hnp"], strict=True)]
     return {
         "seconds": {k: statistics.median(v) for k, v in samples.items()},
@@ -86,7 +87,7 @@ def _pair(fns: dict, rounds: int) -> dict:
     }
 
 
-def run(widths, batches, channels, rounds) -> list[dict]:
+def run(widths, batches, channels, rounds, modes=("forward", "forward_backward")) -> list[dict]:
     spec = _spec(widths)
     module = compile_spec(spec)
     rows = []
@@ -104,6 +105,8 @@ def run(widths, batches, channels, rounds) -> list[dict]:
                 "params": {k: sum(p.numel() for p in v.parameters()) for k, v in layers.items()},
             }
             for mode, wrap in (("forward", _forward), ("forward_backward", _forward_backward)):
+                if mode not in modes:
+                    continue
                 row[mode] = _pair({k: wrap(v, x) for k, v in layers.items()}, rounds)
                 print(
                     f"batch {batch:4d}  channels {c:2d}  {mode:16s} "
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--modes", nargs="+", default=["forward", "forward_backward"], help="what to time"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "fixed_mlp.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     rounds = 2 if args.quick else args.rounds
     load_before = os.getloadavg()
     start = time.perf_counter()
-    rows = run(widths, batches, channels, rounds)
+    rows = run(widths, batches, channels, rounds, tuple(args.modes))
     result = {
         "widths": widths,
         "threads": args.threads,
