@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from qgen.codegen.rendering import render, render_module
 from qgen.errors import OutputError
+from qgen.solver.cost import check_budget
 from qgen.spec import Spec, load_spec
 
 __all__ = ["build", "compile_spec"]
@@ -24,7 +25,10 @@ def _as_spec(spec: Spec | str | os.PathLike) -> Spec:
 
 
 def build(
-    spec: Spec | str | os.PathLike, out_dir: str | os.PathLike = "generated", tests: bool = False
+    spec: Spec | str | os.PathLike,
+    out_dir: str | os.PathLike = "generated",
+    tests: bool = False,
+    budget: int | float | None = None,
 ) -> list[Path]:
     """Write ``<name>.py`` (and ``test_<name>.py`` with ``tests``) into ``out_dir``.
 
@@ -36,8 +40,13 @@ def build(
     one folder take turns (a lock on the folder), so concurrent builds never mix their
     files. Files get the mode the umask gives. Any problem is an :class:`OutputError`
     naming the folder and what to do.
+
+    A layer over ``budget`` parameters per channel pair (default
+    :data:`qgen.solver.cost.DEFAULT_BUDGET`) is refused first (:class:`BudgetError`: the
+    cost and the options), and nothing is written.
     """
     spec = _as_spec(spec)
+    check_budget(spec, budget)
     out = Path(out_dir)
     names = [f"{spec.name}.py"] + ([f"test_{spec.name}.py"] if tests else [])
     try:
@@ -249,12 +258,16 @@ def _commit(out: Path, folder: int, staged: list[tuple[Path, int | Path]]) -> No
                 os.unlink(backup)
 
 
-def compile_spec(spec: Spec | str | os.PathLike) -> types.ModuleType:
-    """The generated module for ``spec``, built in memory (no file is written).
+def compile_spec(
+    spec: Spec | str | os.PathLike, budget: int | float | None = None
+) -> types.ModuleType:
+    """The generated module for ``spec``, built in memory (no file is written); refused
+    over ``budget`` parameters per channel pair as :func:`build` refuses it.
 
     The source is registered with :mod:`linecache` so tracebacks show the generated code.
     """
     spec = _as_spec(spec)
+    check_budget(spec, budget)
     source = render_module(spec)
     filename = f"<qgen:{spec.name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
