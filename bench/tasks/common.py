@@ -425,13 +425,14 @@ def run_models(
     seeds: list[int],
     fit_one: Callable[[str, nn.Module, int], dict],
 ) -> dict:
-    """For every model and seed not yet in ``results``: build it under ``torch.manual_seed
-    (seed)``, ``fit_one(name, model, seed)`` (a dict of scores), record seconds and
-    parameters, and rewrite the JSON. A model whose construction raises is recorded as
+    """For every seed, then every model (so a run cut short has every model on its first
+    seeds) not yet in ``results``: build it under ``torch.manual_seed(seed)``,
+    ``fit_one(name, model, seed)`` (a dict of scores), record seconds and parameters, and
+    rewrite the JSON. A model whose construction raises ``ValueError`` is recorded as
     refused, with the message."""
-    for name, make in models.items():
-        rec = results["models"].setdefault(name, {"seeds": {}})
-        for seed in seeds:
+    for seed in seeds:
+        for name, make in models.items():
+            rec = results["models"].setdefault(name, {"seeds": {}})
             if str(seed) in rec["seeds"] or "refused" in rec:
                 continue
             torch.manual_seed(seed)
@@ -442,7 +443,7 @@ def run_models(
                 rec["refused"] = str(exc)
                 print(f"  {name}: refused: {exc}", flush=True)
                 save_results(path, results)
-                break
+                continue
             rec["params"] = n_params(model)
             scores = fit_one(name, model, seed)
             scores["seconds"] = round(time.time() - start, 1)

@@ -26,9 +26,9 @@ class Config:
     resolution: int = 16  # 8x8 digits bilinearly upsampled to resolution x resolution
     width: int = 32  # SIREN 2-width-width-1
     w0: float = 30.0
-    steps: int = 300  # full-batch Adam steps on all pixels
+    steps: int = 200  # full-batch Adam steps on all pixels
     lr: float = 1e-3
-    copies: int = 3  # fits per training image (independent inits)
+    copies: int = 2  # fits per training image (independent inits)
     images: int = 1797
     chunk: int = 2000
     seed: int = 0
@@ -157,11 +157,11 @@ def write_tables(path: Path) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--resolution", type=int, default=16)
-    p.add_argument("--copies", type=int, default=3)
-    p.add_argument("--fit-steps", type=int, default=300)
+    p.add_argument("--copies", type=int, default=2)
+    p.add_argument("--fit-steps", type=int, default=200)
     p.add_argument("--w0", type=float, default=30.0)
     p.add_argument("--images", type=int, default=1797)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--channels", type=int, default=16)
