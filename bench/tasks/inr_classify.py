@@ -93,6 +93,10 @@ def run(args) -> dict:
     z = zoo(c)
     x = common.layout(z["weights"])
     parts = {k: torch.nonzero(z["part"] == i)[:, 0] for i, k in enumerate(["train", "val", "test"])}
+    used = args.train_copies or c.copies
+    if not 1 <= used <= c.copies:
+        raise ValueError(f"--train-copies {used}: the zoo has {c.copies} copies per image")
+    parts["train"] = parts["train"][torch.arange(len(parts["train"])) % c.copies < used]
     xs = {k: common.take(x, v) for k, v in parts.items()}
     ys = {k: z["label"][v] for k, v in parts.items()}
     shapes = [tuple(z["weights"][k].shape[1:]) for k in ("W1", "W2", "W3")]
@@ -113,7 +117,12 @@ def run(args) -> dict:
         "depth": args.depth,
         "selection": "epoch of best validation accuracy; test accuracy at that epoch",
     }
-    path = Path(args.out) / f"inr_classify-r{c.resolution}-c{c.copies}-s{c.steps}.json"
+    if used != c.copies:
+        meta["train_copies"] = used
+    name = f"inr_classify-r{c.resolution}-c{c.copies}-s{c.steps}"
+    if used != c.copies or args.tag:
+        name += f"-u{used}{args.tag}"
+    path = Path(args.out) / f"{name}.json"
     results = common.load_results(path, meta)
 
     def accuracy(model, part):
@@ -161,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-steps", type=int, default=200)
     p.add_argument("--w0", type=float, default=30.0)
     p.add_argument("--images", type=int, default=1797)
+    p.add_argument(
+        "--train-copies", type=int, default=None, help="use only the first k copies per image"
+    )
+    p.add_argument("--tag", default="", help="suffix of the results file (curve runs)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
