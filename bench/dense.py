@@ -2,7 +2,7 @@
 
 This is how a generic equivariant-layer library (EMLP-style) works: solve the
 basis numerically at concrete sizes (here with qgen's independent numeric
-solver, :func:`qgen.numeric.solve_numeric`), keep it as dense matrices ``B_d``
+solver, :func:`qgen.solver.numeric.solve_numeric`), keep it as dense matrices ``B_d``
 and form ``M = sum_d theta_d (x) B_d`` at every forward pass, then
 ``y = M x``. Its cost grows with ``|V|^2`` times the basis size, which is what
 generated layers avoid; it is benchmarked at small sizes only.
@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from qgen.basis import WeightSpaceBasis
-from qgen.numeric import solve_numeric
-from qgen.verify import axis_actions, generators_at
+from qgen.solver.basis import WeightSpaceBasis
+from qgen.solver.numeric import solve_numeric
+from qgen.solver.verify import axis_actions, generators_at
 
 __all__ = ["DenseLayer"]
 

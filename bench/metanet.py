@@ -25,7 +25,7 @@ import json
 import torch
 
 from bench.run import _inputs, _interleaved, layer_cases, retain_freed_memory
-from qgen.builder import compile_spec
+from qgen.codegen.output import compile_spec
 
 
 def _layers_only(net) -> torch.nn.Module:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from bench.run import _forward, _forward_backward, _inputs, _interleaved, layer_cases
-from qgen.builder import compile_spec
+from qgen.codegen.output import compile_spec
 
 OUT = Path(__file__).resolve().parent / "precision.json"
 

@@ -46,8 +46,8 @@ import torch
 
 from bench.dense import DenseLayer
 from bench.reference import ChannelMixFloor, FixedMixFloor, HNPLayer
-from qgen.basis import solve
-from qgen.builder import compile_spec
+from qgen.codegen.output import compile_spec
+from qgen.solver.basis import solve
 from qgen.spec import Spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -302,10 +302,10 @@ text, out = sys.argv[1], sys.argv[2]
 spec = parse_spec(text, "<bench>")
 start = time.perf_counter()
 if out == "-":
-    from qgen.basis import solve
+    from qgen.solver.basis import solve
     solve(spec).counts()
 else:
-    from qgen.builder import build
+    from qgen.codegen.output import build
     build(spec, out)
 print(time.perf_counter() - start)
 """

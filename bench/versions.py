@@ -24,13 +24,13 @@ import types
 import torch
 
 from bench.run import _forward, _forward_backward, _inputs, _interleaved, layer_cases
-from qgen.codegen import render_module
+from qgen.codegen.rendering import render_module
 
 
 def _old_source(checkout: str, spec_text: str, name: str) -> str:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from qgen.spec import parse_spec; from qgen.codegen import render_module;"
+        "from qgen.spec import parse_spec; from qgen.codegen.rendering import render_module;"
         "sys.stdout.write(render_module(parse_spec(sys.argv[2], sys.argv[3])))"
     )
     done = subprocess.run(

@@ -10,23 +10,22 @@ Typical use::
     layer = layers.EquivariantLayer(1, 16)
 """
 
-from qgen.basis import Block, WeightSpaceBasis, solve
 from qgen.errors import QgenError, SpecError
+from qgen.solver.basis import Block, WeightSpaceBasis, solve
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, load_spec, parse_spec
-
-__version__ = "0.1.0"
+from qgen.version import __version__
 
 
 def compile(spec):  # noqa: A001 - the documented name of the in-memory build
     """The generated layer module for ``spec`` (a Spec or a path), built in memory."""
-    from qgen.builder import compile_spec
+    from qgen.codegen.output import compile_spec
 
     return compile_spec(spec)
 
 
 def __getattr__(name):  # torch-dependent parts load on first use: counting stays fast
     if name == "WeightSpace":
-        from qgen.adapters import WeightSpace
+        from qgen.data.adapters import WeightSpace
 
         return WeightSpace
     raise AttributeError(f"module 'qgen' has no attribute {name!r}")
@@ -34,14 +33,14 @@ def __getattr__(name):  # torch-dependent parts load on first use: counting stay
 
 def spec_from_module(model, name="model", io="fixed"):
     """The spec of a torch model's weight space (traced with torch.fx)."""
-    from qgen.from_module import spec_from_module as _from_module
+    from qgen.frommodel.reader import spec_from_module as _from_module
 
     return _from_module(model, name, io)
 
 
 def build(spec, out_dir="generated", tests=False):
     """Write the generated module (and its tests) for ``spec`` into ``out_dir``."""
-    from qgen.builder import build as _build
+    from qgen.codegen.output import build as _build
 
     return _build(spec, out_dir, tests)
 

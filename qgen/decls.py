@@ -1,10 +1,10 @@
 """The model of a weight space: index types, axes, tensors, the spec; plain data.
 
 The bottom layer of qgen: this module imports nothing from qgen. Above it come the
-group kinds (:mod:`qgen.groups`), the architecture presets (:mod:`qgen.presets`), the
+group kinds (:mod:`qgen.kinds`), the architecture presets (:mod:`qgen.spec.presets`), the
 parser (:mod:`qgen.spec`, which also re-exports these names), and the solver
-(:mod:`qgen.basis`). A declaration names its kind by the name specs use; what a kind
-means is the business of its module in :mod:`qgen.groups`.
+(:mod:`qgen.solver.basis`). A declaration names its kind by the name specs use; what a kind
+means is the business of its module in :mod:`qgen.kinds`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class TypeDecl:
     #: of the outer type: the wreath product, e.g. per-head GL in attention)
     within: str | None = None
     #: for a fixed-axis symmetry (a kind configured by its entry, such as an escnn group
-    #: and representation, :mod:`qgen.groups.escnn`): that configuration
+    #: and representation, :mod:`qgen.kinds.escnn`): that configuration
     rep: object = None
     #: for a symmetry acting on two fixed types' axes jointly (a grid): their names
     tie: tuple[str, str] | None = None

@@ -12,8 +12,8 @@ import torch
 
 from bench import run
 from bench.reference import HNPLayer
-from qgen.basis import solve
-from qgen.builder import compile_spec
+from qgen.codegen.output import compile_spec
+from qgen.solver.basis import solve
 from qgen.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

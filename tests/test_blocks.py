@@ -1,4 +1,4 @@
-"""The metanetwork building blocks: build-time tables from the kinds (qgen.blocks) and the
+"""The metanetwork building blocks: build-time tables from the kinds (qgen.codegen.blocks) and the
 torch-only runtime (qgen.runtime.blocks), tested directly; float64 at 1e-10."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qgen.blocks import block_tables, canonicalization, products
-from qgen.builder import compile_spec
-from qgen.pytext import WIDTH, format_source, literal
+from qgen.codegen.blocks import block_tables, canonicalization, products
+from qgen.codegen.output import compile_spec
+from qgen.codegen.pytext import WIDTH, format_source, literal
 from qgen.runtime import blocks as B
 from qgen.runtime.source import definitions, extract
 from qgen.spec import load_spec, parse_spec
@@ -259,7 +259,7 @@ def test_literal_tables_round_trip_and_fit():
 def test_nonlinear_head_eligibility_is_what_the_generated_modules_have():
     """The kind-level rule (every kind ``nonlinear_head``, some kind with an entry factor)
     agrees with the modules in generated/ (the template decides it by kind name)."""
-    from qgen.blocks import nonlinear_head
+    from qgen.codegen.blocks import nonlinear_head
 
     root = Path(__file__).resolve().parent.parent
     seen = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qgen.cli import main
+from qgen.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mlp_relu.yaml"

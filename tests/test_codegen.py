@@ -16,10 +16,10 @@ from strategies import sizes_for, specs
 
 import qgen
 from qgen import parse_spec, solve
-from qgen.codegen import render_module, render_tests
-from qgen.numeric import constraint_residual
+from qgen.codegen.rendering import render_module, render_tests
+from qgen.solver.numeric import constraint_residual
+from qgen.solver.verify import axis_actions, generators_at
 from qgen.spec import load_spec
-from qgen.verify import axis_actions, generators_at
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -147,9 +147,9 @@ def test_examples_are_complete(example, n):
 
 def test_a_layer_that_misses_terms_fails_the_completeness_check(monkeypatch):
     # a program that drops what one group adds to its tensors: its terms are missing
-    import qgen.codegen as codegen
-    from qgen.passes import drop_dead
-    from qgen.program import Accumulate, MixInto, Program
+    import qgen.codegen.rendering as codegen
+    from qgen.codegen.passes import drop_dead
+    from qgen.codegen.program import Accumulate, MixInto, Program
 
     spec = load_spec(ROOT / "examples" / "mlp_relu.yaml")
     compile_program = codegen.compile_program
@@ -219,7 +219,7 @@ def test_bad_spec_writes_nothing(tmp_path):
 
 
 def test_failed_build_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
-    import qgen.builder as build_module
+    import qgen.codegen.output as build_module
 
     qgen.build(EXAMPLES[0], tmp_path)
     target = tmp_path / f"{load_spec(EXAMPLES[0]).name}.py"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sympy.functions.combinatorial.numbers import stirling
 
 from qgen import parse_spec, solve
-from qgen.groups import get_kind
+from qgen.kinds import get_kind
 
 
 def one_type_block(kind: str, out_axes: list[str], in_axes: list[str]):

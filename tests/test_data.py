@@ -40,7 +40,7 @@ from qgen.data import (
     weight_statistics,
 )
 from qgen.data.collate import stack_weights
-from qgen.from_module import weight_space_from_module
+from qgen.frommodel.reader import weight_space_from_module
 
 # ------------------------------------------------------------------------------------
 # (a) a directory of checkpoints

@@ -14,8 +14,8 @@ from test_codegen import check_completeness, full_sizes, randomize, relative_err
 import qgen
 from qgen import parse_spec, solve
 from qgen.errors import SpecError
-from qgen.groups.escnn import EscnnKind, EscnnRep, escnn_grid_count, grid_permutations
-from qgen.verify import check_block
+from qgen.kinds.escnn import EscnnKind, EscnnRep, escnn_grid_count, grid_permutations
+from qgen.solver.verify import check_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,7 +177,7 @@ def test_grid_axes_must_come_in_pairs():
 
 
 def test_build_writes_escnn_modules_that_import_torch_alone(tmp_path):
-    from qgen.builder import build
+    from qgen.codegen.output import build
 
     spec = parse_spec(grid_spec("cyclic", 4, 3), source="g.yaml")
     paths = build(spec, tmp_path / "out", tests=True)
@@ -187,7 +187,7 @@ def test_build_writes_escnn_modules_that_import_torch_alone(tmp_path):
 
 
 def test_build_refuses_so3_irreps_and_writes_nothing(tmp_path):
-    from qgen.builder import build
+    from qgen.codegen.output import build
 
     text = "name: s\ntypes:\n  v: {group: {escnn: so3}, rep: [standard, {irrep: 2}]}\n"
     spec = parse_spec(text + "tensors:\n  V: [v]\n", source="s.yaml")

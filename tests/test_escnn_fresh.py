@@ -25,7 +25,7 @@ _FRESH_BUILD = """
 import sys, joblib
 _Memory = joblib.Memory
 joblib.Memory = lambda location=None, **kw: _Memory(sys.argv[1], **kw)
-from qgen.cli import main
+from qgen.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -82,7 +82,7 @@ def test_so2_build_with_empty_caches(tmp_path):
 
 def test_kernel_solver_accepts_escnn_matrices():
     """escnn's ``null`` on the ``np.matrix`` escnn itself builds, after ``load_escnn``."""
-    from qgen.groups.escnn_backend import load_escnn
+    from qgen.kinds.escnn_backend import load_escnn
 
     load_escnn()
     from escnn.group import _numerical

@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import qgen
-from qgen.from_module import UnsupportedModel, spec_from_module, weight_space_from_module
-from qgen.pointwise import POINTWISE, pointwise_kind, register_pointwise
+from qgen.frommodel.reader import UnsupportedModel, spec_from_module, weight_space_from_module
+from qgen.kinds.pointwise import POINTWISE, pointwise_kind, register_pointwise
 
 RTOL = 1e-10
 

@@ -28,11 +28,11 @@ def flip_kind():
     """The plugin's kind, registered for one test (other tests list the built-in kinds)."""
     from kindplugin import flip
 
-    from qgen import groups
+    from qgen import kinds
 
     flip.install()
     yield flip.KIND
-    groups._KINDS._items.pop(flip.KIND.name)
+    kinds._KINDS._items.pop(flip.KIND.name)
 
 
 def test_a_kind_from_one_module_builds_equivariant_layers(flip_kind):

@@ -14,7 +14,7 @@ from torch import nn
 
 import qgen
 from qgen import parse_spec, solve
-from qgen.from_module import UnsupportedModel, spec_from_module, weight_space_from_module
+from qgen.frommodel.reader import UnsupportedModel, spec_from_module, weight_space_from_module
 
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
 

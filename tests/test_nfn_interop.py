@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import qgen
-from qgen.nfn_interop import Features, from_nfn, nfn_layers, to_nfn
+from qgen.data.nfn_interop import Features, from_nfn, nfn_layers, to_nfn
 
 MLP = "name: m\narch: mlp\nwidths: [3, 5, 4, 2]\nactivation: gelu\n"  # gelu: permutations
 CNN = "name: c\narch: cnn\nchannels: [2, 3, 4]\nkernel: 3\nclasses: 5\nactivation: gelu\n"

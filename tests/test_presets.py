@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qgen import SpecError, parse_spec, solve
-from qgen.cli import main
+from qgen.cli.main import main
 from qgen.spec import dump_spec
 
 
@@ -138,7 +138,7 @@ def test_transformer_preset_symmetry_keeps_the_function(seed):
 
 
 def test_transformer_preset_counts_agree_with_verify():
-    from qgen.verify import size_levels, verify
+    from qgen.solver.verify import size_levels, verify
 
     spec = parse_spec(
         "name: t\narch: transformer\nd_model: 4\nheads: 2\nd_head: 2\nmlp: 3\ndepth: 1\n"

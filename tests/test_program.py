@@ -1,4 +1,4 @@
-"""The layer program (qgen.program, qgen.passes): lowering, each pass alone, the emitter.
+"""The layer program (qgen.codegen.program, .passes): lowering, each pass alone, the emitter.
 
 The strongest check is semantic: a module generated with any prefix of the passes computes
 the same function (same parameters, float64) as with all of them, on random specs."""
@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 from strategies import sizes_for, specs
 
 import qgen
-import qgen.passes as passes_module
-from qgen.basis import solve
-from qgen.emit import emit
-from qgen.passes import (
+import qgen.codegen.passes as passes_module
+from qgen.codegen.emit import emit
+from qgen.codegen.passes import (
     PASSES,
     compile_program,
     drop_dead,
@@ -27,8 +26,20 @@ from qgen.passes import (
     pool_from_carried,
     share_means,
 )
-from qgen.plan import plan_layer
-from qgen.program import Accumulate, Concat, Mean, Mix, MixInto, Permute, Place, Reduce, Rows, lower
+from qgen.codegen.plan import plan_layer
+from qgen.codegen.program import (
+    Accumulate,
+    Concat,
+    Mean,
+    Mix,
+    MixInto,
+    Permute,
+    Place,
+    Reduce,
+    Rows,
+    lower,
+)
+from qgen.solver.basis import solve
 from qgen.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -158,7 +158,7 @@ def test_random_specs_quasi_property_and_permutation_equivariance(data):
     """Every continuous kind (scaled, gl, orthogonal) on random specs."""
     from strategies import sizes_for, specs
 
-    from qgen.groups import get_kind
+    from qgen.kinds import get_kind
 
     spec = data.draw(specs(nested=data.draw(st.booleans())))
     continuous = [t for t in spec.group_types if get_kind(spec.types[t].kind).continuous]

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qgen.codegen import render_module
-from qgen.pytext import format_source
+from qgen.codegen.pytext import format_source
+from qgen.codegen.rendering import render_module
 from qgen.runtime import group, mixing
 from qgen.runtime.source import RUNTIME_MODULES, definitions, runtime_for
 from qgen.spec import load_spec, parse_spec

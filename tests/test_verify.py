@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from strategies import sizes_for, specs
 
 from qgen import parse_spec, solve
-from qgen.groups import get_kind
-from qgen.groups.base import PartitionKind
-from qgen.verify import check_block, size_levels, verify
+from qgen.kinds import get_kind
+from qgen.kinds.base import PartitionKind
+from qgen.solver.verify import check_block, size_levels, verify
 
 MAX_ENTRIES = 4096
 
@@ -76,11 +76,13 @@ class AllowEverything(PartitionKind):
 
 
 def test_verify_catches_a_wrong_rule(monkeypatch):
-    import qgen.basis
+    import qgen.solver.basis
 
     broken = AllowEverything()
-    real = qgen.basis.get_kind
-    monkeypatch.setattr(qgen.basis, "get_kind", lambda n: broken if n == "signed" else real(n))
+    real = qgen.solver.basis.get_kind
+    monkeypatch.setattr(
+        qgen.solver.basis, "get_kind", lambda n: broken if n == "signed" else real(n)
+    )
     basis = solve(parse_spec("name: s\ntypes: {h: {group: signed}}\ntensors: {W: [h, h*]}\n"))
     report = verify(basis, size_levels(basis, {}, up_to=2))
     assert not report.ok
@@ -155,7 +157,7 @@ tensors:
 def test_blockwise_check_equals_the_full_dense_solve(kind, k, n):
     """Fixed axes of size 3 and 4 are solved on two indices each and scaled back; the
     result equals the dense nullspace and span at the full sizes."""
-    from qgen.verify import _solve_and_span
+    from qgen.solver.verify import _solve_and_span
 
     basis = solve(parse_spec(BLOCKWISE_SPEC % (1, kind, k)))
     for block in basis.all_blocks():
@@ -171,7 +173,7 @@ def test_blockwise_check_equals_the_full_dense_solve(kind, k, n):
 
 def test_blockwise_check_catches_a_wrong_fixed_count(monkeypatch):
     """A fixed factor that claims one map too many is caught, however large the axes."""
-    from qgen.groups.fixed import Fixed
+    from qgen.kinds.fixed import Fixed
 
     monkeypatch.setattr(Fixed, "count", lambda self, v, n: n ** len(v) + 1)
     basis = solve(parse_spec(BLOCKWISE_SPEC % (3, "perm", 5)))

@@ -3,7 +3,7 @@
 Every dataset here yields ``(weights, target)`` with ``weights`` the generated layers'
 input dict for ONE network, ``{tensor: Tensor[1, *axes]}`` (the channel dim first), and
 :func:`collate` batches such items into ``{tensor: Tensor[batch, 1, *axes]}``: exactly
-the layout :meth:`qgen.adapters.WeightSpace.to_weights` gives, so a
+the layout :meth:`qgen.data.adapters.WeightSpace.to_weights` gives, so a
 ``DataLoader(dataset, collate_fn=collate)`` feeds ``EquivariantLayer`` directly.
 
 Sources, one module each:

@@ -10,8 +10,8 @@ from qgen's presets, so the tensor names are the presets' own:
   ``K1, b1, ..., KL, bL, W, b``.
 
 Anything else (residual blocks, normalization, attention) needs its own spec: build a
-:class:`~qgen.adapters.WeightSpace` (e.g. with
-:func:`qgen.from_module.weight_space_from_module`) and pass that to the dataset instead.
+:class:`~qgen.data.adapters.WeightSpace` (e.g. with
+:func:`qgen.frommodel.reader.weight_space_from_module`) and pass that to the dataset instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from qgen.adapters import Source, WeightSpace
+from qgen.data.adapters import Source, WeightSpace
 from qgen.spec import Spec, parse_spec
 
 __all__ = ["chain_keys", "chain_space", "chain_spec", "check_shapes"]
@@ -55,7 +55,7 @@ def chain_spec(
     """The preset spec of a chain with these weight shapes (torch layout).
 
     ``activation`` decides the hidden neurons' group (``relu``: permutations with positive
-    scalings, ``tanh``/``sin``: with sign flips; see ``qgen.presets.ACTIVATION_GROUPS``);
+    scalings, ``tanh``/``sin``: with sign flips; see ``qgen.spec.presets.ACTIVATION_GROUPS``);
     ``group`` overrides it (e.g. ``perm`` for a zoo of several activations).
     """
     shapes = [tuple(int(n) for n in s) for s in weight_shapes]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from qgen.adapters import WeightSpace
+from qgen.data.adapters import WeightSpace
 from qgen.data.chain import chain_space, check_shapes
 from qgen.data.collate import Item, Weights
 from qgen.spec import Spec
@@ -84,7 +84,7 @@ class CheckpointDataset(Dataset):
     """Checkpoints under ``root`` matching ``pattern``, as ``(weights, target)`` items.
 
     ``space`` says where each spec tensor lives in a checkpoint (e.g. from
-    :func:`qgen.from_module.weight_space_from_module` of the model class); without it the
+    :func:`qgen.frommodel.reader.weight_space_from_module` of the model class); without it the
     checkpoints must be plain chains and get :func:`qgen.data.chain.chain_space`'s spec
     (``spec`` overrides that spec, ``activation`` its group).
 

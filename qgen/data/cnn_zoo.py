@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from qgen.adapters import Source, WeightSpace
+from qgen.data.adapters import Source, WeightSpace
 from qgen.data.chain import chain_spec, check_shapes
 from qgen.data.collate import Item, Weights
 from qgen.spec import Spec

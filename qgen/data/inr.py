@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from qgen.adapters import WeightSpace
+from qgen.data.adapters import WeightSpace
 from qgen.data.chain import chain_space, check_shapes
 from qgen.data.checkpoints import load_state_dict
 from qgen.data.collate import Item, Weights

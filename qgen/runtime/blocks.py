@@ -1,7 +1,7 @@
 """Metanetwork building blocks that respect a weight space's symmetry group (torch only).
 
 Every block maps a weight-space dict ``{tensor: [batch, channels, *axes]}`` and is driven
-by a table ``tables`` that :mod:`qgen.blocks` computes at build time from the group
+by a table ``tables`` that :mod:`qgen.codegen.blocks` computes at build time from the group
 kinds of each tensor's axes (see there for the mathematics of each rule):
 
 * ``entry[t] = (norm_dims, divide, absolute, invariant_only)``: how an invariant of one

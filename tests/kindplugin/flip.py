@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from qgen.groups import register
-from qgen.groups.signed import Signed
+from qgen.kinds import register
+from qgen.kinds.signed import Signed
 
 Monomial = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,7 +32,7 @@ KIND = Flip()
 
 def install() -> None:
     """Register the kind (once)."""
-    from qgen.groups import kind_names
+    from qgen.kinds import kind_names
 
     if KIND.name not in kind_names():
         register(KIND)

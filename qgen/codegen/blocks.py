@@ -1,0 +1,398 @@
+"""Build-time tables for the metanetwork building blocks (:mod:`qgen.runtime.blocks`).
+
+Each kind declares what it permits (:class:`~qgen.kinds.base.GroupKind`: ``pointwise``,
+``entry_factor``, ``norm_invariant``, ``may_centre``, ``action``); a
+tensor whose axes carry several kinds must satisfy every rule at once. A group element
+acts on one entry ``W[i, j, ...]`` (a vector over channels) by
+
+* moving it (permutation-like kinds, ``action == "monomial"``) and multiplying it by the
+  product of its axes' factors: positive (``q_i`` or ``1 / q_j``) for scaled axes, signs
+  for signed ones, so the entry's *character* is a nonzero real number;
+* or mixing it with others along an axis (``action == "matrix"``: GL, O(n), escnn).
+
+Hence, per tensor:
+
+* nonlinearity: pointwise ``f`` commutes with a character ``c`` iff ``f(c x) = c f(x)``:
+  any ``f`` for ``c = 1``, positively homogeneous ``f`` (ReLU) for ``c > 0``, odd ``f``
+  (tanh) for ``c = +-1``; ``c`` of both kinds leaves only linear ``f``, and a mixing axis
+  none, so those tensors are *gated*: ``(W v) * sigmoid(s(u))`` with ``u`` an invariant of
+  the entry (its norm over axes with orthogonal actions, divided by its channel norm for
+  positive factors, made even for signs) or, if an axis is GL, whole-space invariants;
+* channel normalization: the RMS over channels and axes is invariant iff every kind keeps
+  norms (not scaled, not GL), else the tensor is left alone;
+* input centring: subtracting a constant commutes iff every group axis only permutes;
+* degree-2 products ``A (x) B -> C``: for each type, a partition of the axes of ``A``,
+  ``B`` (inputs, variances negated) and ``C`` into parts with at most one axis from each,
+  taken from the kind's own basis terms (:meth:`GroupKind.terms` on those variances, as
+  for a linear block): a part ``{a, b}`` contracts, ``{a, b, c}`` shares an index,
+  ``{a, c}`` passes an axis through, ``{a}`` pools it; at least one part joins ``A`` and
+  ``B``. For scaled types only balanced parts survive (``W2[i, j] b1[j] -> b2[i]``: the
+  edge character ``q_i / q_j`` times the node's ``q_j``); for GL only plain-dual
+  contractions (``Wq_h Wk_h^T`` summed over heads: the Transformer-NFN invariants).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from qgen.kinds import GroupKind, PairingKind, PartitionKind, kind_of
+from qgen.kinds.partitions import Partition, set_partitions
+from qgen.spec import Spec
+
+__all__ = [
+    "AxisKind",
+    "axis_kinds",
+    "block_tables",
+    "canonicalization",
+    "nonlinear_head",
+    "products",
+]
+
+_LETTERS = "ijklmnopqrstuvwxyzadefghABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class AxisKind:
+    """One axis of a tensor with the kind acting on it (a grid's kind on its tied axes)."""
+
+    type: str
+    dual: bool
+    kind: GroupKind
+    group: bool  # whether the axis size is free (a group type) rather than fixed
+    tied: bool = False  # acted on jointly with another axis (an escnn grid)
+
+
+def axis_kinds(spec: Spec) -> dict[str, tuple[AxisKind, ...]]:
+    """Per tensor, the kind acting on each axis."""
+    grid_of = {}
+    for decl in spec.types.values():
+        if decl.tie is not None:
+            for t in decl.tie:
+                grid_of[t] = kind_of(decl)
+    out = {}
+    for tensor in spec.tensors:
+        axes = []
+        for a in tensor.axes:
+            decl = spec.types[a.type]
+            kind = grid_of.get(a.type) or kind_of(decl)
+            axes.append(AxisKind(a.type, a.dual, kind, not decl.fixed, a.type in grid_of))
+        out[tensor.name] = tuple(axes)
+    return out
+
+
+def _meet(classes: list[str | None]) -> str | None:
+    """The pointwise class allowed by all: "any" is the top, distinct others meet in None."""
+    if None in classes:
+        return None
+    rest = set(classes) - {"any"}
+    return "any" if not rest else rest.pop() if len(rest) == 1 else None
+
+
+def _mixes(a: AxisKind) -> bool:
+    return a.kind.action == "matrix"
+
+
+def _tensor_rules(axes: tuple[AxisKind, ...], sizes: dict[str, int]) -> dict:
+    dims = range(2, 2 + len(axes))
+    pointwise = _meet([a.kind.pointwise for a in axes])
+    factors = {a.kind.entry_factor for a in axes if a.kind.action == "monomial"}
+    norm_dims = tuple(d for d, a in zip(dims, axes, strict=True) if _mixes(a))
+    invariant_only = any(_mixes(a) and not a.kind.norm_invariant for a in axes)
+    entry = (norm_dims, "positive" in factors, "sign" in factors, invariant_only)
+    group_dims = tuple(d for d, a in zip(dims, axes, strict=True) if a.group)
+    centre = group_dims if all(a.kind.may_centre for a in axes) else None
+    norm = (1, *dims) if all(a.kind.norm_invariant for a in axes) else None
+    pool = None
+    if not invariant_only:
+        pooled = tuple(d for d, a in zip(dims, axes, strict=True) if a.kind.action == "monomial")
+        kept = [a for d, a in zip(dims, axes, strict=True) if d not in pooled + norm_dims]
+        pool = (pooled, math.prod(_size(a, sizes) for a in kept))
+    return {
+        "activation": pointwise or "gate",
+        "entry": entry,
+        "norm": norm,
+        "centre": centre,
+        "pool": pool,
+    }
+
+
+def _size(a: AxisKind, sizes: dict[str, int]) -> int:
+    return 1 if a.group else sizes[a.type]
+
+
+# --------------------------------------------------------------------------------------
+# Degree-2 products
+
+#: spaces with more tensors get no degree-2 table: the products of a residual stream
+#: shared by every tensor grow quadratically (a 12-block transformer has 20,234)
+DEGREE2_MAX_TENSORS = 32
+
+
+def _parts(kind: GroupKind, variances: tuple[int, ...]) -> tuple[Partition, ...]:
+    """The kind's basis terms on these variances; every partition where no group acts."""
+    if kind.action is None:
+        return set_partitions(len(variances))
+    return kind.terms(variances)
+
+
+def _multiplicable(axes: tuple[AxisKind, ...]) -> bool:
+    return all(
+        not a.tied and (a.kind.action is None or isinstance(a.kind, PartitionKind | PairingKind))
+        for a in axes
+    )
+
+
+def products(spec: Spec) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
+    """Every degree-2 product ``(a, b, equation, targets)`` of the space (module docstring):
+    ``einsum(equation, A, B)`` over ``[batch, channels, *axes]`` transforms as each tensor
+    in ``targets`` (empty: invariant). One per unordered pair and pattern, in spec order;
+    a group axis is pooled (a singleton part) only in invariants."""
+    kinds = axis_kinds(spec)
+    names = [t.name for t in spec.tensors if _multiplicable(kinds[t.name])]
+    order = {n: i for i, n in enumerate(names)}
+    types = {n: {a.type for a in kinds[n]} for n in names}
+    holding: dict[str, list[str]] = {}  # type -> tensors with an axis of it
+    for n in names:
+        for t in sorted(types[n]):
+            holding.setdefault(t, []).append(n)
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for a in names:
+        # B shares a type with A (some part joins them); a target's types all come from A, B
+        partners = sorted({b for t in types[a] for b in holding[t] if order[b] >= order[a]})
+        for b in sorted(partners, key=order.get):
+            union = types[a] | types[b]
+            targets = [n for n in names if types[n] <= union]
+            for target in [*targets, None]:
+                for eq in _patterns(spec, kinds, a, b, target):
+                    if a == b:  # A (x) A: the pattern and its mirror are one product
+                        ins, out = eq.split("->")
+                        left, right = ins.split(",")
+                        eq = min(eq, f"{right},{left}->{out}")
+                    targets = found.setdefault((a, b, eq), [])
+                    if target is not None and target not in targets:
+                        targets.append(target)
+    return tuple((a, b, eq, tuple(t)) for (a, b, eq), t in found.items())
+
+
+def _patterns(spec: Spec, kinds, a: str, b: str, target: str | None) -> list[str]:
+    roles = [kinds[a], kinds[b], kinds[target] if target is not None else ()]
+    types = list(dict.fromkeys(ax.type for axes in roles for ax in axes))
+    # per type: its positions (role, axis index) and the allowed sparse partitions of them
+    per_type = []
+    for t in types:
+        positions = [
+            (r, k) for r, axes in enumerate(roles) for k, ax in enumerate(axes) if ax.type == t
+        ]
+        variances = tuple(
+            (1 if not roles[r][k].dual else -1) * (1 if r == 2 else -1) for r, k in positions
+        )
+        kind = roles[positions[0][0]][positions[0][1]].kind
+        # pooling a group axis is left to the invariants (it would multiply the terms)
+        pools = target is None or not roles[positions[0][0]][positions[0][1]].group
+        options = []
+        for p in _parts(kind, variances):
+            parts = [tuple(positions[i] for i in part) for part in p]
+            if all(_sparse(part) and (pools or len(part) > 1) for part in parts):
+                options.append(parts)
+        if not options:
+            return []
+        per_type.append((t, options))
+    out = []
+    for combo in itertools.product(*(opts for _, opts in per_type)):
+        chosen = dict(zip(types, combo, strict=True))
+        if not any({0, 1} <= {r for r, _ in part} for parts in combo for part in parts):
+            continue
+        if not _nesting_ok(spec, roles, chosen):
+            continue
+        out.append(_equation(roles, chosen))
+    return out
+
+
+def _sparse(part: tuple[tuple[int, int], ...]) -> bool:
+    roles = [r for r, _ in part]
+    return len(set(roles)) == len(roles) and roles != [2]
+
+
+def _nesting_ok(spec: Spec, roles, chosen) -> bool:
+    """A nested type's element depends on its outer index: a part joining two tensors on
+    an inner axis needs their outer axes in one part too."""
+    for t, parts in chosen.items():
+        outer = spec.types[t].within
+        if outer is None:
+            continue
+        where = {pos: n for n, part in enumerate(chosen.get(outer, [])) for pos in part}
+        for part in parts:
+            owners = set()
+            for r, _ in part:
+                k = next(k for k, ax in enumerate(roles[r]) if ax.type == outer)
+                owners.add(where.get((r, k)))
+            if len(part) > 1 and (len(owners) != 1 or None in owners):
+                return False
+    return True
+
+
+def _equation(roles, chosen) -> str:
+    letter = {}
+    letters = iter(_LETTERS)
+    for parts in chosen.values():
+        for part in parts:
+            x = next(letters)
+            for pos in part:
+                letter[pos] = x
+    subs = ["bc" + "".join(letter[r, k] for k in range(len(axes))) for r, axes in enumerate(roles)]
+    return f"{subs[0]},{subs[1]}->{subs[2]}"
+
+
+# --------------------------------------------------------------------------------------
+# Canonicalization
+
+
+def canonicalization(spec: Spec) -> tuple[tuple | None, str]:
+    """The steps of :func:`qgen.runtime.blocks.canonicalize_with`, or None and why not.
+
+    Types whose kind multiplies entries by a factor per index are canonicalized in an order
+    where each one's incoming tensors (where it is a plain axis) involve only types already
+    done or without factors; positive factors need norms over the other axes invariant (no
+    GL axis there), signs an incoming tensor whose other axes only move entries (an odd,
+    invariant function of a vector that a rotation such as ``-I`` can flip is zero).
+    """
+    kinds = axis_kinds(spec)
+    todo = [
+        t
+        for t, d in spec.types.items()
+        if not d.fixed and kind_of(d).action == "monomial" and kind_of(d).entry_factor
+    ]
+    steps, done = [], set()
+    problems: dict[str, str] = {}
+    while todo:
+        progress = False
+        for t in list(todo):
+            step, problem = _canon_step(spec, kinds, t, done)
+            if problem is None:
+                steps.append(step)
+                done.add(t)
+                todo.remove(t)
+                progress = True
+            else:
+                problems[t] = problem
+        if not progress:
+            why = "; ".join(f"{t}: {problems[t]}" for t in todo)
+            return None, f"no canonicalization for this weight space ({why})"
+    return tuple(steps), ""
+
+
+def _canon_step(spec: Spec, kinds, t: str, done: set[str]):
+    factor = kind_of(spec.types[t]).entry_factor
+    if spec.types[t].within is not None:
+        return None, f"nested in {spec.types[t].within} (one factor per outer index)"
+    incoming, outgoing, sources = [], [], []
+    for name, axes in kinds.items():
+        mine = [k for k, a in enumerate(axes) if a.type == t]
+        if not mine:
+            continue
+        if len(mine) > 1 and any(not axes[k].dual for k in mine):
+            return None, f"{name} has {len(mine)} axes of {t}"
+        if axes[mine[0]].dual:
+            outgoing += [(name, 2 + k) for k in mine]
+            continue
+        others = [a for k, a in enumerate(axes) if k != mine[0]]
+        waiting = [a.type for a in others if a.kind.entry_factor and a.type not in done]
+        if waiting:
+            return None, f"{name} needs {waiting[0]} canonicalized first"
+        if factor == "positive" and any(_mixes(a) and not a.kind.norm_invariant for a in others):
+            return None, f"{name} has an axis whose norm is not invariant"
+        incoming.append((name, 2 + mine[0]))
+        if not any(_mixes(a) for a in others):
+            sources.append((name, 2 + mine[0]))
+    if not incoming:
+        return None, f"no tensor has {t} as a plain axis"
+    if factor == "sign" and not sources:
+        return None, f"every tensor into {t} has a mixing axis (no odd invariant fixes a sign)"
+    return (t, factor, tuple(incoming), tuple(outgoing), tuple(sources)), None
+
+
+# --------------------------------------------------------------------------------------
+
+
+def nonlinear_head(spec: Spec) -> bool:
+    """Whether the weight space gets a nonlinear invariant head (per-entry
+    canonicalization, templates/heads/nonlinear_invariant.py.j2): every type's kind
+    supports it (:attr:`GroupKind.nonlinear_head`: entries are only moved and multiplied
+    by a factor) and some kind multiplies entries by a factor (a scale or a sign), where a
+    linear invariant head sees little."""
+    kinds = [kind_of(d) for d in spec.types.values()]
+    return all(k.nonlinear_head for k in kinds) and any(k.entry_factor for k in kinds)
+
+
+def block_tables(spec: Spec) -> dict:
+    """Every table of :mod:`qgen.runtime.blocks` for ``spec`` (plain Python data)."""
+    sizes = {n: d.size for n, d in spec.types.items() if d.fixed}
+    kinds = axis_kinds(spec)
+    rules = {name: _tensor_rules(axes, sizes) for name, axes in kinds.items()}
+    canon, problem = canonicalization(spec)
+    tables = {key: {n: r[key] for n, r in rules.items()} for key in next(iter(rules.values()))}
+    tables["shapes"] = {name: tuple(_size(a, sizes) for a in axes) for name, axes in kinds.items()}
+    if len(spec.tensors) <= DEGREE2_MAX_TENSORS:
+        tables["products"] = products(spec)
+        tables["products_problem"] = "" if tables["products"] else "no pair of tensors balances"
+    else:
+        tables["products"] = ()
+        tables["products_problem"] = (
+            f"{len(spec.tensors)} tensors; degree-2 products are enumerated for at most "
+            f"{DEGREE2_MAX_TENSORS} (their number grows with the square of the tensors that "
+            "share a type)"
+        )
+    tables["canon"] = canon
+    tables["canon_problem"] = problem
+    return tables
+
+
+#: what each activation rule means, for the generated docstrings
+RULE_TEXT = {
+    "any": "pointwise (the chosen activation)",
+    "homogeneous": "ReLU (positive factors: positively homogeneous)",
+    "odd": "tanh (sign factors: odd)",
+    "gate": "gated, ScaleEq",
+}
+
+
+def template_context(spec: Spec, linear_invariants: int) -> dict:
+    """What templates/blocks.py.j2 needs: the tables as ruff-formatted literal text and
+    per-tensor summaries for docstrings; ``linear_invariants`` is the number of invariant
+    linear functionals (what ``InvariantHead`` pools)."""
+    from qgen.codegen.pytext import literal
+
+    tables = block_tables(spec)
+    return {
+        "tables_text": "BLOCK_TABLES: dict = " + literal(tables),
+        "rules": {
+            t: _gate_text(spec, t, tables["entry"][t]) if r == "gate" else RULE_TEXT[r]
+            for t, r in tables["activation"].items()
+        },
+        "n_products": sum(bool(p[3]) for p in tables["products"]),
+        "n_invariant_products": sum(not p[3] for p in tables["products"]),
+        "has_invariant": linear_invariants > 0
+        or any(r is not None for r in tables["pool"].values()),
+        "canon": tables["canon"],
+        "canon_problem": tables["canon_problem"],
+        "norms": [t for t, d in tables["norm"].items() if d is not None],
+        "centres": [t for t, d in tables["centre"].items() if d is not None],
+    }
+
+
+def _gate_text(spec: Spec, tensor: str, entry: tuple) -> str:
+    """How a gated tensor's gate reads an invariant, in words (for docstrings)."""
+    norm_dims, divide, absolute, invariant_only = entry
+    if invariant_only:
+        return "gated by the whole space's degree-2 invariants (a GL axis: no entry invariant)"
+    axes = spec.tensor(tensor).axes
+    parts = []
+    if norm_dims:
+        parts.append("norm over " + ", ".join(str(axes[d - 2]) for d in norm_dims))
+    if divide:
+        parts.append("divided by its channel norm")
+    if absolute:
+        parts.append("even in sign")
+    return "gated (ScaleEq) by the entry's " + ", ".join(parts)

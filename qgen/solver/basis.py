@@ -1,0 +1,545 @@
+"""The exact solver: basis terms and dimension counts of equivariant linear maps.
+
+An equivariant affine map of a weight space ``V = (+)_t V_t`` is
+
+* a block ``Hom_G(V_t, V_s)`` for every ordered pair of tensors (output ``s``,
+  input ``t``),
+* an equivariant bias ``Hom_G(R, V_s)`` per tensor (the empty input side), and
+* invariant functionals ``Hom_G(V_t, R)`` per tensor (the empty output side).
+
+``G`` is the direct product of the types' groups and each acts on its own
+axes, so ``Hom_G`` of a block is the tensor product over types of the
+per-type commutants: its basis is the product of the per-type terms that the
+type's :class:`~qgen.kinds.GroupKind` enumerates, and its dimension the
+product of the per-type counts. Fixed axes contribute a dense factor.
+
+Every count here is the length of (a size-filtered view of) the same term
+enumeration that layers are built from.
+
+Known counts. An MLP with widths [2, 3, 4, 3, 2] whose input and output neurons keep
+their order (examples/mlp_relu.yaml): with permutations of the hidden neurons, the
+symmetry of DWSNets (Navon et al. 2023, "Equivariant architectures for learning in
+deep weight spaces") and of NFN's HNP layers (Zhou et al. 2023, "Permutation
+equivariant neural functionals"), 164 equivariant linear maps; with positive scalings
+too (ReLU) 21, with sign flips (tanh) 25:
+
+>>> from qgen.spec import parse_spec
+>>> def maps(group, io="fixed", widths=(2, 3, 4, 3, 2)):
+...     text = f"{{name: m, arch: mlp, widths: {list(widths)}, group: {group}, io: {io}}}"
+...     return solve(parse_spec(text)).counts()["total"]["equivariant"]
+>>> maps("perm"), maps("scaled"), maps("signed")
+(164, 21, 25)
+
+With the input and output neurons permuted too (NFN's NP setting), each of the ``L``
+layers' types distinct: every ordered pair of the ``2L`` tensors has one map (a constant
+broadcast of a pooled input), and the pairs that share a type have more, ``10L - 4`` in
+all, so ``4L^2 + 10L - 4``:
+
+>>> [maps("perm", "perm", range(2, L + 3)) for L in range(1, 6)]
+[10, 32, 62, 100, 146]
+>>> [4 * L**2 + 10 * L - 4 for L in range(1, 6)]
+[10, 32, 62, 100, 146]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from qgen.decls import Spec, TensorDecl
+from qgen.kinds import GroupKind, get_kind
+from qgen.kinds.partitions import Partition
+
+__all__ = [
+    "Block",
+    "BlockAxis",
+    "NestedFactor",
+    "Term",
+    "TypeFactor",
+    "WeightSpaceBasis",
+    "solve",
+]
+
+OUT, IN = "out", "in"
+
+
+@dataclass(frozen=True)
+class BlockAxis:
+    """An axis of a block: which side, which axis of that side's tensor."""
+
+    side: str  # "out" or "in"
+    tensor: str
+    position: int
+    type: str
+    dual: bool
+
+    @property
+    def variance(self) -> int:
+        """+1 for output plain and input dual axes, -1 for the other two."""
+        plain = 1 if not self.dual else -1
+        return plain if self.side == OUT else -plain
+
+
+@dataclass(frozen=True)
+class TypeFactor:
+    """The axes of one type in a block, and the kind that acts on them."""
+
+    type: str
+    kind: GroupKind
+    axes: tuple[BlockAxis, ...]
+    default_size: int | None = None  # the declared size of a fixed type
+
+    @property
+    def variances(self) -> tuple[int, ...]:
+        return tuple(a.variance for a in self.axes)
+
+    @property
+    def terms(self) -> tuple[Partition, ...]:
+        """The kind's terms, over positions into :attr:`axes`."""
+        return self.kind.terms(self.variances)
+
+    def count(self, sizes: Mapping[str, int]) -> int:
+        """Exact dimension at ``sizes`` (this type absent: generic)."""
+        return self.kind.count(self.variances, sizes.get(self.type) or self.default_size)
+
+    def thresholds(self) -> dict[str, int]:
+        return {self.type: self.kind.threshold(self.variances)}
+
+
+@dataclass(frozen=True)
+class GridFactor(TypeFactor):
+    """A grid type on a block: its axes are pairs (first grid axis, second grid axis) of
+    one tensor, listed pair by pair; the group acts on each pair jointly."""
+
+    @property
+    def variances(self) -> tuple[int, ...]:
+        return tuple(a.variance for a in self.axes[::2])
+
+    @property
+    def pairs(self) -> tuple[tuple[BlockAxis, BlockAxis], ...]:
+        return tuple(zip(self.axes[::2], self.axes[1::2], strict=True))
+
+
+@dataclass(frozen=True)
+class NestedFactor:
+    """An outer type and the types nested in it (the wreath product), on one block.
+
+    Each nested axis belongs to the outer axis of its own tensor (``owner``). A term is
+    a partition of the outer axes (the outer kind's rule) and, for every part and every
+    nested type, a term of the nested kind on the nested axes owned by that part: axes
+    in different parts see independent group elements. At outer size ``H`` only outer
+    partitions with at most ``H`` parts count; the nested counts are exact at theirs.
+    """
+
+    type: str
+    kind: GroupKind
+    axes: tuple[BlockAxis, ...]  # outer axes first, then nested axes
+    owner: tuple[int, ...]  # per axis: the position (in axes) of its outer axis
+    nested: tuple[tuple[str, GroupKind], ...]
+
+    @property
+    def outer(self) -> tuple[int, ...]:
+        return tuple(i for i, a in enumerate(self.axes) if a.type == self.type)
+
+    def _pieces(self, partition: Partition) -> list[tuple[str, GroupKind, tuple[int, ...]]]:
+        """Per (outer part, nested type): the nested axes owned by that part."""
+        outer = self.outer
+        pieces = []
+        for part in partition:
+            owners = {outer[i] for i in part}
+            for name, kind in self.nested:
+                axes = tuple(
+                    i for i, a in enumerate(self.axes) if a.type == name and self.owner[i] in owners
+                )
+                if axes:
+                    pieces.append((name, kind, axes))
+        return pieces
+
+    def _variances(self, axes: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(self.axes[i].variance for i in axes)
+
+    @property
+    def terms(self) -> tuple[Partition, ...]:
+        outer = self.outer
+        out_vars = self._variances(outer)
+        result = []
+        for partition in self.kind.terms(out_vars):
+            outer_parts = [tuple(outer[i] for i in part) for part in partition]
+            pieces = self._pieces(partition)
+            choices = [kind.terms(self._variances(axes)) for _, kind, axes in pieces]
+            for choice in itertools.product(*choices):
+                parts = list(outer_parts)
+                for (_, _, axes), nested_partition in zip(pieces, choice, strict=True):
+                    parts += [tuple(axes[i] for i in p) for p in nested_partition]
+                result.append(tuple(sorted(tuple(sorted(p)) for p in parts)))
+        return tuple(result)
+
+    def count(self, sizes: Mapping[str, int]) -> int:
+        n = sizes.get(self.type)
+        total = 0
+        for partition in self.kind.terms(self._variances(self.outer)):
+            if n is not None and len(partition) > n:
+                continue
+            total += math.prod(
+                kind.count(self._variances(axes), sizes.get(name))
+                for name, kind, axes in self._pieces(partition)
+            )
+        return total
+
+    def thresholds(self) -> dict[str, int]:
+        out = {self.type: 1, **{name: 1 for name, _ in self.nested}}
+        for partition in self.kind.terms(self._variances(self.outer)):
+            pieces = self._pieces(partition)
+            if not all(kind.terms(self._variances(axes)) for _, kind, axes in pieces):
+                continue
+            out[self.type] = max(out[self.type], len(partition))
+            for name, kind, axes in pieces:
+                out[name] = max(out[name], kind.threshold(self._variances(axes)))
+        return out
+
+
+@dataclass(frozen=True)
+class Term:
+    """One basis term of a block: a partition of its axes for every group type.
+
+    Fixed types are not listed: a term is a dense map over all fixed axes,
+    so it stands for ``prod(fixed sizes)`` basis elements.
+    """
+
+    block: Block
+    parts: tuple[tuple[TypeFactor | NestedFactor, Partition], ...]
+
+    def diagram(self) -> tuple[tuple[str, tuple[BlockAxis, ...]], ...]:
+        """The term's parts as (type, axes) pairs, in type order."""
+        return tuple(
+            (factor.axes[part[0]].type, tuple(factor.axes[i] for i in part))
+            for factor, partition in self.parts
+            for part in partition
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """``Hom_G(V_in, V_out)``; ``in_`` is None for the bias, ``out`` None for invariants."""
+
+    spec: Spec
+    out: TensorDecl | None
+    in_: TensorDecl | None
+
+    @property
+    def label(self) -> str:
+        out = self.out.name if self.out else "R"
+        inp = self.in_.name if self.in_ else "R"
+        return f"{out} <- {inp}"
+
+    @cached_property
+    def axes(self) -> tuple[BlockAxis, ...]:
+        axes: list[BlockAxis] = []
+        for side, tensor in ((OUT, self.out), (IN, self.in_)):
+            if tensor is not None:
+                axes += [
+                    BlockAxis(side, tensor.name, i, a.type, a.dual)
+                    for i, a in enumerate(tensor.axes)
+                ]
+        return tuple(axes)
+
+    @cached_property
+    def factors(self) -> tuple[TypeFactor | NestedFactor, ...]:
+        """One factor per type present in the block, in the spec's type order; a type
+        nested in another joins its outer type's :class:`NestedFactor`."""
+        types = self.spec.types
+        by_type: dict[str, list[BlockAxis]] = {}
+        for a in self.axes:
+            by_type.setdefault(a.type, []).append(a)
+        factors: list[TypeFactor | NestedFactor] = []
+        tied = {t for d in types.values() if d.tie for t in d.tie}
+        for name, decl in types.items():
+            if decl.tie is not None:
+                pairs = _grid_pairs(self.axes, decl.tie)
+                if pairs:
+                    factors.append(GridFactor(name, _kind(decl), pairs, decl.size))
+                continue
+            if name not in by_type or decl.within is not None or name in tied:
+                continue
+            nested = [(t, _kind(d)) for t, d in types.items() if d.within == name and t in by_type]
+            kind = _kind(decl)
+            if not nested:
+                size = decl.size if kind.needs_size else None
+                factors.append(TypeFactor(name, kind, tuple(by_type[name]), size))
+                continue
+            axes = tuple(by_type[name]) + tuple(a for t, _ in nested for a in by_type[t])
+            owner = tuple(self.owner_of(a, axes) for a in axes)
+            factors.append(NestedFactor(name, kind, axes, owner, tuple(nested)))
+        return tuple(factors)
+
+    def owner_of(self, axis: BlockAxis, axes: tuple[BlockAxis, ...]) -> int:
+        """Position in ``axes`` of the outer axis that ``axis`` belongs to."""
+        outer = self.spec.types[axis.type].within or axis.type
+        return next(
+            i
+            for i, a in enumerate(axes)
+            if a.type == outer and a.side == axis.side and a.tensor == axis.tensor
+        )
+
+    @property
+    def group_factors(self) -> tuple[TypeFactor | NestedFactor, ...]:
+        return tuple(f for f in self.factors if not f.kind.needs_size)
+
+    @property
+    def fixed_factors(self) -> tuple[TypeFactor, ...]:
+        return tuple(f for f in self.factors if f.kind.needs_size)
+
+    def count(self, sizes: Mapping[str, int] | None = None) -> int:
+        """Dimension of the block at ``sizes`` (types not given: generic)."""
+        sizes = sizes or {}
+        return math.prod(f.count(sizes) for f in self.factors)
+
+    @property
+    def fixed_multiplicity(self) -> int:
+        """Basis elements per term: the product of the fixed axes' sizes."""
+        return math.prod(f.count({}) for f in self.fixed_factors)
+
+    def terms(self) -> Iterator[Term]:
+        """The generic basis terms: the product of the per-type terms."""
+        factors = self.group_factors
+        for choice in itertools.product(*(f.terms for f in factors)):
+            yield Term(self, tuple(zip(factors, choice, strict=True)))
+
+    def thresholds(self) -> dict[str, int]:
+        """Per group type, the smallest size from which the generic count holds."""
+        return {t: n for f in self.group_factors for t, n in f.thresholds().items()}
+
+    def counts_below_threshold(self) -> dict[str, dict[int, int]]:
+        """For each type with threshold > 1: the block's count at each smaller size."""
+        out: dict[str, dict[int, int]] = {}
+        for name, t in self.thresholds().items():
+            if t > 1:
+                out[name] = {n: self.count({name: n}) for n in range(1, t)}
+        return out
+
+
+@dataclass(frozen=True)
+class WeightSpaceBasis:
+    """All blocks of a spec's weight space."""
+
+    spec: Spec
+
+    @cached_property
+    def blocks(self) -> Mapping[tuple[str, str], Block]:
+        """``{(out, in): Block}`` for every ordered pair of tensors (built on first use)."""
+        return _Blocks(self.spec)
+
+    @cached_property
+    def bias(self) -> dict[str, Block]:
+        return {s.name: Block(self.spec, s, None) for s in self.spec.tensors}
+
+    @cached_property
+    def invariant(self) -> dict[str, Block]:
+        return {t.name: Block(self.spec, None, t) for t in self.spec.tensors}
+
+    def coupled(self, out: str, in_: str) -> bool:
+        """Whether two tensors share a type with a group (nested types count as their outer).
+
+        An uncoupled block is ``Hom_G(V_in, V_out) = V_out^G (x) (V_in^*)^G``: the group
+        acts on the two sides through disjoint factors, so its terms are exactly the
+        products of ``out``'s bias terms and ``in_``'s invariant terms, and its count
+        their product at every size. Only coupled blocks need solving.
+        """
+        return not self._group_types[out].isdisjoint(self._group_types[in_])
+
+    @cached_property
+    def _group_types(self) -> dict[str, frozenset[str]]:
+        types = self.spec.types
+        grid = {t: d.name for d in types.values() if d.tie for t in d.tie}
+        acting = {
+            n: grid.get(n) or (d.within or n if not _kind(d).trivial_action else None)
+            for n, d in types.items()
+        }
+        return {
+            t.name: frozenset(acting[a.type] for a in t.axes if acting[a.type] is not None)
+            for t in self.spec.tensors
+        }
+
+    @cached_property
+    def coupled_pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(out, in)`` for every coupled block, in spec order (found through the types,
+        so a long chain of layers costs its couplings, not all pairs of tensors)."""
+        users: dict[str, list[int]] = {}
+        for i, t in enumerate(self.spec.tensors):
+            for type_ in self._group_types[t.name]:
+                users.setdefault(type_, []).append(i)
+        partners: dict[int, set[int]] = {}
+        for members in users.values():
+            for i in members:
+                partners.setdefault(i, set()).update(members)
+        names = [t.name for t in self.spec.tensors]
+        return tuple((names[i], names[j]) for i in sorted(partners) for j in sorted(partners[i]))
+
+    def coupled_blocks(self) -> Iterator[Block]:
+        """The blocks of tensor pairs that share a group type, in spec order."""
+        for pair in self.coupled_pairs:
+            yield self.blocks[pair]
+
+    def signatures(self, sizes: Mapping[str, int]) -> dict[str, tuple[tuple[str, ...], tuple]]:
+        """Per tensor: its type names in order of appearance (outer before nested), and
+        what a count depends on with those types renamed to their positions: per type
+        its kind, outer position and size; per axis its type position and dual flag."""
+        types = self.spec.types
+        out = {}
+        for tensor in self.spec.tensors:
+            names: list[str] = []
+            for a in tensor.axes:
+                for name in (types[a.type].within, a.type):
+                    if name is not None and name not in names:
+                        names.append(name)
+            rank = {n: i for i, n in enumerate(names)}
+            described = tuple(
+                (
+                    types[n].kind,
+                    rank[types[n].within] if types[n].within else None,
+                    sizes.get(n) or (types[n].size if types[n].fixed else None),
+                    types[n].rep,
+                    next((d.rep for d in types.values() if d.tie and n in d.tie), None),
+                )
+                for n in names
+            )
+            axes = tuple((rank[a.type], a.dual) for a in tensor.axes)
+            out[tensor.name] = (tuple(names), (described, axes))
+        return out
+
+    @staticmethod
+    def shape_key(sig_out: tuple, sig_in: tuple) -> tuple:
+        """What a block's count and thresholds depend on: both tensors' signatures and which
+        of their types coincide. Blocks with equal keys are the same up to renaming (e.g.
+        the same layer pattern in every transformer block), so they are solved once."""
+        (out_names, out_sig), (in_names, in_sig) = sig_out, sig_in
+        shared = tuple((i, in_names.index(n)) for i, n in enumerate(out_names) if n in in_names)
+        return out_sig, in_sig, shared
+
+    @staticmethod
+    def pair_names(sig_out: tuple, sig_in: tuple) -> tuple[str, ...]:
+        """The type names of a block (outer before nested, in order of first appearance),
+        in the order :meth:`shape_key` numbers them; ``sig_*`` from :meth:`signatures`."""
+        out_names, in_names = sig_out[0], sig_in[0]
+        return out_names + tuple(n for n in in_names if n not in out_names)
+
+    def generic_sizes(self) -> dict[str, int]:
+        """Per group type, the size from which every block's count is generic.
+
+        Uncoupled blocks are products of a bias and an invariant block, so the coupled
+        blocks, the biases and the invariants decide every threshold.
+        """
+        out = {t: 1 for t in self.spec.group_types}
+        sigs = self.signatures({})
+        cache: dict[tuple, tuple[int, ...]] = {}
+        for block in self.coupled_blocks():
+            key = self.shape_key(sigs[block.out.name], sigs[block.in_.name])
+            names = self.pair_names(sigs[block.out.name], sigs[block.in_.name])
+            if key not in cache:
+                th = block.thresholds()
+                cache[key] = tuple(th.get(n, 1) for n in names)
+            for name, n in zip(names, cache[key], strict=True):
+                if name in out:
+                    out[name] = max(out[name], n)
+        for block in (*self.bias.values(), *self.invariant.values()):
+            for name, n in block.thresholds().items():
+                if name in out:
+                    out[name] = max(out[name], n)
+        return out
+
+    def coupled_counts(self, sizes: Mapping[str, int] | None = None) -> dict[tuple[str, str], int]:
+        """Dimension of every coupled block at ``sizes`` (blocks of one shape solved once)."""
+        sizes = sizes or {}
+        sigs = self.signatures(sizes)
+        cache: dict[tuple, int] = {}
+        out = {}
+        for s, t in self.coupled_pairs:
+            key = self.shape_key(sigs[s], sigs[t])
+            if key not in cache:
+                cache[key] = self.blocks[s, t].count(sizes)
+            out[s, t] = cache[key]
+        return out
+
+    def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
+        """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
+        sizes = sizes or {}
+        bias = {name: b.count(sizes) for name, b in self.bias.items()}
+        inv = {name: b.count(sizes) for name, b in self.invariant.items()}
+        coupled = self.coupled_counts(sizes)
+        names = [t.name for t in self.spec.tensors]
+        eq = {s: {t: coupled.get((s, t), bias[s] * inv[t]) for t in names} for s in names}
+        return {
+            "equivariant": eq,
+            "bias": bias,
+            "invariant": inv,
+            "total": {
+                "equivariant": self.total(coupled, bias, inv),
+                "bias": sum(bias.values()),
+                "invariant": sum(inv.values()),
+            },
+        }
+
+    @staticmethod
+    def total(
+        coupled: Mapping[tuple[str, str], int], bias: Mapping[str, int], inv: Mapping[str, int]
+    ) -> int:
+        """All blocks' dimensions summed: the coupled ones, plus bias x invariant for the rest."""
+        uncoupled = sum(bias.values()) * sum(inv.values())
+        uncoupled -= sum(bias[s] * inv[t] for s, t in coupled)
+        return sum(coupled.values()) + uncoupled
+
+    def all_blocks(self) -> Iterator[Block]:
+        yield from self.blocks.values()
+        yield from self.bias.values()
+        yield from self.invariant.values()
+
+
+class _Blocks(Mapping[tuple[str, str], Block]):
+    """Every ordered pair of tensors as a :class:`Block`, made when first looked up
+    (a large architecture has hundreds of thousands of pairs; most are never solved)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self._spec = spec
+        self._tensors = {t.name: t for t in spec.tensors}
+        self._made: dict[tuple[str, str], Block] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> Block:
+        block = self._made.get(key)
+        if block is None:
+            out, in_ = key
+            block = Block(self._spec, self._tensors[out], self._tensors[in_])
+            self._made[key] = block
+        return block
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((s, t) for s in self._tensors for t in self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors) ** 2
+
+
+def _grid_pairs(axes: tuple[BlockAxis, ...], tie: tuple[str, str]) -> tuple[BlockAxis, ...]:
+    """The axes of a grid's two types, (first, second) per tensor side, pair by pair."""
+    out: list[BlockAxis] = []
+    for side in (OUT, IN):
+        mine = [a for a in axes if a.side == side and a.type in tie]
+        if not mine:
+            continue
+        if tie[0] == tie[1]:
+            out += mine
+        else:
+            out += [next(a for a in mine if a.type == t) for t in tie]
+    return tuple(out)
+
+
+def _kind(decl) -> GroupKind:
+    """:func:`qgen.kinds.kind_of`, through this module's ``get_kind`` (which tests patch)."""
+    return get_kind(decl.kind).for_decl(decl)
+
+
+def solve(spec: Spec) -> WeightSpaceBasis:
+    """The basis of equivariant affine maps of ``spec``'s weight space."""
+    return WeightSpaceBasis(spec)
