@@ -226,7 +226,7 @@ class QgenModel(nn.Module):
 
 class NFNModel(nn.Module):
     """NFN (PyPI ``nfn``): ``depth`` NPLinear (``io_embed=True``) or HNPLinear layers with
-    ReLU on the ``qgen.nfn_interop.to_nfn`` view of the input, normalized by the study's
+    ReLU on the ``qgen.data.nfn_interop.to_nfn`` view of the input, normalized by the study's
     ``GroupSafeNormalizer`` of the perm space; invariant output: NFN's ``HNPPool`` -> MLP;
     ``equivariant=True``: a last NFN layer to ``out`` channels, back with ``from_nfn``."""
 
@@ -245,7 +245,7 @@ class NFNModel(nn.Module):
         from nfn.common import network_spec_from_wsfeat
         from nfn.layers import HNPLinear, HNPPool, NPLinear
 
-        from qgen.nfn_interop import to_nfn
+        from qgen.data.nfn_interop import to_nfn
 
         self.space = perm_space
         self.normalize = metanets.GroupSafeNormalizer(perm_space, train)
@@ -267,7 +267,7 @@ class NFNModel(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(feats, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
     def forward(self, x: Weights):
-        from qgen.nfn_interop import from_nfn, to_nfn
+        from qgen.data.nfn_interop import from_nfn, to_nfn
 
         f = to_nfn(self.normalize(x), self.space)
         for layer in self.layers:
