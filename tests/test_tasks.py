@@ -170,3 +170,32 @@ def test_inr_edit_tiny(cache):
         refused=["qgen signed, quasi=True"],
     )
     assert results["meta"]["unedited_mse"]["test"] > 0
+
+
+def test_parse_options_and_named_rows():
+    assert common.parse_options("pool_hidden=32, degree2=True") == {
+        "pool_hidden": 32,
+        "degree2": True,
+    }
+    assert common.parse_options(None) == {}
+    shapes = [(8, 2), (8, 8), (1, 8)]
+    perm = common.space_for(shapes, "sin", "perm", "t_opt_perm")
+    full = common.space_for(shapes, "sin", None, "t_opt_sine")
+    x = {k: torch.randn(5, 1, *v.shape[2:]) for k, v in _inr_batch().items()}
+    models = common.invariant_models(
+        perm, full, x, 3, 2, 1, quasi=False, options={"pool_hidden": 4}
+    )
+    assert "qgen signed, pool_hidden=4" in models and "qgen perm, pool_hidden=4" in models
+    model = models["qgen signed, pool_hidden=4"]()
+    assert model.options == {"pool_hidden": 4} and model(x).shape == (5, 3)
+
+
+def _inr_batch():
+    return {
+        "W1": torch.zeros(1, 1, 8, 2),
+        "b1": torch.zeros(1, 1, 8),
+        "W2": torch.zeros(1, 1, 8, 8),
+        "b2": torch.zeros(1, 1, 8),
+        "W3": torch.zeros(1, 1, 1, 8),
+        "b3": torch.zeros(1, 1, 1),
+    }

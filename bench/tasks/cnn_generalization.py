@@ -202,7 +202,14 @@ def run(args) -> dict:
     perm = common.space_for(SHAPES, args.activation, "perm", f"cnn_{args.activation}_perm")
     full = common.space_for(SHAPES, args.activation, None, f"cnn_{args.activation}_full")
     models = common.invariant_models(
-        perm, full, xs["train"], 1, args.channels, args.depth, quasi=True
+        perm,
+        full,
+        xs["train"],
+        1,
+        args.channels,
+        args.depth,
+        quasi=True,
+        options=common.parse_options(args.qgen_options),
     )
     if args.models:
         models = {k: models[k] for k in args.models.split(";")}
@@ -272,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--models", default=None, help="model names separated by ';'")
+    p.add_argument(
+        "--qgen-options", default=None, help="more MetaNetwork options, e.g. pool_hidden=32"
+    )
     p.add_argument("--out", default=str(common.RESULTS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tables-only", action="store_true")

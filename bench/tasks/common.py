@@ -311,24 +311,44 @@ class FlatToWeights(nn.Module):
         return out
 
 
+def parse_options(text: str | None) -> dict:
+    """``"pool_hidden=32,degree2=True"`` -> ``{"pool_hidden": 32, "degree2": True}``."""
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        value = value.strip().replace("True", "true").replace("False", "false")
+        out[key.strip()] = json.loads(value)
+    return out
+
+
 def invariant_models(
-    perm, full, train: Weights, out: int, channels: int, depth: int, quasi: bool
+    perm,
+    full,
+    train: Weights,
+    out: int,
+    channels: int,
+    depth: int,
+    quasi: bool,
+    options: dict | None = None,
 ) -> dict[str, Callable[[], nn.Module]]:
     """The model table of an invariant task (classification or regression). ``perm``: the
-    permutation-only space; ``full``: the activation's full group (augmentation uses it)."""
+    permutation-only space; ``full``: the activation's full group (augmentation uses it).
+    ``options``: more ``MetaNetwork`` options for the qgen rows, named in their names."""
     group = full.TYPES[next(t for t, (_, s) in full.TYPES.items() if s is None)][0]
+    options = dict(options or {})
+    named = "".join(f", {k}={v}" for k, v in options.items())
     models = {
         "MLP": lambda: metanets.FlatMLP(train, out),
         "MLP + augmentation": lambda: metanets.FlatMLP(train, out, augment=study.augmenter(full)),
         "StatNN": lambda: metanets.StatNN(train, out),
         "NFN NP": lambda: NFNModel(perm, train, out, "NP", channels, depth),
         "NFN HNP": lambda: NFNModel(perm, train, out, "HNP", channels, depth),
-        "qgen perm": lambda: QgenModel(perm, train, out, channels, depth),
-        f"qgen {group}": lambda: QgenModel(full, train, out, channels, depth),
+        f"qgen perm{named}": lambda: QgenModel(perm, train, out, channels, depth, **options),
+        f"qgen {group}{named}": lambda: QgenModel(full, train, out, channels, depth, **options),
     }
     if quasi:
-        models[f"qgen {group}, quasi=True"] = lambda: QgenModel(
-            full, train, out, channels, depth, quasi=True
+        models[f"qgen {group}, quasi=True{named}"] = lambda: QgenModel(
+            full, train, out, channels, depth, quasi=True, **options
         )
     return models
 
