@@ -164,7 +164,7 @@ def references(x: common.Weights, parts: dict, target: torch.Tensor, coords) -> 
 
 def write_tables(path: Path) -> str:
     results = json.loads(path.read_text())
-    text = common.table(results, {"test": "test MSE", "val": "val MSE"}, fmt="{:.2e}")
+    text = common.table(results, {"test": "test MSE", "val": "val MSE"}, fmt="{:.3e}")
     unedited = results["meta"]["unedited_mse"]
     text += f"\n(unedited INRs against the dilated images: test MSE {unedited['test']:.2e}"
     ref = results.get("reference")
