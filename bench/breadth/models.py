@@ -135,6 +135,18 @@ def _tv(name: str, family: str, img: int = 64, **kwargs) -> Arch:
     return Arch(name, family, "torchvision", {**kwargs, "input": f"1x3x{img}x{img}"}, make)
 
 
+def _tv_class(name: str, family: str, img: int = 64, **kwargs) -> Arch:
+    """A torchvision model class built from its constructor's arguments (the named
+    factories fix the sizes)."""
+    kwargs = {"num_classes": 10, **kwargs}
+
+    def make():
+        tv = import_torchvision()
+        return getattr(tv.models, name)(**kwargs), _image(img)
+
+    return Arch(name, family, "torchvision", {**kwargs, "input": f"1x3x{img}x{img}"}, make)
+
+
 # -- transformers -----------------------------------------------------------------------------
 
 #: a small text config; every class reads the keys it knows (and keeps the others as attributes)
@@ -309,7 +321,17 @@ ARCHS: list[Arch] = [
     _timm("tnt_s_patch16_224", "vit", img=224),
     _timm("hiera_tiny_224", "vit", img=224),
     # ViT: torchvision and transformers
-    _tv("vit_b_16", "vit", img=32, image_size=32, num_layers=2),
+    _tv_class(
+        "VisionTransformer",
+        "vit",
+        img=32,
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=32,
+        mlp_dim=64,
+    ),
     _tv("swin_t", "vit", img=64),
     _hf_image("ViTModel", "ViTConfig", "vit", 32, **_VIT),
     _hf_image("DeiTModel", "DeiTConfig", "vit", 32, **_VIT),
@@ -320,7 +342,7 @@ ARCHS: list[Arch] = [
     _timm("gmlp_ti16_224", "mlp-mixer", img=64, img_size=64),
     _timm("gmixer_12_224", "mlp-mixer", img=64, img_size=64),
     _timm("resmlp_12_224", "mlp-mixer", img=64, img_size=64),
-    _timm("convmixer_768_32", "mlp-mixer", depth=2),
+    _timm("convmixer_768_32", "mlp-mixer"),
     _timm("sequencer2d_s", "mlp-mixer", img=64),
     # encoders: transformers
     _encoder("BertModel", "BertConfig"),
@@ -344,7 +366,16 @@ ARCHS: list[Arch] = [
     _encoder("MPNetModel", "MPNetConfig"),
     _encoder("RoFormerModel", "RoFormerConfig"),
     _encoder("ErnieModel", "ErnieConfig"),
-    _encoder("ModernBertModel", "ModernBertConfig", global_attn_every_n_layers=1),
+    _encoder(
+        "ModernBertModel",
+        "ModernBertConfig",
+        global_attn_every_n_layers=1,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+    ),
     _encoder("ConvBertModel", "ConvBertConfig", embedding_size=32),
     _encoder(
         "MobileBertModel",
@@ -364,7 +395,7 @@ ARCHS: list[Arch] = [
     _decoder("GemmaModel", "GemmaConfig", num_key_value_heads=2, head_dim=8),
     _decoder("PhiModel", "PhiConfig"),
     _decoder("Phi3Model", "Phi3Config", pad_token_id=0),
-    _decoder("StableLmModel", "StableLmConfig"),
+    _decoder("StableLmModel", "StableLmConfig", num_key_value_heads=4),
     _decoder("OlmoModel", "OlmoConfig", pad_token_id=0),
     _decoder("GraniteModel", "GraniteConfig"),
     _hf(
@@ -458,6 +489,9 @@ ARCHS: list[Arch] = [
         "encoder-decoder",
         seq2seq=True,
         decoder_vocab_size=64,
+        pad_token_id=0,
+        decoder_start_token_id=0,
+        eos_token_id=2,
         **_SEQ2SEQ,
     ),
     _hf(

@@ -123,6 +123,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=420, help="seconds per model (all steps)")
     ap.add_argument("--mem", type=float, default=6.0, help="GiB of address space per model")
     ap.add_argument("--label", default="", help="what was run against (stored in the JSON)")
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun the chosen models into the existing --out file (other records kept)",
+    )
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -156,14 +161,29 @@ def main(argv=None) -> int:
             pass
     results: list[dict] = []
     out = Path(args.out)
+    if args.update and out.exists():
+        old = json.loads(out.read_text())
+        results = old["results"]
+        meta["updated"] = [*old["meta"].get("updated", []), meta["date"]]
+        meta["date"], meta["label"] = old["meta"]["date"], old["meta"]["label"] or args.label
     for i, arch in enumerate(archs, 1):
         rec = run_one(arch, {}, args.timeout, args.mem)
-        results.append(rec)
+        rec["run_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        at = [
+            j for j, r in enumerate(results) if (r["source"], r["name"]) == (arch.source, arch.name)
+        ]
+        if at:
+            results[at[0]] = rec
+        else:
+            results.append(rec)
         ok = "ok" if rec["end_to_end"] else rec["refusal"]
         print(
             f"[{i}/{len(archs)}] {arch.source}:{arch.name} {rec['wall_s']:.1f}s {ok}"[:240],
             flush=True,
         )
+        order = {(a.source, a.name): j for j, a in enumerate(ARCHS + TINY)}
+        results = [r for r in results if (r["source"], r["name"]) in order]  # the list's own
+        results.sort(key=lambda r: order[r["source"], r["name"]])
         done = sum(r["end_to_end"] for r in results)
         meta["summary"] = {"models": len(results), "end_to_end": done}
         tmp = out.with_suffix(".tmp")

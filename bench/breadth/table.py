@@ -39,6 +39,7 @@ def reason_key(refusal: str) -> str:
 
 
 def _generic(text: str) -> str:
+    text = re.sub(r"\bModel \w+ is not supported yet.*", "Model … is not supported yet", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
     text = re.sub(r"\b\d[\d,._]*\b", "N", text)
     text = re.sub(r"\b[a-z_]+(\.[a-z_0-9]+)+\b", lambda m: m.group(0).split(".")[-1], text)
