@@ -23,25 +23,28 @@ __all__ = ["Source", "WeightSpace"]
 @dataclass(frozen=True)
 class Source:
     """Where a spec tensor lives: a state_dict key, optionally rows ``[start, stop)`` of it
-    reshaped to ``shape`` (e.g. the query block of a packed ``in_proj_weight``)."""
+    (and ``index``: ``(dim, start, stop)`` ranges along other dims) reshaped to ``shape``
+    (e.g. the query block of a packed ``in_proj_weight``)."""
 
     key: str
     rows: tuple[int, int] | None = None
     shape: tuple[int, ...] | None = None
+    index: tuple[tuple[int, int, int], ...] = ()
 
-    def read(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        t = state[self.key]
+    def _block(self, t: torch.Tensor) -> torch.Tensor:
         if self.rows is not None:
             t = t[self.rows[0] : self.rows[1]]
+        for dim, start, stop in self.index:
+            t = t.narrow(dim, start, stop - start)
+        return t
+
+    def read(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        t = self._block(state[self.key])
         return t.reshape(self.shape) if self.shape is not None else t
 
     def write(self, state: dict[str, torch.Tensor], value: torch.Tensor) -> None:
-        target = state[self.key]
-        if self.rows is not None:
-            block = target[self.rows[0] : self.rows[1]]
-            block.copy_(value.reshape(block.shape))
-        else:
-            target.copy_(value.reshape(target.shape))
+        block = self._block(state[self.key])
+        block.copy_(value.reshape(block.shape))
 
 
 class WeightSpace:

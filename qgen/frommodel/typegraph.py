@@ -22,10 +22,20 @@ from dataclasses import dataclass, field
 from qgen.data.adapters import Source, WeightSpace
 from qgen.decls import FIXED
 from qgen.errors import QgenError
-from qgen.kinds import lattice_top, meet, self_dual_part
+from qgen.kinds import lattice_top, self_dual_part
+from qgen.kinds import meet as _lattice_meet
 from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, dump_spec, nesting_problem, parse_spec
 
 __all__ = ["Ax", "TypeGraph", "UnsupportedModel", "meet"]
+
+
+def meet(a: str, b: str) -> str:
+    """The largest group in both kinds; ``fixed`` (the trivial group) is below all."""
+    return FIXED if FIXED in (a, b) else _lattice_meet(a, b)
+
+
+def _self_dual(kind: str) -> str:
+    return FIXED if kind == FIXED else self_dual_part(kind)
 
 
 class UnsupportedModel(QgenError):
@@ -50,6 +60,7 @@ class _Tensor:
     key: str
     rows: tuple[int, int] | None
     where: str
+    index: tuple = ()
 
 
 @dataclass
@@ -97,7 +108,7 @@ class TypeGraph:
         rel = pa ^ pb ^ dual
         if ra == rb:
             if rel:  # A = A^-T
-                self.kind[ra] = self_dual_part(self.kind[ra])
+                self.kind[ra] = _self_dual(self.kind[ra])
             return ra
         if ra in self.size and rb in self.size and self.size[ra] != self.size[rb]:
             raise UnsupportedModel(
@@ -149,8 +160,10 @@ class TypeGraph:
         self.split[r] = (outer, blocks)
         return outer
 
-    def add_tensor(self, name: str, axes: list[Ax], key: str, where: str, rows=None) -> None:
-        self.tensors.append(_Tensor(name, axes, key, rows, where))
+    def add_tensor(
+        self, name: str, axes: list[Ax], key: str, where: str, rows=None, index=()
+    ) -> None:
+        self.tensors.append(_Tensor(name, axes, key, rows, where, tuple(index)))
 
     # -- assembling the spec -------------------------------------------------------------
 
@@ -160,7 +173,7 @@ class TypeGraph:
         """The spec (inputs/outputs fixed, or perm with ``io="perm"``) with its sources."""
         kinds = {r: self.kind[r] for r in self.parent if self.root(r) == r}
         ends = {self.root(t) for t in inputs + outputs}
-        for r in ends:
+        for r in ends if io is not None else ():  # io None: the kinds as they are
             kinds[r] = FIXED if io == FIXED else "perm"
         splits = {r: s for r, s in self.split.items() if self.root(r) == r}
         # a split of a fixed type fixes its blocks: every type split by the same outer is
@@ -216,7 +229,7 @@ class TypeGraph:
                     f"({problem})"
                 )
             tensors.append(TensorDecl(t.name, tuple(axes)))
-            sources[t.name] = Source(t.key, t.rows, tuple(shape))
+            sources[t.name] = Source(t.key, t.rows, tuple(shape), t.index)
         spec = Spec(name=name, types=decls, tensors=tuple(tensors), source="<module>")
         try:
             spec = parse_spec(dump_spec(spec), source=source)  # validates

@@ -1,0 +1,145 @@
+"""Spec assembly: the walked graph in, a :class:`~qgen.data.adapters.WeightSpace` out.
+
+Takes a finished :class:`~qgen.frommodel.walk.Walk` and gives the spec and, per spec
+tensor, where it sits in the state_dict. The input's and output's feature types are
+fixed (``io="fixed"``) or permuted (``io="perm"``); their other axes (batch, tokens,
+pixels) are positions, fixed. Pending splits become nested types; a parameter axis on a
+sum of types becomes one spec tensor per block (a slice of the state_dict tensor); an
+axis on a product becomes several spec axes (the state_dict tensor reshaped); a fixed
+type that no weight reads (a kernel offset, a position) is a fixed axis ``k<n>``.
+"""
+
+from __future__ import annotations
+
+import re
+from math import prod
+
+from qgen.data.adapters import WeightSpace
+from qgen.decls import FIXED
+from qgen.frommodel.axes import At
+from qgen.frommodel.messages import UnsupportedModel
+from qgen.frommodel.typegraph import Ax
+
+__all__ = ["assemble", "identifier"]
+
+
+def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]]) -> WeightSpace:
+    ax = walk.ax
+    types = ax.types
+    where = "the model's inputs and outputs"
+    ends_in, ends_out = [], []
+    for values, ends, is_input in ((walk.inputs, ends_in, True), (walk.outputs, ends_out, False)):
+        for v in values:
+            for d in v.dims:
+                ax.commit(d, where)
+                for r in ax.classes(d):
+                    if not ax.is_feature(r):
+                        types.restrict(r, FIXED)  # batch, tokens, pixels: positions
+                    else:
+                        ends.append(r)
+    for r in ends_in + ends_out:
+        types.restrict(r, FIXED if io == FIXED else "perm")
+    for r in list(ax.pending):
+        if r in ax.pending:
+            ax.commit((At(r, "radix", False, ax.pending[r], 0),), "a split type")
+    for r, (outer, _) in list(types.split.items()):
+        if types.root(r) == r and types.kind[r] == FIXED:
+            types.restrict(outer, FIXED)
+    expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+    entries = [(key, e) for key in expanded for e in expanded[key]]
+    for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
+        bias = key.replace("in_proj_weight", "in_proj_bias")
+        if key.endswith("in_proj_weight") and bias in expanded:
+            w = [x for x in entries if x[0] == key]
+            b = [x for x in entries if x[0] == bias]
+            if len(w) == len(b):
+                rest = [x for x in entries if x[0] not in (key, bias)]
+                at = entries.index(w[0])
+                mixed = [x for pair in zip(w, b, strict=True) for x in pair]
+                entries = rest[:at] + mixed + rest[at:]
+    for key, (axes, index, suffix) in entries:
+        for k in [key] + aliases.get(key, []):
+            types.add_tensor(_name(k, suffix), axes, k, f"parameter {key}", None, index)
+    if not types.tensors:
+        raise UnsupportedModel("the model has no parameters")
+    ws = types.weight_space(identifier(name), ends_in, ends_out, None, source)
+    ws.notes = list(dict.fromkeys(ax.notes))
+    return ws
+
+
+def _expand(ax, tv) -> list[tuple[list[Ax], list[tuple[int, int, int]], str]]:
+    """The spec tensors of a parameter: its axes, the slice of it each is, a suffix."""
+    out = [([], [], "")]
+    for i, d in enumerate(tv.dims):
+        alts = _dim(ax, ax.commit(d, "a parameter"), tv.shape[i])
+        new = []
+        for axes, index, suffix in out:
+            for a_axes, rng, s in alts:
+                idx = index + ([(i, *rng)] if rng is not None else [])
+                new.append((axes + a_axes, idx, suffix + s))
+        out = new
+    return out
+
+
+def _dim(ax, atoms, size: int):
+    """``[(axes, (start, stop) or None, suffix)]`` for one axis of a parameter."""
+    types = ax.types
+    if not atoms:
+        return [([types.fixed_axis(size)], None, "")]
+    head, rest = atoms[0], atoms[1:]
+    r = types.root(head.t)
+    if head.part == "full" and r in ax.sums:
+        inner = prod(ax.size(a) for a in rest)
+        alts, offset = [], 0
+        for j, block in enumerate(ax.sums[r]):
+            n = types.size[types.root(block)]
+            sub = ax.commit((At(block, dual=head.dual),) + rest, "a parameter")
+            for axes, rng, s in _dim(ax, sub, n * inner):
+                lo, hi = rng if rng is not None else (0, n * inner)
+                alts.append((axes, (offset * inner + lo, offset * inner + hi), f"_{j}{s}"))
+            offset += n
+        return alts
+    axes = []
+    for a in atoms:
+        r = types.root(a.t)
+        if a.part == "full" and r in ax.sums:  # a sum inside a product: no slice fits
+            ax.fix((a,), "a parameter", "has a sum of types inside a product axis")
+            axes.append(types.fixed_axis(ax.size(a)))
+        elif a.part == "radix":
+            ax.fix((a,), "a parameter", "is split into blocks in two ways")
+            axes.append(types.fixed_axis(ax.size(a)))
+        elif a.part == "full" and types.kind[r] == FIXED and not ax.is_feature(r):
+            if r in types.split:
+                axes += [types.fixed_axis(types.split[r][1]), types.fixed_axis(ax.size(a) // types.split[r][1])]
+            else:
+                axes.append(types.fixed_axis(ax.size(a)))
+        else:
+            axes.append(Ax(a.t, a.dual, a.part))
+    return [(axes, None, "")]
+
+
+_PACKED = {"in_proj_weight": "W", "in_proj_bias": "b"}
+
+
+def _name(key: str, suffix: str) -> str:
+    """The spec name of (a block of) a state_dict tensor; the q/k/v blocks of a packed
+    attention projection are ``<attention>_Wq``, ``_Wk``, ``_Wv`` (``_bq``, ...)."""
+    module, _, leaf = key.rpartition(".")
+    if leaf in _PACKED and suffix[:2] in ("_0", "_1", "_2") and module:
+        return identifier(module) + f"_{_PACKED[leaf]}{'qkv'[int(suffix[1])]}" + suffix[2:]
+    if key.endswith("out_proj.weight") or key.endswith("out_proj.bias"):
+        base = key.rsplit(".", 2)[0]
+        return identifier(base) + ("_Wo" if key.endswith("weight") else "_bo") + suffix
+    return identifier(key) + suffix
+
+
+def identifier(text: str, limit: int = 60) -> str:
+    """A tensor name from a state_dict key; long module paths keep their last parts whole
+    and shorten the others to initials (``encoder.layer_groups.0.x`` -> ``e_l_0_x``)."""
+    parts = [re.sub(r"\W", "_", p) for p in text.split(".")]
+    for i in range(len(parts) - 2):
+        if len("_".join(parts)) <= limit:
+            break
+        parts[i] = "".join(w[:1] for w in parts[i].split("_") if w) or parts[i]
+    name = "_".join(parts)
+    return name if name and not name[0].isdigit() else f"p{name}"

@@ -1,0 +1,173 @@
+"""The walk: an exported graph in, the index types of every tensor out.
+
+Takes a :class:`~qgen.frommodel.capture.Captured` graph and runs it abstractly: every
+parameter, buffer and input starts with a fresh index type per axis (the input's fixed
+with ``io="fixed"``), every operation is read by the rule registered for it in
+:data:`qgen.frommodel.registry.RULES`, which ties axes together and restricts each
+type to the group the operation commutes with. What is left when the graph has run
+is, per type, the largest group every operation on it commutes with; the parameters'
+axes say which type each of their axes is. An operation without a rule is refused in
+one line naming the user's code.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+from qgen.decls import FIXED
+from qgen.frommodel import rules_linear, rules_norm, rules_pointwise, rules_shape  # noqa: F401
+from qgen.frommodel.axes import Axes
+from qgen.frommodel.capture import Captured
+from qgen.frommodel.messages import UnsupportedModel, where
+from qgen.frommodel.registry import RULES
+from qgen.frommodel.values import TV, tensors_in
+
+__all__ = ["Walk"]
+
+#: operations that only check or annotate: no value
+_IGNORED = {
+    "_assert_tensor_metadata",
+    "_assert_scalar",
+    "sym_constrain_range_for_size",
+    "_assert_async",
+    "sym_constrain_range",
+    "_print",
+}
+
+
+class Walk:
+    """Reads a captured graph into :class:`~qgen.frommodel.axes.Axes`."""
+
+    def __init__(self, cap: Captured, keys: set[str], io: str) -> None:
+        self.cap = cap
+        self.io = io
+        self.ax = Axes()
+        self.value: dict[fx.Node, object] = {}
+        #: state_dict key -> its tensor value (the first placeholder that holds it)
+        self.state: dict[str, TV] = {}
+        self.keys = keys
+        self.inputs: list[TV] = []
+        self.outputs: list[TV] = []
+        self.node: fx.Node | None = None
+
+    # -- messages -------------------------------------------------------------------------
+
+    def where(self) -> str:
+        return where(self.node)
+
+    def refuse(self, why: str = "is not supported") -> UnsupportedModel:
+        return UnsupportedModel(f"{self.where()} {why}")
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for node in self.cap.graph.nodes:
+            self.node = node
+            if node.op == "placeholder":
+                self.value[node] = self.placeholder(node)
+            elif node.op == "call_function":
+                self.value[node] = self.call(node)
+            elif node.op == "output":
+                self.outputs = tensors_in(self.arg(node.args[0]))
+            elif node.op == "get_attr":  # pragma: no cover - export lifts attributes
+                raise self.refuse("(a module attribute read in the graph) is not supported")
+
+    def placeholder(self, node: fx.Node):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            return val
+        shape = tuple(val.shape)
+        name = node.name
+        if name in self.cap.state:
+            key = self.cap.state[name]
+            v = TV(tuple(self.ax.dim(n) for n in shape), shape, param=True)
+            if key in self.keys and val.is_floating_point():
+                self.state.setdefault(key, v)
+            return v
+        if name in self.cap.constants:  # a constant that varies along its axes: fixed
+            return TV(tuple(self.ax.dim(n, FIXED) for n in shape), shape, param=True)
+        kind = FIXED if self.io == FIXED or not val.is_floating_point() else "perm"
+        v = TV(tuple(self.ax.dim(n, kind) for n in shape), shape)
+        self.inputs.append(v)
+        return v
+
+    def arg(self, a):
+        if isinstance(a, fx.Node):
+            return self.value.get(a)
+        if isinstance(a, tuple | list):
+            return type(a)(self.arg(x) for x in a)
+        if isinstance(a, dict):
+            return {k: self.arg(x) for k, x in a.items()}
+        return a
+
+    def call(self, node: fx.Node):
+        target = node.target
+        if target is operator.getitem:
+            seq, i = self.arg(node.args[0]), node.args[1]
+            return seq[i] if isinstance(seq, tuple | list) else None
+        name = _name(target)
+        if name in _IGNORED:
+            return None
+        args = [self.arg(a) for a in node.args]
+        kwargs = {k: self.arg(v) for k, v in node.kwargs.items()}
+        if not any(tensors_in(args) + tensors_in(kwargs)) and name not in _CREATORS:
+            return self.out_like(node, param=True)  # sizes and constants
+        fn = RULES.get(name)
+        if fn is None and torch.Tag.pointwise in getattr(target, "tags", ()):
+            n_tensors = len(tensors_in(args) + tensors_in(kwargs))
+            fn = RULES["exp"] if n_tensors == 1 else RULES["where"]  # permutations
+        if fn is None:
+            raise self.refuse("is not supported (no symmetry rule for this operation)")
+        return fn(self, node, bind(target, args, kwargs))
+
+    def out_like(self, node: fx.Node, kind: str | None = FIXED, param=False):
+        """A value shaped like ``node``'s result, with new types (fixed by default)."""
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            shape = tuple(val.shape)
+            return TV(tuple(self.ax.dim(n, kind) for n in shape), shape, param)
+        if isinstance(val, tuple | list):
+            return type(val)(
+                TV(tuple(self.ax.dim(n, kind) for n in v.shape), tuple(v.shape), param)
+                if isinstance(v, torch.Tensor)
+                else v
+                for v in val
+            )
+        return val
+
+    def shape(self, node: fx.Node | None = None) -> tuple[int, ...]:
+        val = (node or self.node).meta.get("val")
+        return tuple(val.shape)
+
+
+_CREATORS = {"arange", "full", "zeros", "ones", "empty", "scalar_tensor", "randn", "rand"}
+
+
+def _name(target) -> str:
+    name = getattr(target, "_opname", None)
+    if name is None:
+        name = getattr(target, "__name__", str(target))
+    return name
+
+
+def bind(target, args: list, kwargs: dict) -> dict:
+    """The arguments of an aten call by name, defaults filled in."""
+    schema = getattr(target, "_schema", None)
+    if schema is None:
+        out = {f"arg{i}": a for i, a in enumerate(args)}
+        out.update(kwargs)
+        return out
+    out = {}
+    for i, arg in enumerate(schema.arguments):
+        if i < len(args) and not arg.kwarg_only:
+            out[arg.name] = args[i]
+        elif arg.name in kwargs:
+            out[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
