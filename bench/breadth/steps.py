@@ -192,7 +192,15 @@ def _count(arch: Arch, state: dict) -> dict:
     basis = qgen.solve(state["ws"].spec)
     total = basis.counts()["total"]
     state["basis"] = basis
-    return {"maps": total["equivariant"], "bias": total["bias"], "invariant": total["invariant"]}
+    out = {"maps": total["equivariant"], "bias": total["bias"], "invariant": total["invariant"]}
+    try:  # the cost statement, where this qgen has one (issue 23 part 3)
+        from qgen.solver.cost import DEFAULT_BUDGET, layer_cost
+    except ImportError:
+        return out
+    cost = layer_cost(basis)
+    out.update(budget=DEFAULT_BUDGET, over_budget=cost.maps > DEFAULT_BUDGET)
+    out["biggest"] = [list(b) for b in cost.biggest[:3]]
+    return out
 
 
 def _build(arch: Arch, state: dict) -> dict:
