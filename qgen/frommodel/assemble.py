@@ -108,7 +108,9 @@ def _dim(ax, atoms, size: int):
         elif a.part == "radix":
             ax.fix((a,), "a parameter", "is split into blocks in two ways")
             axes.append(types.fixed_axis(ax.size(a)))
-        elif a.part == "full" and types.kind[r] == FIXED and not ax.is_feature(r):
+        elif a.part == "full" and not ax.is_feature(r) and (
+            types.kind[r] == FIXED or types.size[r] == 1
+        ):  # a position, a kernel offset, a size-1 axis: fixed
             if r in types.split:
                 axes += [types.fixed_axis(types.split[r][1]), types.fixed_axis(ax.size(a) // types.split[r][1])]
             else:

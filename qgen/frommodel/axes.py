@@ -163,7 +163,10 @@ class Axes:
     def classes(self, d: Dim) -> list[str]:
         """The roots of the types an axis involves (every block of a sum)."""
         out = []
-        for a in self.norm(d):
+        atoms = self.norm(d)
+        if any(a.part == "radix" and a.digit < len(a.radix) - 1 for a in atoms):
+            atoms = self.commit(d, "a block index")  # the blocks as such are restricted
+        for a in atoms:
             r = self.types.root(a.t)
             if a.part == "outer":
                 out.append(self.types.root(self.types.split[r][0]))
@@ -184,7 +187,8 @@ class Axes:
             self.fix_type(r, where, why)
 
     def fix_type(self, r: str, where: str, why: str) -> None:
-        if self.types.kind[self.types.root(r)] != FIXED:
+        r = self.types.root(r)
+        if self.types.kind[r] != FIXED and self.types.size.get(r, 0) > 1:
             self.notes.append(f"{where}: {why}; its axis keeps no symmetry")
         self.types.restrict(r, FIXED)
 
@@ -314,9 +318,12 @@ class Axes:
                     return [(At(s, dual=a.dual),) for s in self.sums[r]]
         return None
 
-    def block_of(self, d: Dim, digit0: At, index: int) -> Dim:
-        """The atoms of ``d`` for block ``index`` of a pending split that was cut into its
+    def block_of(self, dims: tuple, digit0: At, index: int) -> tuple:
+        """The axes ``dims`` for block ``index`` of a pending split that was cut into its
         blocks (``q = qkv[0]``): the remaining digits become digits of that block's type."""
+        return tuple(self._block_of(d, digit0, index) for d in dims)
+
+    def _block_of(self, d: Dim, digit0: At, index: int) -> Dim:
         r = self.types.root(digit0.t)
         radix, blocks = self._radix_blocks[r]
         b = blocks[index]
@@ -386,6 +393,12 @@ class Axes:
         r = self.types.root(a.t)
         n = self.size(a)
         radix = (first, n // first)
+        if a.part == "full" and self.pending.get(r, (0,))[0] == first:  # cut the same way
+            new = self.pending[r]
+            if len(new) == 2:
+                return At(r, "radix", a.dual, new, 0), At(r, "radix", a.dual, new, 1)
+        if a.part == "full" and r in self.types.split and self.types.split[r][1] == first:
+            return At(r, "outer", a.dual), At(r, "inner", a.dual)
         if a.part == "full" and self._refinable(a):
             self.pending[r] = radix
             return At(r, "radix", a.dual, radix, 0), At(r, "radix", a.dual, radix, 1)

@@ -70,7 +70,7 @@ def weight_space_from_module(
         raise ValueError(f"io must be 'fixed' or 'perm', got {io!r}")
     cap, _ = capture(model, example_input)
     state = model.state_dict(keep_vars=True)
-    walk = Walk(cap, set(state), io)
+    walk = Walk(cap, set(state), io, dict(model.named_modules()))
     walk.run()
     if not walk.outputs:
         raise UnsupportedModel("the model returns no tensor")

@@ -138,7 +138,10 @@ def _aligned(w, tensors: list[TV], out: tuple[int, ...]):
     for k in range(1, len(out) + 1):
         present, absent = [], False
         for t in tensors:
-            if k > t.ndim or t.shape[-k] == 1 and out[-k] != 1:
+            if k > t.ndim:
+                absent = True
+            elif t.shape[-k] == 1 and out[-k] != 1:  # broadcast: a size-1 type is fixed
+                w.ax.restrict(t.dims[-k], FIXED)
                 absent = True
             elif not w.ax.norm(t.dims[-k]):
                 absent = absent or out[-k] != 1

@@ -43,6 +43,9 @@ _SAME = (
     "resolve_conj",
     "resolve_neg",
     "dropout_eval",
+    "detach_",
+    "copy",
+    "clone_",
 )
 
 

@@ -24,6 +24,7 @@ from qgen.frommodel.capture import Captured
 from qgen.frommodel.messages import UnsupportedModel, where
 from qgen.frommodel.registry import RULES
 from qgen.frommodel.values import TV, tensors_in
+from qgen.kinds.pointwise import pointwise_kind
 
 __all__ = ["Walk"]
 
@@ -41,8 +42,16 @@ _IGNORED = {
 class Walk:
     """Reads a captured graph into :class:`~qgen.frommodel.axes.Axes`."""
 
-    def __init__(self, cap: Captured, keys: set[str], io: str) -> None:
+    def __init__(self, cap: Captured, keys: set[str], io: str, modules=None) -> None:
         self.cap = cap
+        #: module path -> group kind, for modules of the user's own classes declared
+        #: pointwise with :func:`qgen.kinds.pointwise.register_pointwise`
+        self.pointwise = {
+            path: kind
+            for path, m in (modules or {}).items()
+            if not type(m).__module__.startswith("torch.")
+            and (kind := pointwise_kind(type(m), m)) not in (None, "unsupported")
+        }
         self.io = io
         self.ax = Axes()
         self.value: dict[fx.Node, object] = {}
@@ -72,8 +81,8 @@ class Walk:
                 self.value[node] = self.call(node)
             elif node.op == "output":
                 self.outputs = tensors_in(self.arg(node.args[0]))
-            elif node.op == "get_attr":  # pragma: no cover - export lifts attributes
-                raise self.refuse("(a module attribute read in the graph) is not supported")
+            elif node.op == "get_attr":  # a subgraph of a higher-order op (vmap, cond)
+                self.value[node] = getattr(node.graph.owning_module, node.target, None)
 
     def placeholder(self, node: fx.Node):
         val = node.meta.get("val")
@@ -83,7 +92,8 @@ class Walk:
         name = node.name
         if name in self.cap.state:
             key = self.cap.state[name]
-            v = TV(tuple(self.ax.dim(n) for n in shape), shape, param=True)
+            # every axis its own type, size-1 ones too (a depthwise kernel's input axis)
+            v = TV(tuple((self.ax.fresh(n),) for n in shape), shape, param=True)
             if key in self.keys and val.is_floating_point():
                 self.state.setdefault(key, v)
             return v
@@ -111,10 +121,14 @@ class Walk:
         name = _name(target)
         if name in _IGNORED:
             return None
+        if self.pointwise and (owner := self.owner(node)) is not None:
+            return self.inside_pointwise(node, *owner)
         args = [self.arg(a) for a in node.args]
         kwargs = {k: self.arg(v) for k, v in node.kwargs.items()}
         if not any(tensors_in(args) + tensors_in(kwargs)) and name not in _CREATORS:
             return self.out_like(node, param=True)  # sizes and constants
+        if self.all_fixed(args, kwargs):  # a function of fixed things: invariant
+            return self.out_like(node, FIXED, param=all(t.param for t in tensors_in(args)))
         fn = RULES.get(name)
         if fn is None and torch.Tag.pointwise in getattr(target, "tags", ()):
             n_tensors = len(tensors_in(args) + tensors_in(kwargs))
@@ -122,6 +136,44 @@ class Walk:
         if fn is None:
             raise self.refuse("is not supported (no symmetry rule for this operation)")
         return fn(self, node, bind(target, args, kwargs))
+
+    def all_fixed(self, args, kwargs) -> bool:
+        """Whether every axis of every tensor argument is fixed (or has no type): then the
+        group acts on none of them, and whatever the operation computes (a mask from
+        token ids, positions by ``cumsum``) is invariant."""
+        kind = self.ax.types.kind
+        root = self.ax.types.root
+        for t in tensors_in(args) + tensors_in(kwargs):
+            for d in t.dims:
+                for a in self.ax.norm(d):
+                    if a.part != "full" or kind[root(a.t)] != FIXED or root(a.t) in self.ax.sums:
+                        return False
+        return True
+
+    def owner(self, node: fx.Node) -> tuple[str, str] | None:
+        """The outermost module declared pointwise that ``node`` runs inside."""
+        for path, _cls in (node.meta.get("nn_module_stack") or {}).values():
+            if path in self.pointwise:
+                return path, self.pointwise[path]
+        return None
+
+    def inside_pointwise(self, node: fx.Node, path: str, kind: str):
+        """A node inside a module declared pointwise: the whole module acts entrywise on
+        the tensor it was called with, so the group of every axis of that tensor is
+        restricted to the declared kind and its value passes through unchanged."""
+        inside = [self.owner(a) == (path, kind) for a in node.all_input_nodes]
+        values = [self.value.get(a) for a in node.all_input_nodes]
+        outer = [v for v, i in zip(values, inside, strict=True) if not i and isinstance(v, TV)]
+        outer = [v for v in outer if not v.param] or outer
+        if outer:
+            x = outer[0]
+            for d in x.dims:
+                self.ax.restrict(d, kind)
+        else:
+            x = next((v for v in values if isinstance(v, TV)), None)
+        if x is None or tuple(x.shape) != self.shape(node):
+            raise self.refuse(f"changes the shape inside module '{path}' declared pointwise")
+        return x
 
     def out_like(self, node: fx.Node, kind: str | None = FIXED, param=False):
         """A value shaped like ``node``'s result, with new types (fixed by default)."""
