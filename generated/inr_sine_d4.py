@@ -421,18 +421,24 @@ _FOLD_MAX_ENTRIES = 8
 _FOLD_MIN_ROWS = 32
 
 
+_CONV_MIN_WEIGHT = 1 << 20
+
+
 def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> str:
     """How ``weight @ flat`` (``flat: [batch, in, n]``) runs: the one choice a generated
-    layer makes at run time, since it depends on sizes, device and autograd state.
-    ``"fold"``: one ``mm`` with the batch folded into the rows (CPU only, see
-    ``_FOLD_MAX_ENTRIES``); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``);
-    ``"bmm"``: a ``bmm`` with the weight broadcast over the batch."""
-    if (
-        flat.device.type == "cpu"
-        and flat.shape[-1] <= _FOLD_MAX_ENTRIES
-        and weight.shape[0] >= _FOLD_MIN_ROWS
-    ):
-        return "fold"
+    layer makes at run time, since it depends on sizes, device and autograd state (a
+    weight's size is fixed once the layer is built, so for a wide fixed axis the choice is
+    made by then). ``"conv"``: a 1x1 convolution (CPU, float32/bfloat16, a weight of at
+    least ``_CONV_MIN_WEIGHT`` entries); ``"fold"``: one ``mm`` with the batch folded into
+    the rows (CPU: few entries per row, ``_FOLD_MAX_ENTRIES``, or a large weight of another
+    dtype); ``"batch"``: :class:`_BatchMix` (see ``_batch_mix_pays``); ``"bmm"``: a ``bmm``
+    with the weight broadcast over the batch. The convolution's and the fold's weight
+    gradients are one reduction over the batch, never a ``[batch, out, in]`` tensor."""
+    if flat.device.type == "cpu":
+        if weight.numel() >= _CONV_MIN_WEIGHT:
+            return "conv" if weight.dtype in (torch.float32, torch.bfloat16) else "fold"
+        if flat.shape[-1] <= _FOLD_MAX_ENTRIES and weight.shape[0] >= _FOLD_MIN_ROWS:
+            return "fold"
     if _batch_mix_pays(weight, flat, *others):
         return "batch"
     return "bmm"
@@ -441,6 +447,8 @@ def _route(weight: torch.Tensor, flat: torch.Tensor, *others: torch.Tensor) -> s
 def _product(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``weight @ flat`` for ``flat: [batch, in, n]`` (a transposed view when it folds)."""
     route = _route(weight, flat)
+    if route == "conv":
+        return nn.functional.conv1d(flat, weight[:, :, None])
     if route == "fold":
         return torch.matmul(flat.transpose(1, 2), weight.t()).transpose(1, 2)
     if route == "batch":
@@ -486,7 +494,7 @@ def _mix_into(
         acc = acc.expand(shape).clone(memory_format=torch.contiguous_format)
     flat, inputs = acc.view(batch, weight.shape[0], -1), r.flatten(2)
     route = _route(weight, inputs, flat)
-    if route == "fold":
+    if route in ("fold", "conv"):
         flat.add_(_product(weight, inputs))
     elif route == "batch":  # out of place: see _BatchMix
         return _BatchMix.apply(weight, inputs, flat).view(shape).permute(order)

@@ -16,11 +16,15 @@ from qgen.spec import Axis, Spec, TensorDecl, TypeDecl, load_spec, parse_spec
 from qgen.version import __version__
 
 
-def compile(spec):  # noqa: A001 - the documented name of the in-memory build
-    """The generated layer module for ``spec`` (a Spec or a path), built in memory."""
+def compile(spec, budget=None):  # noqa: A001 - the documented name of the in-memory build
+    """The generated layer module for ``spec`` (a Spec or a path), built in memory.
+
+    Refused (:class:`qgen.solver.cost.BudgetError`, with the cost and the options) when the
+    layer needs more than ``budget`` parameters per channel pair (default 2,000,000,
+    :data:`qgen.solver.cost.DEFAULT_BUDGET`; ``float("inf")`` for no limit)."""
     from qgen.codegen.output import compile_spec
 
-    return compile_spec(spec)
+    return compile_spec(spec, budget)
 
 
 def __getattr__(name):  # torch-dependent parts load on first use: counting stays fast
@@ -38,11 +42,12 @@ def spec_from_module(model, name="model", io="fixed"):
     return _from_module(model, name, io)
 
 
-def build(spec, out_dir="generated", tests=False):
-    """Write the generated module (and its tests) for ``spec`` into ``out_dir``."""
+def build(spec, out_dir="generated", tests=False, budget=None):
+    """Write the generated module (and its tests) for ``spec`` into ``out_dir`` (refused
+    over ``budget`` parameters per channel pair, as :func:`compile`)."""
     from qgen.codegen.output import build as _build
 
-    return _build(spec, out_dir, tests)
+    return _build(spec, out_dir, tests, budget)
 
 
 __all__ = [

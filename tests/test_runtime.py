@@ -153,6 +153,31 @@ def test_the_matmul_route_folds_only_on_cpu_and_only_where_measured():
     assert mixing._route(grad, torch.randn(4, 256, 9)) == "batch"
     with torch.no_grad():
         assert mixing._route(grad, torch.randn(4, 256, 9)) == "bmm"
+    # a weight too large to stay in cache: a 1x1 convolution (float32), a fold (float64)
+    big = torch.randn(1024, 1024)
+    wide = torch.randn(2, 1024, 32)
+    assert mixing._route(big, wide) == "conv"
+    assert mixing._route(big.double(), wide.double()) == "fold"
+    assert mixing._route(big[:1023], wide) == "bmm"  # one row short of the threshold
+    assert mixing._route(big.to("meta"), wide.to("meta")) == "bmm"
+    torch.testing.assert_close(
+        mixing._product(big, wide), torch.einsum("oi,bin->bon", big, wide), rtol=1e-4, atol=1e-4
+    )
+    acc = torch.randn(2, 1024, 32)
+    torch.testing.assert_close(
+        mixing._mix_into(acc.clone(), big, wide, owned=True),
+        acc + torch.einsum("oi,bin->bon", big, wide),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    # its gradients are the product's (the weight's: one reduction, never [batch, out, in])
+    w = big.clone().requires_grad_()
+    r = wide.clone().requires_grad_()
+    mixing._product(w, r).square().sum().backward()
+    w2, r2 = big.double().requires_grad_(), wide.double().requires_grad_()
+    torch.einsum("oi,bin->bon", w2, r2).square().sum().backward()
+    torch.testing.assert_close(w.grad.double(), w2.grad, rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(r.grad.double(), r2.grad, rtol=1e-4, atol=1e-2)
     for route_input in (few, torch.randn(4, 8, 16)):  # every route computes the product
         torch.testing.assert_close(
             mixing._product(weight, route_input), torch.einsum("oi,bin->bon", weight, route_input)

@@ -61,6 +61,7 @@ def _parse_sizes(tokens: Sequence[str] | None, basis: WeightSpaceBasis) -> dict[
 
 
 def _cmd_count(args: argparse.Namespace) -> int:
+    from qgen.cli.cost import cost_lines
     from qgen.cli.report import commutant_lines, count_json, count_table, threshold_lines
 
     basis = solve(load_spec(args.spec))
@@ -74,6 +75,8 @@ def _cmd_count(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         print()
     print("\n".join(threshold_lines(basis, sizes)))
+    print()
+    print("\n".join(cost_lines(basis, sizes, args.budget)))
     return 0
 
 
@@ -144,9 +147,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from qgen.codegen.output import build
+    from qgen.solver.cost import check_budget
 
     spec = load_spec(args.spec)
-    written = build(spec, args.output, tests=args.tests)
+    print(f"cost: {check_budget(spec, args.budget).statement()}", flush=True)
+    written = build(spec, args.output, tests=args.tests, budget=float("inf"))  # checked above
     total = solve(spec).counts()["total"]
     for path in written:
         print(f"wrote {path}")
@@ -187,6 +192,29 @@ def _cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget_option(p: argparse.ArgumentParser) -> None:
+    from qgen.solver.cost import DEFAULT_BUDGET
+
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"most parameters per channel pair (equivariant maps) a layer may have; build "
+        f"refuses a spec over it (default {DEFAULT_BUDGET:,})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive number of parameters, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qgen", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sizes", nargs="+", metavar="TYPE=N", help=sizes_help)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _budget_option(p)
     p.set_defaults(func=_cmd_count)
 
     p = add(
@@ -231,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tests", action="store_true", help="also write DIR/test_<name>.py (pytest + hypothesis)"
     )
+    _budget_option(p)
     p.set_defaults(func=_cmd_build)
 
     p = add(

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 from qgen.codegen.rendering import render, render_module
+from qgen.solver.cost import check_budget
 from qgen.spec import Spec, load_spec
 
 __all__ = ["build", "compile_spec"]
@@ -19,15 +20,23 @@ def _as_spec(spec: Spec | str | os.PathLike) -> Spec:
 
 
 def build(
-    spec: Spec | str | os.PathLike, out_dir: str | os.PathLike = "generated", tests: bool = False
+    spec: Spec | str | os.PathLike,
+    out_dir: str | os.PathLike = "generated",
+    tests: bool = False,
+    budget: int | float | None = None,
 ) -> list[Path]:
     """Write ``<name>.py`` (and ``test_<name>.py`` with ``tests``) into ``out_dir``.
+
+    A layer over ``budget`` parameters per channel pair (default
+    :data:`qgen.solver.cost.DEFAULT_BUDGET`) is refused first (:class:`BudgetError`: the
+    cost and the options), and nothing is written.
 
     Everything is rendered before anything is written, and each file is written to a
     temporary file in ``out_dir`` then renamed over the target, so a failure leaves no
     partial file and an existing file is only ever replaced by a complete new one.
     """
     spec = _as_spec(spec)
+    check_budget(spec, budget)
     rendered = render(spec)  # everything is rendered (and refused) before anything is written
     files = {f"{spec.name}.py": rendered.module}
     if tests:
@@ -50,12 +59,16 @@ def build(
     return [target for _, target in staged]
 
 
-def compile_spec(spec: Spec | str | os.PathLike) -> types.ModuleType:
-    """The generated module for ``spec``, built in memory (no file is written).
+def compile_spec(
+    spec: Spec | str | os.PathLike, budget: int | float | None = None
+) -> types.ModuleType:
+    """The generated module for ``spec``, built in memory (no file is written); refused
+    over ``budget`` parameters per channel pair as :func:`build` refuses it.
 
     The source is registered with :mod:`linecache` so tracebacks show the generated code.
     """
     spec = _as_spec(spec)
+    check_budget(spec, budget)
     source = render_module(spec)
     filename = f"<qgen:{spec.name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

@@ -10,7 +10,9 @@ subgroup lattice, what it permits between layers).
 Kinds come in three families: partition kinds (:class:`PartitionKind`: perm,
 signed, scaled), pairing kinds (:class:`PairingKind`: gl, orthogonal), and
 fixed-axis symmetries (:class:`FixedAxisKind`: escnn groups and grids, with the
-plain ``fixed`` axis, no group, as the trivial case).
+plain ``fixed`` axis, no group, as the trivial case). ``tied`` (:mod:`qgen.kinds.tied`)
+is a fixed axis whose maps are shared across its indices: a partition kind whose group
+acts by the identity.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from qgen.kinds.orthogonal import Orthogonal
 from qgen.kinds.perm import Perm
 from qgen.kinds.scaled import Scaled
 from qgen.kinds.signed import Signed
+from qgen.kinds.tied import Tied
 from qgen.registry import Registry
 
 __all__ = [
@@ -109,5 +112,5 @@ def _contained(name: str) -> frozenset[str]:
     return subgroups | {name}
 
 
-for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed(), EscnnKind()):
+for _kind in (Perm(), Signed(), Scaled(), GL(), Orthogonal(), Fixed(), EscnnKind(), Tied()):
     register(_kind)

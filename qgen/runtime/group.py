@@ -32,6 +32,12 @@ def _sample_perm(n: int, generator: torch.Generator | None) -> Monomial:
     return torch.randperm(n, generator=generator), torch.ones(n, dtype=torch.float64)
 
 
+def _sample_identity(n: int, generator: torch.Generator | None) -> Monomial:
+    """The identity of ``n`` indices: the element of a type the group does not move (a
+    ``tied`` axis, whose maps are shared across its indices but which keeps its order)."""
+    return torch.arange(n), torch.ones(n, dtype=torch.float64)
+
+
 def _sample_signed(n: int, generator: torch.Generator | None) -> Monomial:
     """A uniformly random signed permutation: a permutation and a sign +-1 per index."""
     signs = torch.randint(0, 2, (n,), generator=generator).to(torch.float64) * 2 - 1

@@ -49,6 +49,7 @@ from qgen.decls import (
 )
 from qgen.errors import SpecError
 from qgen.kinds import GroupKind, get_kind, kind_names
+from qgen.spec.fixed_axes import apply_fixed_axes, choice_problem
 from qgen.spec.presets import Params, get_preset, preset_names
 
 __all__ = [
@@ -64,7 +65,7 @@ __all__ = [
     "parse_spec",
 ]
 
-_TOP_KEYS = ("name", "types", "tensors", "arch")
+_TOP_KEYS = ("name", "types", "tensors", "arch", "fixed_axes")
 _BASE_TYPE_KEYS = ("group", "size", "within")
 _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
@@ -135,9 +136,24 @@ class _Parser:
             for a in t.axes:
                 if a.type not in types:
                     self.fail(f"tensor {t.name} uses type '{a.type}', which is not declared")
-        return Spec(
+        spec = Spec(
             name=name, types=types, tensors=tuple(tensors), source=self.source, text=self.text
         )
+        if "fixed_axes" in top:  # declared choices for large fixed axes (qgen.spec.fixed_axes)
+            spec = self.fixed_axes(spec, top["fixed_axes"][1])
+        return spec
+
+    def fixed_axes(self, spec: Spec, node: yaml.Node) -> Spec:
+        choices = {}
+        for name, (knode, vnode) in self.mapping(node, "fixed_axes").items():
+            choice = self.scalar(vnode, f"fixed_axes.{name}")
+            if problem := choice_problem(spec, name, choice):
+                self.fail(problem.removeprefix(f"{name}: "), knode, f"fixed_axes.{name}")
+            choices[name] = choice
+        try:
+            return apply_fixed_axes(spec, choices)
+        except ValueError as exc:
+            self.fail(str(exc).removeprefix("fixed_axes: "), node, "fixed_axes")
 
     def plain(self, node: yaml.Node, where: str) -> object:
         """Plain data (scalars, lists, mappings) from a node, refusing tags."""
@@ -159,7 +175,11 @@ class _Parser:
                 arch_node,
                 "arch",
             )
-        options = {k: v for k, v in top.items() if k not in ("name", "arch", "types", "tensors")}
+        options = {
+            k: v
+            for k, v in top.items()
+            if k not in ("name", "arch", "types", "tensors", "fixed_axes")
+        }
         values = {k: self.plain(v, k) for k, (_, v) in options.items()}
 
         def fail(message: str, key: str | None) -> None:

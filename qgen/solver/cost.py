@@ -1,0 +1,217 @@
+"""What a layer costs before it is built, the budget it must fit, and the ways to fit it.
+
+A generated ``EquivariantLayer(c_in, c_out)`` holds one weight per equivariant linear map
+and pair of channels, and one bias per equivariant bias map and output channel::
+
+    parameters = maps * c_in * c_out + bias maps * c_out
+
+so its size is fixed by the *parameters per channel pair*, ``maps``, the total of
+``qgen count``. Its forward work grows the same way: the dense maps between large fixed
+axes (a vocabulary, positions, pixels) are both most of the parameters and most of the
+multiply-adds.
+
+The budget. ``qgen build``, ``qgen.build`` and ``qgen.compile`` refuse a spec whose
+layer needs more than :data:`DEFAULT_BUDGET` parameters per channel pair, naming the
+cost, the biggest blocks and the options (``fixed_axes:`` choices for its large fixed
+axes, with the count each gives, or a higher budget: ``--budget N``, ``budget=N``).
+2,000,000 per channel pair is 8 MB of float32 weights at one channel and 2 GB at 16:
+the 784-input MLP of NFN's benchmarks (1,269,190) fits; a tiny BERT with dense
+vocabulary and position axes (47,820,428) does not.
+
+>>> from qgen.spec import parse_spec
+>>> spec = parse_spec("{name: m, arch: mlp, widths: [784, 32, 32, 10], activation: gelu}")
+>>> cost = layer_cost(spec)
+>>> cost.maps, cost.biggest[0]
+(1269190, ('W1 <- W1', 1229312))
+>>> fixed_axis_options(spec)["x"]
+{'dense': 1269190, 'set': 732, 'tied': 732, 'drop': 678}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from qgen.decls import Spec
+from qgen.errors import QgenError
+from qgen.solver.basis import WeightSpaceBasis, solve
+from qgen.spec.fixed_axes import CHOICES, apply_fixed_axes, choosable
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "LARGE_AXIS",
+    "BudgetError",
+    "LayerCost",
+    "check_budget",
+    "choose_fixed_axes",
+    "fixed_axis_options",
+    "layer_cost",
+]
+
+#: parameters per channel pair (equivariant maps) a layer may have unless the user raises it
+DEFAULT_BUDGET = 2_000_000
+#: a fixed axis at least this long is *large*: ``qgen count`` lists its choices, and the
+#: model-import default (:func:`choose_fixed_axes`) considers it
+LARGE_AXIS = 64
+#: how many of the biggest blocks a cost statement names
+_SHOWN = 3
+
+
+class BudgetError(QgenError):
+    """A layer over the parameter budget (the CLI prints it on one line, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """The cost of a spec's layer, per channel pair."""
+
+    name: str
+    #: equivariant linear maps: the layer's parameters per pair of channels
+    maps: int
+    #: equivariant bias maps: parameters per output channel
+    bias: int
+    #: invariant linear functionals (what the invariant head reads, per channel)
+    invariant: int
+    #: blocks ``(out <- in, maps)``, largest first (the first few)
+    biggest: tuple[tuple[str, int], ...]
+
+    def parameters(self, in_channels: int, out_channels: int) -> int:
+        """Parameters of ``EquivariantLayer(in_channels, out_channels)`` (with its bias)."""
+        return self.maps * in_channels * out_channels + self.bias * out_channels
+
+    def statement(self) -> str:
+        """One line: maps, parameters per channel pair, the biggest blocks."""
+        shown = ", ".join(
+            f"{label} {n:,} ({n / max(self.maps, 1):.1%})" for label, n in self.biggest
+        )
+        return (
+            f"{self.name}: {self.maps:,} parameters per channel pair ({self.maps:,} "
+            f"equivariant maps, + {self.bias:,} bias per output channel); biggest blocks: "
+            f"{shown or 'none'}"
+        )
+
+
+def _as_basis(spec: Spec | WeightSpaceBasis) -> WeightSpaceBasis:
+    return spec if isinstance(spec, WeightSpaceBasis) else solve(spec)
+
+
+def layer_cost(spec: Spec | WeightSpaceBasis, sizes: Mapping[str, int] | None = None) -> LayerCost:
+    """The cost of ``spec``'s layer (at generic sizes of the group types, or ``sizes``)."""
+    basis = _as_basis(spec)
+    counts = basis.counts(sizes or {})
+    blocks = [
+        (f"{s} <- {t}", n) for s, row in counts["equivariant"].items() for t, n in row.items() if n
+    ]
+    blocks.sort(key=lambda b: -b[1])
+    total = counts["total"]
+    return LayerCost(
+        basis.spec.name,
+        total["equivariant"],
+        total["bias"],
+        total["invariant"],
+        tuple(blocks[:_SHOWN]),
+    )
+
+
+def large_axes(spec: Spec, large: int = LARGE_AXIS) -> list[str]:
+    """The plain fixed types of ``spec`` of size at least ``large``, largest first."""
+    found = [
+        d for d in spec.types.values() if choosable(d) and d.size is not None and d.size >= large
+    ]
+    tied = {t for d in spec.types.values() if d.tie for t in d.tie}
+    return [d.name for d in sorted(found, key=lambda d: -d.size) if d.name not in tied]
+
+
+def fixed_axis_options(
+    spec: Spec, names: list[str] | None = None, large: int = LARGE_AXIS
+) -> dict[str, dict[str, int]]:
+    """Per large fixed type (or ``names``): the layer's maps under each ``fixed_axes:``
+    choice for it alone (``dense`` is the spec as it is). Exact counts, from the solver."""
+    out: dict[str, dict[str, int]] = {}
+    for name in large_axes(spec, large) if names is None else names:
+        counts = {}
+        for choice in CHOICES:
+            try:
+                variant = apply_fixed_axes(spec, {name: choice})
+            except ValueError:  # dropping it leaves nothing
+                continue
+            counts[choice] = solve(variant).counts()["total"]["equivariant"]
+        out[name] = counts
+    return out
+
+
+def budget_refusal(cost: LayerCost, budget: int, spec: Spec) -> str:
+    """The one-line refusal: the cost, the budget, and the options with their counts."""
+    options = []
+    for name, counts in fixed_axis_options(spec).items():
+        size = spec.types[name].size
+        each = ", ".join(f"{c} {n:,}" for c, n in counts.items() if c != "dense")
+        options.append(f"fixed_axes: {{{name}: set|tied|drop}} ({name}, size {size}: {each})")
+    if not options:
+        options.append(
+            "no large fixed axis to declare (fixed_axes:); smaller sizes or fewer tensors"
+        )
+    return (
+        f"{cost.statement()}; that is over the budget of {budget:,} parameters per channel "
+        f"pair. Options: {'; '.join(options)}; or raise the budget (--budget N, or "
+        "budget=N in qgen.build / qgen.compile)"
+    )
+
+
+def check_budget(spec: Spec, budget: int | float | None = None) -> LayerCost:
+    """The cost of ``spec``'s layer; raises :class:`BudgetError` (one line: the cost and
+    the options) when it needs more than ``budget`` parameters per channel pair
+    (``None``: :data:`DEFAULT_BUDGET`; ``float("inf")``: no limit)."""
+    budget = DEFAULT_BUDGET if budget is None else budget
+    if budget <= 0:
+        raise BudgetError(f"the budget must be a positive number of parameters, got {budget}")
+    cost = layer_cost(spec)
+    if cost.maps > budget:
+        raise BudgetError(budget_refusal(cost, budget, spec))
+    return cost
+
+
+def choose_fixed_axes(
+    spec: Spec,
+    budget: int | float | None = None,
+    prefer: str = "tied",
+    large: int = LARGE_AXIS,
+) -> dict[str, str]:
+    """A default ``fixed_axes:`` for ``spec``: large fixed axes (size >= ``large``) turned
+    to ``prefer`` (``tied`` by default: no symmetry claimed; ``set`` or ``drop`` also),
+    the one that saves the most maps first, until the layer fits ``budget`` (default
+    :data:`DEFAULT_BUDGET`). Axes that need no choice stay dense, and are not listed.
+
+    For the model reader: ``spec = apply_fixed_axes(spec, choose_fixed_axes(spec))`` gives
+    a spec that builds under the default budget when declaring its large axes suffices
+    (else the build's refusal says what remains); write the choices into the spec as
+    ``fixed_axes:`` so the user sees and can change them.
+
+    >>> from qgen.spec import parse_spec
+    >>> spec = parse_spec("{name: m, arch: mlp, widths: [784, 32, 32, 10], activation: gelu}")
+    >>> choose_fixed_axes(spec), choose_fixed_axes(spec, budget=1_000)
+    ({}, {'x': 'tied'})
+    """
+    if prefer not in CHOICES or prefer == "dense":
+        raise ValueError(f"prefer must be one of set, tied, drop, got {prefer!r}")
+    budget = DEFAULT_BUDGET if budget is None else budget
+    chosen: dict[str, str] = {}
+    current = spec
+    maps = solve(current).counts()["total"]["equivariant"]
+    candidates = large_axes(spec, large)
+    while maps > budget and candidates:
+        best = None
+        for name in candidates:
+            try:
+                variant = apply_fixed_axes(current, {name: prefer})
+            except ValueError:
+                continue
+            n = solve(variant).counts()["total"]["equivariant"]
+            if best is None or n < best[1]:
+                best = (name, n, variant)
+        if best is None:
+            break
+        name, maps, current = best
+        chosen[name] = prefer
+        candidates.remove(name)
+    return chosen
