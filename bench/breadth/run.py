@@ -107,6 +107,7 @@ def run_one(arch: Arch, limits: dict, timeout: float, mem_gb: float) -> dict:
             "config": arch.config,
             "steps": {},
             "end_to_end": False,
+            "end_to_end_declared": False,
             "failed_step": "process",
             "refusal": f"process: {why}",
         }
@@ -185,11 +186,18 @@ def main(argv=None) -> int:
         results = [r for r in results if (r["source"], r["name"]) in order]  # the list's own
         results.sort(key=lambda r: order[r["source"], r["name"]])
         done = sum(r["end_to_end"] for r in results)
-        meta["summary"] = {"models": len(results), "end_to_end": done}
+        meta["summary"] = {
+            "models": len(results),
+            "end_to_end": done,
+            "end_to_end_declared": sum(r.get("end_to_end_declared", False) for r in results),
+        }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
         os.replace(tmp, out)
-    print(f"{meta['summary']['end_to_end']}/{len(results)} end to end; wrote {out}")
+    print(
+        f"{meta['summary']['end_to_end']}/{len(results)} end to end "
+        f"({meta['summary']['end_to_end_declared']} with declared fixed axes); wrote {out}"
+    )
     return 0
 
 
