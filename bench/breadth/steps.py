@@ -49,12 +49,16 @@ def _alarm(signum, frame):
     raise StepTimeout()
 
 
+#: qgen's own errors: their message is the reason, without the type's name
+_OWN = ("UnsupportedModel", "SpecError", "QgenError", "UsageError", "BudgetError")
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an error, prefixed by its type unless it is qgen's own
     refusal (whose message is the reason)."""
     text = next((s.strip() for s in str(exc).splitlines() if s.strip()), "")
     name = type(exc).__name__
-    if name not in ("UnsupportedModel", "SpecError", "QgenError", "UsageError") or not text:
+    if name not in _OWN or not text:
         text = f"{name}: {text}" if text else name
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
