@@ -78,7 +78,9 @@ def _write_checkpoints(root, n: int, safetensors: bool = False):
 
 def test_checkpoint_directory_round_trips_values_and_targets(tmp_path):
     models = _write_checkpoints(tmp_path, 5)
-    ds = CheckpointDataset(tmp_path, "nets/*.pt", metadata=tmp_path / "meta.csv", target="acc")
+    ds = CheckpointDataset(
+        tmp_path, "nets/*.pt", activation="relu", metadata=tmp_path / "meta.csv", target="acc"
+    )
     assert len(ds) == 5
     assert [str(t) for t in ds.space.spec.tensors][:2] == ["W1: [h1, x*]", "b1: [h1]"]
     for i, model in enumerate(models):
@@ -90,7 +92,8 @@ def test_checkpoint_directory_round_trips_values_and_targets(tmp_path):
         assert target.dtype == torch.float32 and target.item() == pytest.approx(0.5 + i / 100)
     # several target columns give a vector; a DataLoader batches into the layers' layout
     ds2 = CheckpointDataset(
-        tmp_path, "nets/*.pt", metadata=tmp_path / "meta.csv", target=["acc", "loss"]
+        tmp_path, "nets/*.pt", activation="relu", metadata=tmp_path / "meta.csv",
+        target=["acc", "loss"],
     )
     x, y = next(iter(DataLoader(ds2, batch_size=4, collate_fn=collate)))
     assert y.shape == (4, 2) and y[3, 1].item() == 0.75
@@ -118,10 +121,48 @@ def test_checkpoints_with_a_weight_space_load_back_into_the_model(tmp_path):
 def test_safetensors_checkpoints_read_like_torch_ones(tmp_path):
     pytest.importorskip("safetensors")
     models = _write_checkpoints(tmp_path, 4, safetensors=True)
-    ds = CheckpointDataset(tmp_path, "nets/*", metadata=tmp_path / "meta.csv", target="acc")
+    ds = CheckpointDataset(
+        tmp_path, "nets/*", activation="relu", metadata=tmp_path / "meta.csv", target="acc"
+    )
     assert [p.suffix for p in ds.files] == [".pt", ".safetensors", ".pt", ".safetensors"]
     for i, model in enumerate(models):
         assert torch.equal(ds[i][0]["W3"][0], model[4].weight)
+
+
+def test_a_zoo_of_safetensors_files_alone_reads_in_layer_order(tmp_path):
+    """safetensors stores keys sorted by name (``0.bias, 0.weight, 10.bias, ...``): the
+    chain is put back in layer order, ``10`` after ``2``."""
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    widths = [3, 5, 4, 6, 5, 4, 3, 4, 5, 4, 3, 2]  # 11 layers: keys 0 .. 10
+    model = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False)))
+    (tmp_path / "nets").mkdir()
+    save_file(model.state_dict(), str(tmp_path / "nets" / "a.safetensors"))
+    ds = CheckpointDataset(tmp_path, "nets/*.safetensors", activation="tanh")
+    weights, _ = ds[0]
+    for i, layer in enumerate(model):
+        assert torch.equal(weights[f"W{i + 1}"][0], layer.weight)
+        assert torch.equal(weights[f"b{i + 1}"][0], layer.bias)
+    assert ds.space.spec.types["h1"].kind == "signed"
+
+
+def test_the_activation_is_never_guessed(tmp_path):
+    """A tanh zoo read with ReLU's group would be augmented with positive scalings, which
+    change tanh networks: the dataset asks for the activation, or reads it from the
+    metadata (several activations: permutations, which every activation allows)."""
+    _write_checkpoints(tmp_path, 3)
+    with pytest.raises(ValueError, match="pass activation="):
+        CheckpointDataset(tmp_path, "nets/*.pt", metadata=tmp_path / "meta.csv", target="acc")
+    ds = CheckpointDataset(tmp_path, "nets/*.pt", activation="tanh")
+    assert ds.space.spec.types["h1"].kind == "signed"
+    for acts, kind in ((["tanh"] * 3, "signed"), (["tanh", "relu", "tanh"], "perm")):
+        with open(tmp_path / "acts.csv", "w") as f:
+            f.write("file,acc,activation\n")
+            f.writelines(f"nets/net_{i:02d}.pt,0.5,{a}\n" for i, a in enumerate(acts))
+        ds = CheckpointDataset(tmp_path, "nets/*.pt", metadata=tmp_path / "acts.csv", target="acc")
+        assert ds.space.spec.types["h1"].kind == kind
 
 
 def test_checkpoint_errors_say_what_and_where(tmp_path):

@@ -64,6 +64,15 @@ def kind_of(ws, tensor: str, axis: int) -> tuple[str, str | None]:
     return decl.kind, decl.within
 
 
+def _env():
+    """The environment for ``python -m qgen`` runs: this checkout's qgen first."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(qgen.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+
+
 def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).double()
 
@@ -533,6 +542,7 @@ def test_cli_errors_are_one_line(tmp_path):
             cwd=tmp_path,
             capture_output=True,
             text=True,
+            env=_env(),
         )
 
     for factory, expected in [

@@ -172,7 +172,8 @@ def _cmd_expand(args: argparse.Namespace) -> int:
 def _cmd_spec(args: argparse.Namespace) -> int:
     import importlib
 
-    from qgen.frommodel.reader import model_from_factory, spec_from_module
+    from qgen.frommodel.capture import parse_input_shape
+    from qgen.frommodel.reader import model_from_factory, weight_space_from_module
     from qgen.spec import dump_spec
 
     module_name, sep, factory = args.from_model.partition(":")
@@ -188,7 +189,16 @@ def _cmd_spec(args: argparse.Namespace) -> int:
     if not callable(make):
         raise UsageError(f"--from-model: {module_name} has no callable {factory!r}")
     model = model_from_factory(make, args.from_model)
-    print(dump_spec(spec_from_module(model, args.name or factory, io=args.io)), end="")
+    example = None
+    if args.input_shape:
+        example = parse_input_shape(args.input_shape, args.input_dtype)
+        floating = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if example.is_floating_point() and floating is not None:
+            example = example.to(floating)
+    ws = weight_space_from_module(model, args.name or factory, io=args.io, example_input=example)
+    for note in getattr(ws, "notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(dump_spec(ws.spec), end="")
     return 0
 
 
@@ -273,14 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "spec",
-        help="Write the spec of a torch model (traced with torch.fx).",
+        help="Write the spec of a torch model (captured with torch.export).",
         description="Write the spec of a torch model: MODULE:FACTORY names a function "
-        "that returns the nn.Module (importable from the current folder).\n\nexample:\n"
-        "  qgen spec --from-model mymodels:small_mlp > small_mlp.yaml",
+        "that returns the nn.Module (importable from the current folder); the model runs "
+        "once on an example input (--input-shape; without it, one of the size its first "
+        "layer reads).\n\nexample:\n"
+        "  qgen spec --from-model mymodels:small_mlp > small_mlp.yaml\n"
+        "  qgen spec --from-model mymodels:lenet --input-shape 1,1,28,28\n"
+        "  qgen spec --from-model mymodels:tiny_gpt --input-shape 1,16 --input-dtype long",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--from-model", required=True, metavar="MODULE:FACTORY")
     p.add_argument("--name", help="spec name (default: the factory's name)")
+    p.add_argument(
+        "--input-shape",
+        metavar="N,C,H,W",
+        help="shape of the example input the model is run on (e.g. 1,3,32,32)",
+    )
+    p.add_argument(
+        "--input-dtype",
+        choices=("float", "double", "long"),
+        default="float",
+        help="float (default; the model's parameter dtype) or long (token ids)",
+    )
     p.add_argument(
         "--io",
         choices=("fixed", "perm"),

@@ -16,6 +16,7 @@ Anything else (residual blocks, normalization, attention) needs its own spec: bu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -29,10 +30,16 @@ __all__ = ["chain_keys", "chain_space", "chain_spec", "check_shapes"]
 def chain_keys(state: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
     """``[(weight_key, bias_key), ...]`` from a state_dict ordered ``w, b, w, b, ...``.
 
+    A file whose keys come sorted by name (``.safetensors`` stores them so:
+    ``0.bias, 0.weight, 10.bias, ..., 2.bias``) is put back in layer order: the keys are
+    paired by their module prefix and the layers ordered by that prefix read as
+    numbers where it has numbers (``layers.2`` before ``layers.10``).
     Keys that end neither in ``weight`` nor ``bias`` (buffers) are an error: such a
     network is not a plain chain.
     """
     keys = list(state)
+    if not _is_chain_order(keys):
+        keys = _layer_order(keys)
     pairs = []
     for i in range(0, len(keys), 2):
         w, b = keys[i], keys[i + 1] if i + 1 < len(keys) else None
@@ -44,6 +51,32 @@ def chain_keys(state: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
             )
         pairs.append((w, b))
     return pairs
+
+
+def _is_chain_order(keys: list[str]) -> bool:
+    return len(keys) % 2 == 0 and all(
+        keys[i].endswith("weight") and keys[i + 1].endswith("bias") for i in range(0, len(keys), 2)
+    )
+
+
+def _natural(text: str) -> list:
+    """``layers.10.weight`` after ``layers.2.weight``: digit runs compare as numbers."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p]
+
+
+def _layer_order(keys: list[str]) -> list[str]:
+    """``w, b, w, b, ...`` by module prefix in natural order, when every prefix has
+    exactly one weight and one bias; else the keys as they are (the caller refuses)."""
+    prefixes: dict[str, dict[str, str]] = {}
+    for k in keys:
+        prefix, _, leaf = k.rpartition(".")
+        kind = "weight" if leaf.endswith("weight") else "bias" if leaf.endswith("bias") else None
+        if kind is None or kind in prefixes.setdefault(prefix, {}):
+            return keys
+        prefixes[prefix][kind] = k
+    if any(len(v) != 2 for v in prefixes.values()):
+        return keys
+    return [prefixes[p][k] for p in sorted(prefixes, key=_natural) for k in ("weight", "bias")]
 
 
 def chain_spec(
@@ -105,13 +138,17 @@ def check_shapes(space: WeightSpace, state: Mapping[str, torch.Tensor], where: s
 
 
 def chain_space(
-    state: Mapping[str, torch.Tensor], spec: Spec | None = None, activation: str = "relu"
+    state: Mapping[str, torch.Tensor],
+    spec: Spec | None = None,
+    activation: str = "relu",
+    group: str | None = None,
 ) -> WeightSpace:
     """A :class:`WeightSpace` for a chain state_dict: ``spec``'s tensors (default
-    :func:`chain_spec` of its shapes) mapped in order onto ``w, b, w, b, ...``."""
+    :func:`chain_spec` of its shapes, ``activation`` and ``group``) mapped in layer
+    order onto ``w, b, w, b, ...``."""
     pairs = chain_keys(state)
     if spec is None:
-        spec = chain_spec([state[w].shape for w, _ in pairs], activation)
+        spec = chain_spec([state[w].shape for w, _ in pairs], activation, group=group)
     keys = [k for pair in pairs for k in pair]
     if len(keys) != len(spec.tensors):
         raise ValueError(

@@ -86,7 +86,12 @@ class CheckpointDataset(Dataset):
     ``space`` says where each spec tensor lives in a checkpoint (e.g. from
     :func:`qgen.frommodel.reader.weight_space_from_module` of the model class); without it the
     checkpoints must be plain chains and get :func:`qgen.data.chain.chain_space`'s spec
-    (``spec`` overrides that spec, ``activation`` its group).
+    (``spec`` overrides that spec). That spec's group depends on the networks'
+    activation (ReLU: scalings, tanh: sign flips, augmenting a tanh zoo with ReLU's
+    scalings changes the networks' functions), so it is never guessed: pass
+    ``activation`` (``"relu"``, ``"tanh"``, ``"sin"``, ``"gelu"``, ...), or give the
+    metadata CSV an ``activation_column`` (default ``activation``): one value for all
+    matched files is used; several values give the group they share, permutations.
 
     ``metadata``: a CSV whose ``file_column`` holds each file's path relative to ``root``
     and whose ``target`` column(s) the target (one column: a scalar, several: a vector,
@@ -101,10 +106,11 @@ class CheckpointDataset(Dataset):
         space: WeightSpace | None = None,
         *,
         spec: Spec | None = None,
-        activation: str = "relu",
+        activation: str | None = None,
         metadata: str | Path | None = None,
         target: str | Sequence[str] = "target",
         file_column: str = "file",
+        activation_column: str = "activation",
         target_dtype: torch.dtype = torch.float32,
         loader: Callable[[Path], Mapping[str, torch.Tensor]] = load_state_dict,
     ) -> None:
@@ -131,8 +137,38 @@ class CheckpointDataset(Dataset):
                 )
             self.targets = [table[r] for r in rel]
         first = self.loader(self.files[0])
-        self.space = space if space is not None else chain_space(first, spec, activation)
+        if space is None:
+            group = None
+            if spec is None and activation is None:
+                activation, group = self._activation(metadata, file_column, activation_column)
+            space = chain_space(first, spec, activation or "relu", group)
+        self.space = space
         check_shapes(self.space, first, str(self.files[0]))
+
+    def _activation(self, metadata, file_column: str, column: str) -> tuple[str, str | None]:
+        """The activation from the metadata's ``column`` (one value), or ``("relu",
+        "perm")`` when the files have several; an error when there is none."""
+        values = set()
+        if metadata is not None:
+            with open(metadata, newline="") as f:
+                reader = csv.DictReader(f)
+                if column in (reader.fieldnames or []):
+                    rel = {p.relative_to(self.root).as_posix() for p in self.files}
+                    values = {
+                        row[column].strip()
+                        for row in reader
+                        if Path(row[file_column]).as_posix() in rel
+                    }
+        if not values:
+            raise ValueError(
+                "CheckpointDataset: pass activation= (e.g. 'relu', 'tanh', 'sin', 'gelu'): "
+                "the hidden neurons' symmetry depends on it, and a wrong one corrupts "
+                f"augmented networks; or add an {column!r} column to the metadata CSV, or "
+                "pass spec= or a WeightSpace"
+            )
+        if len(values) == 1:
+            return values.pop(), None
+        return "relu", "perm"  # several activations: the permutations they all allow
 
     def __len__(self) -> int:
         return len(self.files)

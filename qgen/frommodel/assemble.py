@@ -45,6 +45,7 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     for r, (outer, _) in list(types.split.items()):
         if types.root(r) == r and types.kind[r] == FIXED:
             types.restrict(outer, FIXED)
+    _unnest_fixed_blocks(ax)
     expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
     entries = [(key, e) for key in expanded for e in expanded[key]]
     for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
@@ -67,6 +68,26 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     return ws
 
 
+def _unnest_fixed_blocks(ax) -> None:
+    """A split type whose blocks may not be permuted (their block index is tied to a fixed
+    one: rotary embeddings fix the queries' heads, and the values' heads pair with
+    them) is the direct sum of its blocks, each with an element of its own: a sum of
+    one type per block. (Nested types need a permutable outer type.)"""
+    types = ax.types
+    for r, (outer, blocks) in list(types.split.items()):
+        if types.root(r) != r or types.kind[types.root(outer)] != FIXED:
+            continue
+        if types.kind[r] == FIXED:
+            continue
+        n = types.size[r] // blocks
+        parts = [ax.fresh(n, types.kind[r]).t for _ in range(blocks)]
+        if ax.is_feature(r):
+            ax.features.update(parts)
+        del types.split[r]
+        ax.sums[r] = parts
+        ax.unnested[r] = (types.root(outer), blocks)
+
+
 def _expand(ax, tv) -> list[tuple[list[Ax], list[tuple[int, int, int]], str]]:
     """The spec tensors of a parameter: its axes, the slice of it each is, a suffix."""
     out = [([], [], "")]
@@ -86,6 +107,7 @@ def _dim(ax, atoms, size: int):
     types = ax.types
     if not atoms:
         return [([types.fixed_axis(size)], None, "")]
+    atoms = _merge_parts(ax, atoms)
     head, rest = atoms[0], atoms[1:]
     r = types.root(head.t)
     if head.part == "full" and r in ax.sums:
@@ -133,6 +155,31 @@ def _name(key: str, suffix: str) -> str:
         base = key.rsplit(".", 2)[0]
         return identifier(base) + ("_Wo" if key.endswith("weight") else "_bo") + suffix
     return identifier(key) + suffix
+
+
+def _merge_parts(ax, atoms):
+    """Block index and index within a block of a type that is no longer split (its blocks
+    became a sum) read together as the whole type; a part alone is a fixed axis."""
+    types = ax.types
+    out = []
+    for a in atoms:
+        r = types.root(a.t)
+        if a.part == "inner" and r in ax.unnested and out and out[-1].part == "outer":
+            p = types.root(out[-1].t)
+            prev_outer = types.root(types.split[p][0]) if p in types.split else None
+            if p in ax.unnested:
+                prev_outer = ax.unnested[p][0]
+            if prev_outer == ax.unnested[r][0]:
+                out[-1] = At(r, "full", a.dual)
+                continue
+        out.append(a)
+    for i, a in enumerate(out):
+        r = types.root(a.t)
+        if a.part in ("outer", "inner") and r in ax.unnested:
+            outer, blocks = ax.unnested[r]
+            n = blocks if a.part == "outer" else types.size[r] // blocks
+            out[i] = ax.fresh(n, FIXED)
+    return tuple(out)
 
 
 def identifier(text: str, limit: int = 60) -> str:

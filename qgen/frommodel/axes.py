@@ -70,6 +70,8 @@ class Axes:
         #: types read by a weight (contracted with one or made by one)
         self.features: set[str] = set()
         self.notes: list[str] = []
+        #: root -> (outer, blocks) of a split undone into a sum at assembly
+        self.unnested: dict[str, tuple[str, int]] = {}
         #: root -> (radix, block types) of a pending split cut into its blocks
         self._radix_blocks: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
 
@@ -88,10 +90,13 @@ class Axes:
         n = self.types.size[r]
         if a.part == "radix":
             return a.radix[a.digit]
+        blocks = self.types.split[r][1] if r in self.types.split else None
+        if blocks is None and r in self.unnested:
+            blocks = self.unnested[r][1]
         if a.part == "outer":
-            return self.types.split[r][1]
+            return blocks
         if a.part == "inner":
-            return n // self.types.split[r][1]
+            return n // blocks
         return n
 
     def dim_size(self, d: Dim) -> int:
@@ -105,6 +110,8 @@ class Axes:
                 self.features.update(self.types.root(s) for s in self.sums[self.types.root(a.t)])
 
     def is_feature(self, t: str) -> bool:
+        if not t:
+            return False
         r = self.types.root(t)
         return any(self.types.root(f) == r for f in self.features)
 

@@ -70,6 +70,12 @@ def example_for(model: nn.Module) -> list[torch.Tensor]:
     Hugging Face and embedding models."""
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     if is_hf(model):
+        config = model.config
+        if getattr(model, "main_input_name", "input_ids") == "pixel_values":
+            size = getattr(config, "image_size", 32)
+            size = size[0] if isinstance(size, list | tuple) else size
+            channels = getattr(config, "num_channels", 3)
+            return [torch.randn(2, channels, size, size, dtype=dtype)]
         return [torch.randint(0, _vocab(model), (2, 8))]
     for m in model.modules():
         if isinstance(m, nn.Embedding):
@@ -132,21 +138,28 @@ def capture(model: nn.Module, example=None) -> tuple[Captured, torch.Tensor]:
 
 
 def _export(model: nn.Module, x) -> Captured:
-    trace_log = logging.getLogger("torch.__trace")  # structured tracing: off while exporting
-    level = trace_log.level
-    trace_log.setLevel(logging.WARNING)
+    # structured tracing and fake-tensor error dumps: off while exporting (a failure
+    # reaches the user as one line)
+    logs = [logging.getLogger(n) for n in ("torch.__trace", "torch._subclasses.fake_tensor")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
     try:
         return _export_quietly(model, x)
     finally:
-        trace_log.setLevel(level)
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
 
 
 def _export_quietly(model: nn.Module, x) -> Captured:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with torch.no_grad():
-            if is_hf(model) and not x.is_floating_point():
-                ep = torch.export.export(model, (), {"input_ids": x}, strict=False)
+        # with gradients on: torch's fused inference fast paths (TransformerEncoderLayer,
+        # MultiheadAttention) stay off, so the graph shows the operations themselves
+        with torch.enable_grad():
+            if is_hf(model):
+                name = getattr(model, "main_input_name", "input_ids")
+                ep = torch.export.export(model, (), {name: x}, strict=False)
             else:
                 ep = torch.export.export(model, (x,), strict=False)
     sig = ep.graph_signature

@@ -145,6 +145,18 @@ def conv(w, node, a):
     for d in W.dims[2:]:
         w.ax.restrict(d, FIXED)
     w_in, w_out = (W.dims[0], W.dims[1]) if transposed else (W.dims[1], W.dims[0])
+    if groups > 1 and not transposed and groups == x.shape[1] == out[1]:
+        # depthwise, one output per channel: output channel c reads input channel c
+        # alone, so the two are one type; a kernel per channel moves with it
+        # (permutations: a scaling of the input would have to be undone per channel)
+        w.ax.tie(x.dims[1], w_out, where)
+        w.ax.restrict(x.dims[1], "perm")
+        w.ax.restrict(w_in, FIXED)
+        w.ax.mark(x.dims[1])
+        if isinstance(b, TV) and b.ndim:
+            w.ax.tie(w_out, b.dims[0], where)
+        dims = (x.dims[0], x.dims[1]) + tuple(w.ax.dim(n, FIXED) for n in out[2:])
+        return TV(dims, out, x.param and W.param)
     if groups == 1:
         w.ax.tie(x.dims[1], w_in, where, dual=True)
         w.ax.mark(x.dims[1])

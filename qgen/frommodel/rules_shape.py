@@ -63,7 +63,7 @@ def dropout(w, node, a):
 
 
 @rule("view", "reshape", "_unsafe_view", "flatten", "unflatten", "squeeze", "unsqueeze")
-@rule("view_copy", "_reshape_alias", "expand_dims")
+@rule("view_copy", "_reshape_alias", "expand_dims", "reshape_as", "view_as")
 def reshape(w, node, a):
     x = _first(a)
     shape = w.shape()
@@ -254,6 +254,9 @@ def cat(w, node, a):
     for i in range(len(out)):  # the other axes meet
         if i != dim:
             _tie_all(w, [p for p in parts if p.shape[i] != 1], i)
+    for p in parts:  # a single position joined to others (a class token): fixed
+        if p.shape[dim] == 1 and not w.ax.is_feature(p.dims[dim][0].t if p.dims[dim] else ""):
+            w.ax.restrict(p.dims[dim], FIXED)
     blocks = [w.ax.norm(p.dims[dim]) for p in parts]
     kinds = [w.ax.types.kind[w.ax.types.root(t.t)] for b in blocks for t in b]
     param = all(p.param for p in parts)

@@ -90,14 +90,15 @@ class Walk:
             return val
         shape = tuple(val.shape)
         name = node.name
-        if name in self.cap.state:
-            key = self.cap.state[name]
+        if name in self.cap.state and self.cap.state[name] in self.keys:
             # every axis its own type, size-1 ones too (a depthwise kernel's input axis)
+            key = self.cap.state[name]
             v = TV(tuple((self.ax.fresh(n),) for n in shape), shape, param=True)
-            if key in self.keys and val.is_floating_point():
+            if val.is_floating_point():
                 self.state.setdefault(key, v)
             return v
-        if name in self.cap.constants:  # a constant that varies along its axes: fixed
+        if name in self.cap.constants or name in self.cap.state:
+            # a constant (or a buffer outside the state_dict) that varies along its axes
             return TV(tuple(self.ax.dim(n, FIXED) for n in shape), shape, param=True)
         kind = FIXED if self.io == FIXED or not val.is_floating_point() else "perm"
         v = TV(tuple(self.ax.dim(n, kind) for n in shape), shape)
