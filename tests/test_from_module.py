@@ -41,7 +41,7 @@ def check_identity(model, x, seed=0, io="fixed", example_input=None):
     """Act with a random group element: the function must stay the same."""
     model = model.double().eval()
     ws = weight_space_from_module(model, io=io, example_input=example_input)
-    module = qgen.compile(ws.spec)
+    module = qgen.compile(ws.spec, budget=float("inf"))  # tiny transformers: dense embeddings
     theta = ws.to_weights([model.state_dict()])
     g = module.sample_group_element(module.sizes_of(theta), torch.Generator().manual_seed(seed))
     moved = act_and_load(model, ws, module, theta, g)

@@ -141,9 +141,11 @@ def fixed_axis_options(
 
 
 def budget_refusal(cost: LayerCost, budget: int, spec: Spec) -> str:
-    """The one-line refusal: the cost, the budget, and the options with their counts."""
+    """The one-line refusal: the cost, the budget, and the options with their counts (for
+    the largest plain fixed axes, however long: a tiny transformer's 50-token vocabulary
+    and 32 positions already cost millions of maps)."""
     options = []
-    for name, counts in fixed_axis_options(spec).items():
+    for name, counts in fixed_axis_options(spec, large_axes(spec, 1)[:_SHOWN]).items():
         size = spec.types[name].size
         each = ", ".join(f"{c} {n:,}" for c, n in counts.items() if c != "dense")
         options.append(f"fixed_axes: {{{name}: set|tied|drop}} ({name}, size {size}: {each})")
@@ -175,12 +177,13 @@ def choose_fixed_axes(
     spec: Spec,
     budget: int | float | None = None,
     prefer: str = "tied",
-    large: int = LARGE_AXIS,
+    large: int = 2,
 ) -> dict[str, str]:
-    """A default ``fixed_axes:`` for ``spec``: large fixed axes (size >= ``large``) turned
+    """A default ``fixed_axes:`` for ``spec``: plain fixed axes (size >= ``large``) turned
     to ``prefer`` (``tied`` by default: no symmetry claimed; ``set`` or ``drop`` also),
     the one that saves the most maps first, until the layer fits ``budget`` (default
-    :data:`DEFAULT_BUDGET`). Axes that need no choice stay dense, and are not listed.
+    :data:`DEFAULT_BUDGET`). Axes that need no choice stay dense, and are not listed; a
+    layer within the budget gets ``{}``.
 
     For the model reader: ``spec = apply_fixed_axes(spec, choose_fixed_axes(spec))`` gives
     a spec that builds under the default budget when declaring its large axes suffices
