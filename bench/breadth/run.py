@@ -115,6 +115,27 @@ def run_one(arch: Arch, limits: dict, timeout: float, mem_gb: float) -> dict:
     return rec
 
 
+def _preload(archs: list[Arch]) -> None:
+    """Import once in the parent what every child would import again: qgen's pipeline,
+    torch.export, the transformers classes of the list."""
+    import importlib
+
+    for name in ("qgen", "qgen.frommodel.reader", "qgen.codegen.output", "torch.export"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if any(a.source == "transformers" for a in archs):
+        try:
+            import transformers
+        except ImportError:
+            return
+        for a in archs:
+            for cls in (a.name, a.kwargs.get("config")):
+                if a.source == "transformers" and cls:
+                    getattr(transformers, cls, None)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="these architectures only")
@@ -147,13 +168,7 @@ def main(argv=None) -> int:
         "memory_gib": args.mem,
         "required": list(REQUIRED),
     }
-    import qgen  # noqa: F401 - loaded once in the parent, shared by every fork
-
-    for lib in ("transformers",):
-        try:
-            __import__(lib)
-        except ImportError:
-            pass
+    _preload(archs)
     if any(a.source in ("timm", "torchvision") for a in archs):
         try:
             import_torchvision()
