@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=420, help="seconds per model (all steps)")
     ap.add_argument("--mem", type=float, default=6.0, help="GiB of address space per model")
     ap.add_argument("--label", default="", help="what was run against (stored in the JSON)")
+    ap.add_argument("--limit", nargs="+", default=[], metavar="STEP=S", help="step time limits")
     ap.add_argument(
         "--update",
         action="store_true",
@@ -153,6 +154,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
+    limits = {k: float(v) for k, _, v in (x.partition("=") for x in args.limit)}
     archs = TINY if args.tiny else by_name(args.only) if args.only else ARCHS
     if args.family:
         archs = [a for a in archs if a.family in args.family]
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
         "label": args.label,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, 1 torch thread per model",
         "versions": _versions(),
-        "limits_s": {**LIMITS, "model": args.timeout},
+        "limits_s": {**LIMITS, **limits, "model": args.timeout},
         "memory_gib": args.mem,
         "required": list(REQUIRED),
     }
@@ -180,10 +182,14 @@ def main(argv=None) -> int:
     if args.update and out.exists():
         old = json.loads(out.read_text())
         results = old["results"]
-        meta["updated"] = [*old["meta"].get("updated", []), meta["date"]]
+        meta["updated"] = [
+            *old["meta"].get("updated", []),
+            {"date": meta["date"], "models": [a.name for a in archs], "limits_s": meta["limits_s"]},
+        ]
+        meta["limits_s"] = old["meta"]["limits_s"]
         meta["date"], meta["label"] = old["meta"]["date"], old["meta"]["label"] or args.label
     for i, arch in enumerate(archs, 1):
-        rec = run_one(arch, {}, args.timeout, args.mem)
+        rec = run_one(arch, limits, args.timeout, args.mem)
         rec["run_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         at = [
             j for j, r in enumerate(results) if (r["source"], r["name"]) == (arch.source, arch.name)

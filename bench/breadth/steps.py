@@ -33,6 +33,8 @@ FUNCTION_MAX_PARAMS = 30_000_000
 #: above this many weights, the layer is checked with every group type cut to REDUCED
 EQUIV_MAX_ENTRIES = 1_000_000
 REDUCED = 4
+#: seconds for the search of fixed_axes choices after a budget refusal (within build's)
+DECLARE_LIMIT = 20
 #: seconds per step
 LIMITS = {"make": 60, "import": 60, "count": 60, "build": 120, "equivariance": 120, "function": 60}
 STEPS = tuple(LIMITS)
@@ -234,11 +236,22 @@ def _build(arch: Arch, state: dict) -> dict:
     from qgen.solver.cost import DEFAULT_BUDGET, BudgetError, choose_fixed_axes
     from qgen.spec.fixed_axes import apply_fixed_axes
 
-    choices = choose_fixed_axes(spec)  # the large axes the refusal names
-    maps = qgen.solve(apply_fixed_axes(spec, choices)).counts()["total"]["equivariant"]
-    if maps > DEFAULT_BUDGET:  # smaller fixed axes too (positions of a short context)
-        choices = choose_fixed_axes(spec, large=2)
+    # the search solves the spec once per candidate axis and round: bounded in time
+    left, t0 = signal.getitimer(signal.ITIMER_REAL)[0], time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, min(left, DECLARE_LIMIT))
+    try:
+        choices = choose_fixed_axes(spec)  # the large axes the refusal names
         maps = qgen.solve(apply_fixed_axes(spec, choices)).counts()["total"]["equivariant"]
+        if maps > DEFAULT_BUDGET:  # smaller fixed axes too (positions of a short context)
+            choices = choose_fixed_axes(spec, large=2)
+            maps = qgen.solve(apply_fixed_axes(spec, choices)).counts()["total"]["equivariant"]
+    except StepTimeout:
+        raise BudgetError(
+            f"{refusal.split(';')[0]}; over the budget of {DEFAULT_BUDGET:,}, and no choice "
+            f"of fixed_axes that fits was found in {DECLARE_LIMIT} s"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, max(left - (time.perf_counter() - t0), 0.01))
     if not choices or maps > DEFAULT_BUDGET:
         raise BudgetError(
             f"{refusal.split(';')[0]}; over the budget of {DEFAULT_BUDGET:,} even with every "
