@@ -541,7 +541,9 @@ def by_name(names) -> list[Arch]:
     out = []
     for n in names:
         source, _, name = n.rpartition(":")
-        found = [a for a in ARCHS + TINY if a.name == name and source in ("", a.source)]
+        found = [a for a in ARCHS if a.name == name and source in ("", a.source)] or [
+            a for a in TINY if a.name == name and source in ("", a.source)
+        ]
         if not found:
             raise SystemExit(f"no architecture named {n!r} in bench/breadth/models.py")
         out.extend(found[:1] if not source else found)

@@ -203,7 +203,9 @@ def main(argv=None) -> int:
             f"[{i}/{len(archs)}] {arch.source}:{arch.name} {rec['wall_s']:.1f}s {ok}"[:240],
             flush=True,
         )
-        order = {(a.source, a.name): j for j, a in enumerate(ARCHS + TINY)}
+        order: dict = {}
+        for j, a in enumerate(ARCHS + TINY):
+            order.setdefault((a.source, a.name), j)
         results = [r for r in results if (r["source"], r["name"]) in order]  # the list's own
         results.sort(key=lambda r: order[r["source"], r["name"]])
         done = sum(r["end_to_end"] for r in results)
