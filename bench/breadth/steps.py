@@ -34,7 +34,7 @@ FUNCTION_MAX_PARAMS = 30_000_000
 EQUIV_MAX_ENTRIES = 1_000_000
 REDUCED = 4
 #: seconds for the search of fixed_axes choices after a budget refusal (within build's)
-DECLARE_LIMIT = 20
+DECLARE_LIMIT = 5
 #: seconds per step
 LIMITS = {"make": 60, "import": 60, "count": 60, "build": 120, "equivariance": 120, "function": 60}
 STEPS = tuple(LIMITS)
