@@ -27,6 +27,12 @@ def reason_key(refusal: str) -> str:
     that models stopped by the same rule count together."""
     step, _, text = refusal.partition(": ")
     text = _WHERE.sub("", text)
+    if "parameters per channel pair" in text:  # the budget's refusal: name, cost, options
+        if "no choice of fixed_axes" in text or "even with every fixed axis" in text:
+            return f"{step}: over the parameter budget; no fixed_axes choice makes it fit"
+        if text.startswith("timed out"):
+            return f"{step}: {text}"
+        return f"{step}: over the parameter budget (fits with its fixed axes declared tied)"
     if text.startswith(("torch.fx cannot trace", "transformers.utils.fx cannot trace")):
         tracer = text.split(" cannot", 1)[0]
         rest = text.split(": ", 1)[1] if ": " in text else text
