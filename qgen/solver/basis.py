@@ -51,12 +51,13 @@ from functools import cached_property
 
 from qgen.decls import Spec, TensorDecl
 from qgen.kinds import GroupKind, get_kind
-from qgen.kinds.partitions import Partition
+from qgen.kinds.partitions import Partition, TooLarge
 
 __all__ = [
     "Block",
     "BlockAxis",
     "NestedFactor",
+    "MAX_BLOCK_TERMS",
     "Term",
     "TypeFactor",
     "WeightSpaceBasis",
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 OUT, IN = "out", "in"
+#: the most generic basis terms one block may have in a build (each term is code and a
+#: parameter per channel pair); a spec past it is refused with the block and its count
+MAX_BLOCK_TERMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -303,9 +307,24 @@ class Block:
         return math.prod(f.count({}) for f in self.fixed_factors)
 
     def terms(self) -> Iterator[Term]:
-        """The generic basis terms: the product of the per-type terms."""
+        """The generic basis terms: the product of the per-type terms.
+
+        Their number (the product of the factors' generic counts, known without building
+        them) is bounded by :data:`MAX_BLOCK_TERMS`, and each factor's table by
+        :data:`qgen.kinds.base.MAX_TERMS`: past either, :class:`TooLarge` names the
+        block and its size before any term is built."""
         factors = self.group_factors
-        for choice in itertools.product(*(f.terms for f in factors)):
+        try:
+            total = math.prod(f.count({}) for f in factors)
+            if total > MAX_BLOCK_TERMS:
+                raise TooLarge(
+                    f"{total:,} basis terms, more than the {MAX_BLOCK_TERMS:,} a layer is "
+                    "built with (fewer axes of one type per tensor, or split the type)"
+                )
+            tables = [f.terms for f in factors]
+        except TooLarge as exc:
+            raise TooLarge(f"block {self.label}: {exc}") from None
+        for choice in itertools.product(*tables):
             yield Term(self, tuple(zip(factors, choice, strict=True)))
 
     def thresholds(self) -> dict[str, int]:
