@@ -68,12 +68,13 @@ def _cmd_count(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(count_json(basis, sizes), indent=2))
         return 0
-    print("\n".join(count_table(basis, sizes)))
+    full = True if args.full else None
+    print("\n".join(count_table(basis, sizes, full)))
     print()
     if lines := commutant_lines(basis):
         print("\n".join(lines))
         print()
-    print("\n".join(threshold_lines(basis, sizes)))
+    print("\n".join(threshold_lines(basis, sizes, full)))
     return 0
 
 
@@ -213,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sizes", nargs="+", metavar="TYPE=N", help=sizes_help)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="print every block and threshold line (default past 24 tensors: a summary)",
+    )
     p.set_defaults(func=_cmd_count)
 
     p = add(
