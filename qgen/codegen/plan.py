@@ -236,23 +236,50 @@ def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPatt
     """
     spec = basis.spec
     rank = {t: i for i, t in enumerate(spec.types)}
-    sigs = basis.signatures({})
+    shape_of = basis.shape_index({})
+    orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # names -> their spec order
+    carries: dict[tuple, bool] = {}  # shape -> whether any of its terms carries a type
     cache: dict[tuple, list[tuple[InPattern, OutPattern]]] = {}
-    for block in basis.coupled_blocks():
-        names = basis.pair_names(sigs[block.out.name], sigs[block.in_.name])
-        key = (
-            basis.shape_key(sigs[block.out.name], sigs[block.in_.name]),
-            tuple(sorted(range(len(names)), key=lambda i: rank[names[i]])),
-        )
-        if key not in cache:
+    made: dict[tuple, InPattern | OutPattern] = {}  # renamed patterns (their positional
+    # forms stay alive in ``cache``, so their ids are not reused)
+    for out, in_ in basis.coupled_pairs:
+        shape = shape_of[out, in_]
+        if carries.get(shape) is False:
+            continue  # no term of this shape carries a type: nothing to rename
+        names = basis.block_names(out, in_)
+        order = orders.get(names)
+        if order is None:
+            order = orders[names] = tuple(sorted(range(len(names)), key=lambda i: rank[names[i]]))
+        key = (shape, order)
+        found = cache.get(key)
+        if found is None:
+            block = basis.blocks[out, in_]
             position = {n: i for i, n in enumerate(names)}
-            cache[key] = [
-                (_renamed(inp, "", position), _renamed(out, "", position))
-                for inp, out in map(_patterns, block.terms())
+            found = cache[key] = [
+                (_renamed(inp, "", position), _renamed(o, "", position))
+                for inp, o in map(_patterns, block.terms())
                 if inp.slot_types
             ]
-        for inp, out in cache[key]:
-            yield _renamed(inp, block.in_.name, names), _renamed(out, block.out.name, names)
+            carries[shape] = carries.get(shape, False) or bool(found)
+        for inp, o in found:
+            yield _renamed_once(made, inp, in_, names), _renamed_once(made, o, out, names)
+
+
+def _renamed_once(made: dict, pattern, tensor: str, names: tuple[str, ...]):
+    """:func:`_renamed`, made once per pattern, tensor and the type names it uses: the same
+    input pattern of a tensor recurs in the blocks of every tensor coupled to it."""
+    cls = type(pattern)
+    own = pattern.pool_types if cls is InPattern else pattern.bcast_types
+    key = (
+        id(pattern),
+        tensor,
+        tuple(map(names.__getitem__, pattern.slot_types)),
+        tuple(map(names.__getitem__, own)),
+    )
+    found = made.get(key)
+    if found is None:
+        found = made[key] = cls(tensor, pattern.labels, key[2], key[3], pattern.fixed_sizes)
+    return found
 
 
 def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, list]]:

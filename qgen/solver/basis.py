@@ -395,7 +395,10 @@ class WeightSpaceBasis:
             for i in members:
                 partners.setdefault(i, set()).update(members)
         names = [t.name for t in self.spec.tensors]
-        return tuple((names[i], names[j]) for i in sorted(partners) for j in sorted(partners[i]))
+        pairs: list[tuple[str, str]] = []
+        for i in sorted(partners):  # zip/repeat/map: no Python frame per pair
+            pairs += zip(itertools.repeat(names[i]), map(names.__getitem__, sorted(partners[i])))
+        return tuple(pairs)
 
     def coupled_blocks(self) -> Iterator[Block]:
         """The blocks of tensor pairs that share a group type, in spec order."""
@@ -445,6 +448,45 @@ class WeightSpaceBasis:
         out_names, in_names = sig_out[0], sig_in[0]
         return out_names + tuple(n for n in in_names if n not in out_names)
 
+    @cached_property
+    def _name_ids(self) -> dict[str, int]:
+        """Per tensor, a number for its tuple of type names (equal tuples, equal numbers)."""
+        ids: dict[tuple[str, ...], int] = {}
+        sigs = self._generic_signatures
+        return {n: ids.setdefault(sig[0], len(ids)) for n, sig in sigs.items()}
+
+    @cached_property
+    def _generic_signatures(self) -> dict[str, tuple[tuple[str, ...], tuple]]:
+        return self.signatures({})
+
+    def block_names(self, out: str, in_: str) -> tuple[str, ...]:
+        """:meth:`pair_names` of the block ``out <- in_`` (kept per pair of type-name
+        tuples: the tensors of a deep preset have few)."""
+        key = (self._name_ids[out], self._name_ids[in_])
+        names = self._names_cache.get(key)
+        if names is None:
+            sigs = self._generic_signatures
+            names = self._names_cache[key] = self.pair_names(sigs[out], sigs[in_])
+        return names
+
+    @cached_property
+    def _names_cache(self) -> dict[tuple[int, int], tuple[str, ...]]:
+        return {}
+
+    def shape_index(self, sizes: Mapping[str, int]) -> dict[tuple[str, str], tuple]:
+        """Per coupled pair, its :meth:`shape_key` at ``sizes`` (in an interned form: equal
+        for blocks that are the same up to renaming their types)."""
+        key = tuple(sorted(sizes.items()))
+        index = self._index_cache.get(key)
+        if index is None:
+            index = {pair: shape for shape, pairs in self._shapes(sizes).items() for pair in pairs}
+            self._index_cache[key] = index
+        return index
+
+    @cached_property
+    def _index_cache(self) -> dict[tuple, dict[tuple[str, str], tuple]]:
+        return {}
+
     def _shapes(self, sizes: Mapping[str, int]) -> dict[tuple, list[tuple[str, str]]]:
         """The coupled pairs grouped by :meth:`shape_key` at ``sizes``, in spec order
         (each group's first pair is its representative). The key of a pair is made of
@@ -456,11 +498,16 @@ class WeightSpaceBasis:
         sigs = self.signatures(sizes)
         ids: dict[tuple, int] = {}
         sig_id = {n: ids.setdefault(sig[1], len(ids)) for n, sig in sigs.items()}
-        rank = {n: {t: i for i, t in enumerate(sig[0])} for n, sig in sigs.items()}
+        name_id = self._name_ids
+        shared_of: dict[tuple[int, int], tuple] = {}  # by the two tensors' type names
         groups: dict[tuple, list[tuple[str, str]]] = {}
         for s, t in self.coupled_pairs:
-            in_rank = rank[t]
-            shared = tuple((i, in_rank[n]) for i, n in enumerate(sigs[s][0]) if n in in_rank)
+            names = (name_id[s], name_id[t])
+            shared = shared_of.get(names)
+            if shared is None:
+                in_rank = {n: i for i, n in enumerate(sigs[t][0])}
+                shared = tuple((i, in_rank[n]) for i, n in enumerate(sigs[s][0]) if n in in_rank)
+                shared_of[names] = shared
             groups.setdefault((sig_id[s], sig_id[t], shared), []).append((s, t))
         self._shape_cache[tuple(sorted(sizes.items()))] = groups
         return groups
@@ -477,16 +524,15 @@ class WeightSpaceBasis:
         (:meth:`shape_key`) are solved once.
         """
         out = {t: 1 for t in self.spec.group_types}
-        sigs = self.signatures({})
         for pairs in self._shapes({}).values():
             s, t = pairs[0]
-            names = self.pair_names(sigs[s], sigs[t])
+            names = self.block_names(s, t)
             th = self.blocks[s, t].thresholds()
             above = [(k, th[n]) for k, n in enumerate(names) if th.get(n, 1) > 1]
             if not above:
                 continue
             for s, t in pairs:
-                names = self.pair_names(sigs[s], sigs[t])
+                names = self.block_names(s, t)
                 for k, n in above:
                     name = names[k]
                     if name in out and n > out[name]:
@@ -693,6 +739,16 @@ def _kind(decl) -> GroupKind:
     return get_kind(decl.kind).for_decl(decl)
 
 
+#: the last spec solved and its basis: the CLI's build and its summary line, or a render
+#: and the counts beside it, share one solve (a spec is immutable; its identity is checked)
+_LAST: list[tuple[Spec, WeightSpaceBasis]] = []
+
+
 def solve(spec: Spec) -> WeightSpaceBasis:
-    """The basis of equivariant affine maps of ``spec``'s weight space."""
-    return WeightSpaceBasis(spec)
+    """The basis of equivariant affine maps of ``spec``'s weight space (the same object
+    for the same spec object as the previous call: its caches are shared)."""
+    if _LAST and _LAST[0][0] is spec and _LAST[0][1].spec is spec:
+        return _LAST[0][1]
+    basis = WeightSpaceBasis(spec)
+    _LAST[:] = [(spec, basis)]
+    return basis
