@@ -78,12 +78,43 @@ def _cmd_count(args: argparse.Namespace) -> int:
     return 0
 
 
+#: torch intra-op threads for the commands that compute with torch (``verify``), unless
+#: ``--threads`` or ``$QGEN_THREADS`` says otherwise: its solves are small dense problems
+#: (thousands of entries), which a second thread barely speeds up on a quiet machine and,
+#: on a loaded one, slows down many times over (spinning threads wait for a core: a solve
+#: took 66 s instead of 0.28 s on a shared 2-core machine)
+DEFAULT_THREADS = 1
+
+
+def torch_threads(requested: int | None = None) -> int:
+    """Set torch's intra-op thread count for this process and return it: ``requested``,
+    else ``$QGEN_THREADS``, else :data:`DEFAULT_THREADS`."""
+    value = requested
+    if value is None:
+        env = os.environ.get("QGEN_THREADS", "").strip()
+        if env:
+            try:
+                value = int(env)
+            except ValueError:
+                raise UsageError(
+                    f"QGEN_THREADS must be a positive integer, got {env[:20]!r}"
+                ) from None
+    value = DEFAULT_THREADS if value is None else value
+    if value < 1:
+        raise UsageError(f"the thread count must be a positive integer, got {value}")
+    import torch
+
+    torch.set_num_threads(value)
+    return value
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from qgen.cli.report import verify_lines
     from qgen.solver.verify import size_levels, verify, work_estimate
 
     if args.up_to is not None and args.up_to < 1:
         raise UsageError(f"--up-to must be a positive size, got {args.up_to}")
+    torch_threads(args.threads)
     basis = solve(load_spec(args.spec))
     sizes = _parse_sizes(args.sizes, basis)
     levels = size_levels(basis, sizes, up_to=args.up_to)
@@ -290,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=20_000,
         metavar="K",
         help="skip blocks whose map has more than K entries at a size (default 20000)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"torch threads for the solves (default: $QGEN_THREADS, else {DEFAULT_THREADS}; "
+        "more threads pay only for large blocks on an idle machine)",
     )
     p.add_argument(
         "--max-work",
