@@ -80,6 +80,8 @@ def measure(root: Path, spec: Path, command: str, timeout: float) -> dict | None
     """One command on ``spec`` in a fresh process; None when it ran past ``timeout``."""
     argv = command.split()
     argv = [argv[0], str(spec), *(["-o", "{OUT}"] if argv[0] == "build" else []), *argv[1:]]
+    if argv[0] == "build" and _bounds_terms(root):
+        argv += ["--max-terms", "0"]  # time the deep presets that a default build refuses
     try:
         done = subprocess.run(
             [sys.executable, "-c", _CHILD, str(root), json.dumps(argv)],
@@ -93,6 +95,11 @@ def measure(root: Path, spec: Path, command: str, timeout: float) -> dict | None
     if done.returncode != 0:
         raise RuntimeError(f"{command} {spec.name} failed: {done.stderr.strip()[-500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _bounds_terms(root: Path) -> bool:
+    """Whether the checkout's build takes ``--max-terms`` (older ones have no bound)."""
+    return "MAX_LAYER_TERMS" in (root / "qgen" / "codegen" / "plan.py").read_text()
 
 
 def exponent(depths: list[int], seconds: list[float]) -> float | None:

@@ -146,3 +146,23 @@ def test_the_scaling_bench_runs_and_fits_its_exponent(tmp_path):
         (d, c) for d in (1, 2) for c in scaling.COMMANDS
     }
     assert all(r["cpu_s"] > 0 and r["tensors"] == 2 * r["depth"] for r in rows)
+
+
+def test_a_layer_past_the_term_budget_is_refused_with_its_cost(tmp_path, capsys):
+    """Ten 4-axis tensors of one perm type: 414,300 basis terms (100 blocks of Bell(8) =
+    4,140), counted per shape in a moment and refused on one line; ``--max-terms`` is the
+    stated budget (0: none)."""
+    axes = "[p, p, p, p]"
+    tensors = "".join(f"  T{i}: {axes}\n" for i in range(10))
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(f"name: wide\ntypes:\n  p: {{group: perm}}\ntensors:\n{tensors}")
+    basis = WeightSpaceBasis(parse_spec(spec.read_text()))
+    assert basis.term_count() == 100 * 4140 + 10 * 15 * 10 * 15 - 100 * 15 * 15 + 300
+    out = tmp_path / "out"
+    assert main(["build", str(spec), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "the layer has 414,300 basis terms over 10 tensors, more than the 200,000" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["build", str(spec), "-o", str(out), "--max-terms", "-1"]) == 2
+    assert "--max-terms must be 0" in capsys.readouterr().err

@@ -175,10 +175,19 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from qgen.codegen import plan
     from qgen.codegen.output import build
 
+    if args.max_terms is not None and args.max_terms < 0:
+        raise UsageError(f"--max-terms must be 0 (no bound) or positive, got {args.max_terms}")
     spec = load_spec(args.spec)
-    written = build(spec, args.output, tests=args.tests)
+    bound = plan.MAX_LAYER_TERMS
+    if args.max_terms is not None:
+        plan.MAX_LAYER_TERMS = args.max_terms  # for this build only
+    try:
+        written = build(spec, args.output, tests=args.tests)
+    finally:
+        plan.MAX_LAYER_TERMS = bound
     total = solve(spec).counts()["total"]
     for path in written:
         print(f"wrote {path}")
@@ -267,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tests", action="store_true", help="also write DIR/test_<name>.py (pytest + hypothesis)"
+    )
+    p.add_argument(
+        "--max-terms",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse layers with more than N basis terms in all (default 200,000, a few "
+        "seconds of CPU; 0: no bound)",
     )
     p.set_defaults(func=_cmd_build)
 

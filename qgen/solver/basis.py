@@ -306,6 +306,10 @@ class Block:
         """Basis elements per term: the product of the fixed axes' sizes."""
         return math.prod(f.count({}) for f in self.fixed_factors)
 
+    def generic_terms(self) -> int:
+        """How many generic basis terms :meth:`terms` yields (none built)."""
+        return math.prod(f.count({}) for f in self.group_factors)
+
     def terms(self) -> Iterator[Term]:
         """The generic basis terms: the product of the per-type terms.
 
@@ -651,6 +655,20 @@ class WeightSpaceBasis:
             if found is not None:
                 rows.append((f"{s} <- {t}", *found))
         return total, rows
+
+    def term_count(self) -> int:
+        """How many generic basis terms the layer has (every block, the uncoupled ones as
+        bias times invariant terms): the work of planning and writing it, counted per
+        shape without building a term."""
+        shapes = self._shapes({})
+        coupled = sum(
+            len(pairs) * self.blocks[pairs[0]].generic_terms() for pairs in shapes.values()
+        )
+        bias = {n: b.generic_terms() for n, b in self.bias.items()}
+        inv = {n: b.generic_terms() for n, b in self.invariant.items()}
+        pairs = [p for group in shapes.values() for p in group]
+        uncoupled = sum(bias.values()) * sum(inv.values()) - sum(bias[s] * inv[t] for s, t in pairs)
+        return coupled + uncoupled + sum(bias.values()) + sum(inv.values())
 
     @cached_property
     def _type_order(self) -> dict[str, tuple[int, int]]:
