@@ -659,8 +659,21 @@ class WeightSpaceBasis:
     def term_count(self) -> int:
         """How many generic basis terms the layer has (every block, the uncoupled ones as
         bias times invariant terms): the work of planning and writing it, counted per
-        shape without building a term."""
+        shape without building a term. A block past :data:`MAX_BLOCK_TERMS` is refused
+        here already (:class:`TooLarge`, naming it), as :meth:`Block.terms` would."""
         shapes = self._shapes({})
+        blocks = [self.blocks[pairs[0]] for pairs in shapes.values()]
+        for block in (*blocks, *self.bias.values(), *self.invariant.values()):
+            try:
+                n = block.generic_terms()
+            except TooLarge as exc:  # a nested factor's outer table
+                raise TooLarge(f"block {block.label}: {exc}") from None
+            if n > MAX_BLOCK_TERMS:
+                raise TooLarge(
+                    f"block {block.label}: {n:,} basis terms, more than the "
+                    f"{MAX_BLOCK_TERMS:,} a layer is built with (fewer axes of one type per "
+                    "tensor, or split the type)"
+                )
         coupled = sum(
             len(pairs) * self.blocks[pairs[0]].generic_terms() for pairs in shapes.values()
         )
