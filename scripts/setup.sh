@@ -3,11 +3,12 @@
 #   QGEN_VENV         where to put the environment (default: .venv)
 #   QGEN_CONSTRAINTS  pip constraints file (default: scripts/constraints-cpu.txt,
 #                     which pins the CPU build of torch); set it empty to let pip choose.
-#   QGEN_EXTRAS       extras to install (default: test,escnn,zoo,data,nfn,hf; zoo is what
+#   QGEN_EXTRAS       extras to install (default: test,escnn,zoo,data,nfn,hf,docs; zoo is what
 #                     the model-zoo study and its tiny pipeline test need, data reads
 #                     .safetensors checkpoints, nfn is NFN's package for the interop tests,
 #                     hf what from_module's Hugging Face tests need: transformers 4.x,
-#                     which keeps torch at its pin). escnn's dependency py3nj
+#                     which keeps torch at its pin; docs builds the documentation site
+#                     with mkdocs and runs its tutorials). escnn's dependency py3nj
 #                     is compiled with a Fortran compiler: as root on Debian/Ubuntu this
 #                     script installs gfortran with apt-get when it is missing. Without
 #                     one, set QGEN_EXTRAS=test and then
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 venv="${QGEN_VENV:-.venv}"
 constraints="${QGEN_CONSTRAINTS-scripts/constraints-cpu.txt}"
 
-extras="${QGEN_EXTRAS-test,escnn,zoo,data,nfn,hf}"
+extras="${QGEN_EXTRAS-test,escnn,zoo,data,nfn,hf,docs}"
 
 if [[ ",$extras," == *",escnn,"* ]] && ! command -v gfortran >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
