@@ -176,6 +176,24 @@ def _inverse_monomial(g: Monomial) -> Monomial:
     return back, 1 / _take(scale, back)
 
 
+def _element_size(element: object, nested: bool = False) -> tuple[int, int]:
+    """The size an element acts on (a monomial's index length, a matrix's side) and, for
+    a nested type, the size of its outer type (else 0)."""
+    if isinstance(element, tuple):
+        return element[1].shape[-1], element[1].shape[-2] if nested else 0
+    return element.shape[-1], element.shape[-3] if nested else 0
+
+
+def _check_size(name: str, axis: str, size: int, n: int) -> None:
+    """Refuse an element sampled for size ``n`` acting on an axis of ``size``."""
+    if n != size:
+        raise ValueError(
+            f"{name}: axis {axis} has size {size}, but the element of "
+            f"{axis.rstrip('*')} acts on size {n}; sample it at the sizes of these weights "
+            "(sample_group_element(sizes_of(x)))"
+        )
+
+
 def _act_weights(
     g: dict[str, object],
     x: dict[str, torch.Tensor],
@@ -205,13 +223,19 @@ def _act_weights(
             type_ = axis.rstrip("*")
             if type_ in g and type_ in nested:
                 outer_dim = types.index(nested[type_]) - len(axes)
+                n, outer = _element_size(g[type_], nested=True)
+                _check_size(name, axis, t.shape[dim], n)
+                _check_size(name, axes[outer_dim], t.shape[outer_dim], outer)
                 t = actions[type_](t, dim, outer_dim, g[type_], axis.endswith("*"))
         for dim, axis in enumerate(axes, start=-len(axes)):
             type_ = axis.rstrip("*")
             if type_ in g and type_ not in nested:
+                _check_size(name, axis, t.shape[dim], _element_size(g[type_])[0])
                 t = actions[type_](t, dim, g[type_], axis.endswith("*"))
         for grid, tie in grids.items():
             if grid in g and tie[0] in types:
+                cells = t.shape[types.index(tie[0]) - len(axes)] ** 2
+                _check_size(name, f"{tie[0]} x {tie[1]}", cells, _element_size(g[grid])[0])
                 t = act_grid(t, axes, tie, g[grid])
         out[name] = t
     return out
@@ -300,6 +324,17 @@ def _index_features(
                 size = size.sqrt()
             feats.append(size.clamp_min(1e-30).log().clamp(-80.0, 80.0))
     return torch.stack(feats, dim=-1)
+
+
+def _count(value: object, name: str) -> int:
+    """A layer's count argument (channels, features) as an ``int``: a positive integer,
+    else a message about the argument (not a torch error from deep inside)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    n = value.__index__()
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n}")
+    return n
 
 
 def _init_mix(
@@ -1308,6 +1343,8 @@ class EquivariantLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        in_channels = _count(in_channels, "in_channels")
+        out_channels = _count(out_channels, "out_channels")
         factory = {"device": device, "dtype": dtype}
         #: alpha of the quasi-equivariant layer F = alpha(x) . beta(x), or None (strict)
         self.relaxation = QuasiRelaxation().to(**factory) if quasi else None
@@ -1417,6 +1454,8 @@ class InvariantHead(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        in_channels = _count(in_channels, "in_channels")
+        out_features = _count(out_features, "out_features")
         self.in_channels = in_channels
         self.in_features = in_channels * 10
         self.linear = nn.Linear(

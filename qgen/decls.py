@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "FIXED",
+    "MAX_AXES",
+    "MAX_AXES_OF_A_TYPE",
+    "MAX_SIZE",
+    "MAX_TENSORS",
+    "MAX_TYPES",
     "Axis",
     "Spec",
     "TensorDecl",
@@ -29,6 +34,22 @@ __all__ = [
 
 #: the kind of a type without a group (a spec's type entry with no ``group:``)
 FIXED = "fixed"
+
+# --- What one spec may ask for (checked while parsing, before any solving) -------------
+#: tensors in a weight space. Counting and building cost grows with the pairs of tensors
+#: (blocks); a transformer preset of 64 blocks has 1,028 tensors.
+MAX_TENSORS = 1200
+#: index types in a spec (a transformer preset of 64 blocks has 259)
+MAX_TYPES = 600
+#: axes of one tensor (a 3-d convolution kernel has 5)
+MAX_AXES = 8
+#: axes of one group type in one tensor. A block between two such tensors has up to twice
+#: as many axes of the type, and its basis grows with the set partitions of those axes
+#: (Bell numbers: 8 axes give 4,140 terms, 12 give 4.2 million).
+MAX_AXES_OF_A_TYPE = 4
+#: the size of a fixed axis (a preset's width or kernel included); what the layers built
+#: on such axes cost is counted by the build, this only keeps numbers sane
+MAX_SIZE = 1_000_000
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_NAME = 64

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,28 @@ def test_build_reports_maps_not_terms(tmp_path):
     assert result.returncode == 0
     assert "mlp_relu: 21 equivariant linear maps, 2 bias maps, 2 invariant" in result.stdout
     assert "terms" not in result.stdout
+
+
+def test_usage_errors_escape_the_users_text(capsys):
+    assert main(["count", str(EXAMPLE), "--sizes", "\x1b[2J\u202eh1\r\n=2", "h" * 10_000]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qgen: error: --sizes")
+    assert "\x1b" not in err and "\u202e" not in err and "\r" not in err
+    assert "no type '\\x1b[2J\\u202eh1\\r\\n'" in err and len(err) <= 420
+
+
+def test_build_into_a_file_is_one_line_and_writes_nothing(tmp_path, capsys):
+    target = tmp_path / "not_a_folder"
+    target.write_text("mine\n")
+    assert main(["build", str(EXAMPLE), "-o", str(target), "--tests"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"qgen: error: cannot write -o {target}: it is a file; name a folder (it is "
+        "created when missing); nothing was written\n"
+    )
+    assert target.read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["not_a_folder"]
+
+
+def test_verify_refuses_a_huge_size_range_before_listing_it(capsys):
+    assert main(["verify", str(EXAMPLE), "--up-to", "1000000000"]) == 2
+    assert "past the limit of 1,000 size settings" in capsys.readouterr().err

@@ -351,9 +351,10 @@ def test_batch_mix_gradients_match_autograd_through_the_broadcast_weight(monkeyp
 
 
 def test_names_only_reach_generated_code_as_identifiers_and_literals():
-    # names that shadow what the generated code uses must stay inert
+    # names that shadow what the generated code uses must stay inert (a spec named like a
+    # module the generated files import is refused: tests/test_hostile.py)
     text = """
-name: torch
+name: shadowing
 types: {n: {group: perm}, x: {size: 2}, F: {group: scaled}}
 tensors: {nn: [n, x*], out: [F, n*], self: [F]}
 """

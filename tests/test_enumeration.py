@@ -263,7 +263,12 @@ def test_a_block_past_the_bound_is_refused_with_its_size(tmp_path):
     import sys
 
     spec = tmp_path / "wide.yaml"
-    spec.write_text("name: wide\ntypes:\n  p: {group: perm}\ntensors:\n  T: [p, p, p, p, p, p]\n")
+    # four axes of each of two perm types (the spec's limit is four per type): the block
+    # T <- T has Bell(8) ** 2 terms
+    spec.write_text(
+        "name: wide\ntypes:\n  p: {group: perm}\n  q: {group: perm}\n"
+        "tensors:\n  T: [p, p, p, p, q, q, q, q]\n"
+    )
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "qgen", "build", str(spec), "-o", str(out)],
@@ -274,7 +279,7 @@ def test_a_block_past_the_bound_is_refused_with_its_size(tmp_path):
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "block T <- T: 4,213,597 basis terms, more than the 50,000" in lines[0]
+    assert "block T <- T: 17,139,600 basis terms, more than the 50,000" in lines[0]
     assert not out.exists() or not any(out.iterdir())
     count = subprocess.run(
         [sys.executable, "-m", "qgen", "count", str(spec)], capture_output=True, timeout=120

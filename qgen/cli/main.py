@@ -18,6 +18,8 @@ __all__ = ["main"]
 #: verify refuses runs above this many map entries to solve (measured on the 2-core
 #: machine: 775k entries, mlp_relu up to size 16, in 34 s of CPU)
 DEFAULT_MAX_WORK = 2_000_000
+#: verify checks every size 1..--up-to, each a pass over every block: a bound on that list
+MAX_UP_TO = 1000
 
 _DESCRIPTION = """\
 qgen solves for the equivariant linear maps of a neural network's weight space
@@ -114,6 +116,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if args.up_to is not None and args.up_to < 1:
         raise UsageError(f"--up-to must be a positive size, got {args.up_to}")
+    if args.up_to is not None and args.up_to > MAX_UP_TO:
+        raise UsageError(
+            f"--up-to {args.up_to:,} is past the limit of {MAX_UP_TO:,} size settings (each "
+            "one checks every block); fix sizes with --sizes to check one large size"
+        )
     torch_threads(args.threads)
     basis = solve(load_spec(args.spec))
     sizes = _parse_sizes(args.sizes, basis)

@@ -1,16 +1,17 @@
 """Python source text for generated modules: literals, and the layout by ``ruff format``.
 
 Names from a spec reach generated code only through :func:`lit` (validated identifiers
-as double-quoted strings; anything needing an escape is refused). Every rendered module
-goes through :func:`format_source`, the pinned ``ruff format`` (a dependency of qgen), so
-templates and the emitter write plain code and never lay out lines by hand.
+as double-quoted strings; anything needing an escape is refused); other text from the
+user (the spec's file name, in the module docstring) only through :func:`doc_text`.
+Every rendered module goes through :func:`format_source`, the pinned ``ruff format`` (a
+dependency of qgen), so templates and the emitter write plain code and never lay out lines by hand.
 """
 
 from __future__ import annotations
 
 import subprocess
 
-__all__ = ["WIDTH", "format_source", "int_tuple", "lit", "literal"]
+__all__ = ["WIDTH", "doc_text", "format_source", "int_tuple", "lit", "literal"]
 
 #: the line length of generated code (ruff format's setting in this project)
 WIDTH = 100
@@ -43,6 +44,35 @@ def lit(value: object) -> str:
             raise ValueError(f"refusing to write {value!r} into generated code")
         return f'"{value}"'
     return repr(value)
+
+
+#: characters :func:`doc_text` writes as themselves
+_DOC_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._+-=@,()[]")
+
+
+def doc_text(value: str, limit: int = 100) -> str:
+    r"""``value`` (text the user chose, such as a file name) for a docstring: letters,
+    digits and a few marks as themselves, every other character as a ``\xNN`` or
+    ``\uNNNN`` escape, so no quote, backslash or line break of the value reaches the
+    source; at most ``limit`` characters of it.
+
+    >>> print(doc_text('a"b\nc.yaml'))
+    a\x22b\x0ac.yaml
+    """
+    if len(value) > limit:
+        value = value[: limit - 3] + "..."
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in _DOC_SAFE:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
 
 
 def int_tuple(items: tuple[int, ...]) -> str:

@@ -40,7 +40,7 @@ from qgen.codegen.plan import (
     OutPattern,
     plan_layer,
 )
-from qgen.codegen.pytext import format_source, lit, literal
+from qgen.codegen.pytext import doc_text, format_source, lit, literal
 from qgen.kinds import get_kind, kind_of
 from qgen.runtime.source import RUNTIME_MODULES, runtime_for
 from qgen.solver.basis import solve
@@ -152,7 +152,7 @@ def _context(spec: Spec, plan: LayerPlan) -> dict:
     return {
         "spec": spec,
         "version": __version__,
-        "source": Path(spec.source).name,
+        "source": doc_text(Path(spec.source).name),
         "sha256": spec.sha256,
         "plan": plan,
         "groups": groups,

@@ -63,6 +63,17 @@ FAMILIES: dict[str, tuple[str, bool]] = {
 }
 #: rotation orders N whose rotations map a square grid of cells onto itself
 GRID_ORDERS = (1, 2, 4)
+#: what a spec may ask of escnn (checked while parsing, before escnn builds anything):
+#: the rotation order N of a finite group; the summands of a direct sum; the largest
+#: irrep id (frequency); the dimension of a representation (a block's commutant lives in
+#: the tensor product of its axes' representations: dim^axes); the side k of a grid (a
+#: block between two grid tensors has a basis of about k^8 / |G| entries: 0.8 million
+#: for k = 9 under D4, 320 million for k = 15)
+MAX_N = 64
+MAX_SUMMANDS = 16
+MAX_IRREP = 32
+MAX_REP_DIM = 128
+MAX_GRID_SIDE = 9
 _SNAP_TOL = 1e-11
 
 
@@ -405,6 +416,11 @@ class EscnnKind(FixedAxisKind):
         size = entry.size()
         if tie is None:
             dim = rep_size(rep, lambda message: entry.fail(message, "rep"))
+            if dim > MAX_REP_DIM:
+                entry.fail(
+                    f"the representation has dimension {dim:,}, past the limit of {MAX_REP_DIM}",
+                    "rep",
+                )
             if size is not None and size != dim:
                 entry.fail(
                     f"size {size} does not match the representation's dimension {dim}", "size"
@@ -438,6 +454,11 @@ class EscnnKind(FixedAxisKind):
                 if other.tie is not None and t in other.tie:
                     fail(f"type {t!r} is already tied to grid {other.name!r}")
         k0, k1 = (types[t].size for t in decl.tie)
+        if max(k0, k1) > MAX_GRID_SIDE:
+            fail(
+                f"a grid of side {max(k0, k1):,} is past the limit of {MAX_GRID_SIDE} (a block's "
+                f"basis on two grids has about side^8 / |G| entries)"
+            )
         if k0 != k1:
             fail(
                 f"a grid needs a square kernel; {decl.tie[0]} has size {k0}, "
@@ -555,6 +576,8 @@ def parse_group(data: object, fail) -> tuple[str, int | None]:
     if FAMILIES[family][1]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             fail(f"{family} needs N, a positive integer (the rotation order), got {n!r}")
+        if n > MAX_N:
+            fail(f"N = {n:,} is past the limit of {MAX_N} for the rotation order")
     elif n is not None:
         fail(f"{family} is a continuous group and takes no N")
     return family, n
@@ -578,6 +601,8 @@ def parse_rep(family: str, n: int | None, data: object, fail) -> tuple[EscnnRep,
     items = data if isinstance(data, list) else [data]
     if not items:
         fail("an empty direct sum; list at least one representation")
+    if len(items) > MAX_SUMMANDS:
+        fail(f"a direct sum of {len(items)} representations; the limit is {MAX_SUMMANDS}")
     summands = []
     for item in items:
         if item in ("standard", "regular", "trivial"):
@@ -591,6 +616,11 @@ def parse_rep(family: str, n: int | None, data: object, fail) -> tuple[EscnnRep,
             ident = tuple(ident) if isinstance(ident, list) else (ident,)
             if not ident or not all(isinstance(i, int) and not isinstance(i, bool) for i in ident):
                 fail(f"an irrep id is an integer or a list of integers, got {item['irrep']!r}")
+            if len(ident) > 2 or max(abs(i) for i in ident) > MAX_IRREP:
+                fail(
+                    f"irrep id {item['irrep']!r} is past the limits (at most 2 integers, "
+                    f"each at most {MAX_IRREP})"
+                )
             summands.append(("irrep", ident))
         else:
             fail(

@@ -14,6 +14,17 @@ from torch import nn
 Weights = dict[str, torch.Tensor]
 
 
+def _count(value: object, name: str) -> int:
+    """A layer's count argument (channels, features) as an ``int``: a positive integer,
+    else a message about the argument (not a torch error from deep inside)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    n = value.__index__()
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n}")
+    return n
+
+
 def _eye(n: int, like: torch.Tensor) -> torch.Tensor:
     """The identity matrix of size ``n`` in ``like``'s dtype and device."""
     return torch.eye(n, dtype=like.dtype, device=like.device)

@@ -30,8 +30,11 @@ live in :mod:`qgen.decls` and are re-exported here.
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import NoReturn
 
@@ -39,6 +42,11 @@ import yaml
 
 from qgen.decls import (
     FIXED,
+    MAX_AXES,
+    MAX_AXES_OF_A_TYPE,
+    MAX_SIZE,
+    MAX_TENSORS,
+    MAX_TYPES,
     Axis,
     Spec,
     TensorDecl,
@@ -70,22 +78,215 @@ _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null")
 )
 
+# --- Bounds on the YAML itself, checked while it is read (before the work can grow) -----
+#: the largest spec file (bytes; characters for a string): specs are a few hundred bytes,
+#: an explicit 64-block transformer about 40 kB
+MAX_SPEC_BYTES = 1 << 20
+#: the deepest nesting of lists and mappings (a spec needs 6: an escnn irrep id in a sum)
+MAX_DEPTH = 32
+#: YAML nodes, counting every use of an alias as a copy of its anchor's node (an alias
+#: bomb expands exponentially); a 64-block transformer written out has about 10,000
+MAX_NODES = 200_000
+
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate the spec file at ``path``."""
     path = Path(path)
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError("no such file", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", source=str(path)) from None
-    return parse_spec(text, source=str(path))
+        raise SpecError("no such file", source=source) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file ({exc.strerror})", source=source) from None
+    except ValueError:  # a NUL in the path
+        raise SpecError(
+            "cannot read the file (the path has a NUL character)", source=source
+        ) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(_too_large(), source=source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"not UTF-8 text (byte {exc.start} cannot be decoded); save the spec as UTF-8",
+            source=source,
+        ) from None
+    return parse_spec(text, source=source)
 
 
 def parse_spec(text: str, source: str = "<string>") -> Spec:
     """Validate spec ``text`` (YAML) and return the :class:`Spec` it declares."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(_too_large(), source=source)
     return _Parser(text, source).spec()
+
+
+def _too_deep() -> str:
+    return f"lists and mappings nested more than {MAX_DEPTH} deep; a spec needs a few levels"
+
+
+def _too_large() -> str:
+    return (
+        f"the spec is larger than {MAX_SPEC_BYTES:,} bytes, the limit; a spec declares types "
+        "and tensors (a few kB), use arch: presets for large networks"
+    )
+
+
+@cache
+def reserved_module_names() -> frozenset[str]:
+    """Names a spec may not take: its name is the generated module's (``<name>.py``, next
+    to ``test_<name>.py``), which would shadow a module that generated code imports or
+    the standard library. Read from the templates and the runtime that generated files
+    are made of, so the list follows them."""
+    root = Path(__file__).resolve().parent.parent
+    statement = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+    names: set[str] = set()
+    for folder, pattern in (
+        (root / "codegen" / "templates", "**/*.j2"),
+        (root / "runtime", "*.py"),
+    ):
+        for path in folder.glob(pattern):
+            names.update(statement.findall(path.read_text(encoding="utf-8")))
+    names.discard("qgen")  # the runtime's own imports of qgen are not copied
+    return frozenset(names | set(sys.stdlib_module_names))
+
+
+# --------------------------------------------------------------------------- #
+# Reading YAML into nodes, bounded: PyYAML's composer recurses once per level of nesting
+# and walking its node graph expands aliases, so nodes are built here from the event
+# stream, with the depth, the expanded node count and recursive aliases checked as the
+# events arrive.
+
+#: the event parser: LibYAML's where PyYAML has it (25 times faster on a large spec), else
+#: PyYAML's own; both give marks with line numbers
+_EVENTS = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_WORDS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")
+_YAML11 = {
+    "tag:yaml.org,2002:int": re.compile(r"[-+]?(0[0-9_]+|0b[01_]+|.*[_:].*)\Z"),
+    "tag:yaml.org,2002:float": re.compile(r".*[_:].*\Z"),
+    "tag:yaml.org,2002:bool": re.compile(r"(?i:yes|no|on|off)\Z"),
+}
+
+
+def _yaml11_problem(node: yaml.ScalarNode) -> str | None:
+    """How YAML 1.1 reads a plain scalar unlike most readers of YAML 1.2 would (``010`` as
+    8, ``1:30`` as 90, ``1_000`` as 1000, ``yes``/``no``/``on``/``off`` as booleans)."""
+    pattern = _YAML11.get(node.tag)
+    if node.style is not None or pattern is None or not pattern.match(node.value):
+        return None
+    value = yaml.constructor.SafeConstructor().construct_object(node)
+    if node.tag.endswith("bool"):
+        return f"{node.value!r} is read by YAML as {value}; write true or false"
+    return (
+        f"{node.value!r} is read by YAML 1.1 as {value!r}; write the number plainly "
+        "(no leading 0, '_' or ':'), or quote it for text"
+    )
+
+
+class _Composer:
+    """PyYAML's events made into its node graph (aliases share their anchor's node), with
+    the bounds checked first."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self.resolver = yaml.SafeLoader("")
+
+    def fail(self, message: str, event: yaml.Event) -> NoReturn:
+        raise SpecError(message, source=self.source, line=event.start_mark.line + 1)
+
+    def compose(self) -> yaml.Node | None:
+        anchors: dict[str, tuple[yaml.Node, int]] = {}
+        # open collections: (node, anchor, expanded size so far, pending key)
+        stack: list[list] = []
+        total = 0
+        root: yaml.Node | None = None
+        documents = 0
+        for event in yaml.parse(self.text, Loader=_EVENTS):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    self.fail(
+                        "a spec is one YAML document; remove the '---' and what follows", event
+                    )
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in anchors:
+                    if any(entry[1] == event.anchor for entry in stack):
+                        self.fail(
+                            f"alias *{event.anchor} refers to a list or mapping that contains "
+                            "it (a recursive alias); write the value out",
+                            event,
+                        )
+                    self.fail(
+                        f"alias *{event.anchor} names no anchor &{event.anchor} above it", event
+                    )
+                node, size = anchors[event.anchor]
+            elif isinstance(event, yaml.ScalarEvent):
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                # LibYAML marks a plain scalar's style '' where PyYAML writes None
+                node = yaml.ScalarNode(
+                    tag, event.value, event.start_mark, event.end_mark, style=event.style or None
+                )
+                size = 1
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                kind = (
+                    yaml.SequenceNode
+                    if isinstance(event, yaml.SequenceStartEvent)
+                    else yaml.MappingNode
+                )
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = self.resolver.resolve(kind, None, event.implicit)
+                node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                if len(stack) >= MAX_DEPTH:
+                    self.fail(_too_deep(), event)
+                stack.append([node, event.anchor, 1, None])
+                continue
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                node, anchor, size, _ = stack.pop()
+                node.end_mark = event.end_mark
+                if anchor is not None:
+                    anchors[anchor] = (node, size)
+                self._add(stack, node, size)
+                if not stack:
+                    root = node
+                continue
+            else:
+                continue
+            total += size
+            if total > MAX_NODES:
+                self.fail(
+                    f"the YAML expands to more than {MAX_NODES:,} values (aliases count "
+                    "once per use); write the spec out plainly",
+                    event,
+                )
+            if not isinstance(event, yaml.AliasEvent) and event.anchor is not None:
+                anchors[event.anchor] = (node, size)
+            self._add(stack, node, size)
+            if not stack:
+                root = node
+        return root
+
+    @staticmethod
+    def _add(stack: list[list], node: yaml.Node, size: int) -> None:
+        """``node`` (of expanded ``size``) as the next item of the open collection."""
+        if not stack:
+            return
+        entry = stack[-1]
+        entry[2] += size
+        parent = entry[0]
+        if isinstance(parent, yaml.SequenceNode):
+            parent.value.append(node)
+        elif entry[3] is None:
+            entry[3] = node
+        else:
+            parent.value.append((entry[3], node))
+            entry[3] = None
 
 
 # --------------------------------------------------------------------------- #
@@ -105,11 +306,29 @@ class _Parser:
 
     def spec(self) -> Spec:
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = _Composer(self.text, self.source).compose()
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+            line = self.text.count("\n", 0, exc.position) + 1
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            raise SpecError(
+                f"not valid YAML: {exc.reason} (U+{code:04X}); remove it",
+                source=self.source,
+                line=line,
+            ) from None
+        except UnicodeEncodeError as exc:  # a lone surrogate in a str given to parse_spec
+            line = self.text.count("\n", 0, exc.start) + 1
+            raise SpecError(
+                f"not valid text: U+{ord(exc.object[exc.start]):04X} is half of a surrogate "
+                "pair, not a character",
+                source=self.source,
+                line=line,
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
+            if "maximum nesting depth" in problem:  # LibYAML's own bound (1,000), met first
+                raise SpecError(_too_deep(), source=self.source, line=line) from None
             raise SpecError(f"not valid YAML: {problem}", source=self.source, line=line) from None
         if root is None:
             self.fail("the spec is empty; it needs name:, types: and tensors:")
@@ -120,6 +339,14 @@ class _Parser:
                 self.fail(f"missing required key '{key}'", root)
 
         name = self.identifier(top["name"][1], "name", what="spec name")
+        if name in reserved_module_names():
+            self.fail(
+                f"the spec name {name!r} is the name of a Python module that generated code "
+                "imports or of a standard module; the generated module would shadow it. "
+                "Choose another name",
+                top["name"][1],
+                "name",
+            )
         types: dict[str, TypeDecl] = {}
         tensors: list[TensorDecl] = []
         if "arch" in top:
@@ -135,6 +362,15 @@ class _Parser:
             for a in t.axes:
                 if a.type not in types:
                     self.fail(f"tensor {t.name} uses type '{a.type}', which is not declared")
+        if len(types) > MAX_TYPES:
+            self.fail(f"{len(types):,} types; the limit is {MAX_TYPES:,}", root, "types")
+        if len(tensors) > MAX_TENSORS:
+            self.fail(
+                f"{len(tensors):,} tensors; the limit is {MAX_TENSORS:,} (the blocks to solve "
+                "grow with their square)",
+                root,
+                "tensors",
+            )
         return Spec(
             name=name, types=types, tensors=tuple(tensors), source=self.source, text=self.text
         )
@@ -207,14 +443,29 @@ class _Parser:
             out[key] = (knode, vnode)
         return out
 
-    def scalar(self, node: yaml.Node, where: str) -> object:
+    def scalar(self, node: yaml.Node, where: str, name: bool = False) -> object:
+        """A scalar's value; with ``name``, a plain scalar that YAML reads as a boolean or
+        null is read as written (a type named ``on`` or ``null`` is a name, as it is as a
+        key)."""
         self.check_tag(node, where)
         if not isinstance(node, yaml.ScalarNode):
             self.fail(f"expected a single value, got {_describe(node)}", node, where)
-        return yaml.constructor.SafeConstructor().construct_object(node)
+        if name and node.style is None and node.tag in _WORDS:
+            return node.value
+        if problem := _yaml11_problem(node):
+            self.fail(problem, node, where)
+        try:
+            return yaml.constructor.SafeConstructor().construct_object(node)
+        except (ValueError, yaml.YAMLError):  # e.g. an integer of 5,000 digits
+            self.fail(
+                f"cannot read a value of {len(node.value):,} characters as a "
+                f"{node.tag.rpartition(':')[2]}; write a smaller number",
+                node,
+                where,
+            )
 
     def identifier(self, node: yaml.Node, where: str, what: str) -> str:
-        value = self.scalar(node, where)
+        value = self.scalar(node, where, name=True)
         problem = identifier_problem(value, what)
         if problem:
             self.fail(problem, node, where)
@@ -226,6 +477,8 @@ class _Parser:
         entries = self.mapping(node, "types")
         if not entries:
             self.fail("declare at least one type", node, "types")
+        if len(entries) > MAX_TYPES:
+            self.fail(f"{len(entries):,} types; the limit is {MAX_TYPES:,}", node, "types")
         kinds = [get_kind(k) for k in kind_names()]
         extra = {key: message for k in kinds for key, message in k.entry_keys.items()}
         allowed = _BASE_TYPE_KEYS + tuple(extra)
@@ -302,6 +555,13 @@ class _Parser:
         entries = self.mapping(node, "tensors")
         if not entries:
             self.fail("the tensor list is empty; declare at least one tensor", node, "tensors")
+        if len(entries) > MAX_TENSORS:
+            self.fail(
+                f"{len(entries):,} tensors; the limit is {MAX_TENSORS:,} (the blocks to solve "
+                "grow with their square)",
+                node,
+                "tensors",
+            )
         tensors = []
         for name, (knode, vnode) in entries.items():
             where = f"tensors.{name}"
@@ -316,10 +576,18 @@ class _Parser:
                 )
             if not vnode.value:
                 self.fail("a tensor needs at least one axis, e.g. [h1]", vnode, where)
+            if len(vnode.value) > MAX_AXES:
+                self.fail(
+                    f"{len(vnode.value)} axes; the limit is {MAX_AXES} per tensor", vnode, where
+                )
             axes = tuple(
                 self.axis(anode, f"{where}[{i}]", types) for i, anode in enumerate(vnode.value)
             )
-            if problem := nesting_problem(axes, types) or self.axes_problem(axes, types):
+            if problem := (
+                nesting_problem(axes, types)
+                or self.axes_problem(axes, types)
+                or axes_count_problem(axes, types)
+            ):
                 self.fail(problem, vnode, where)
             tensors.append(TensorDecl(name=name, axes=axes))
         return tuple(tensors)
@@ -333,7 +601,7 @@ class _Parser:
         return None
 
     def axis(self, node: yaml.Node, where: str, types: Mapping[str, TypeDecl]) -> Axis:
-        raw = self.scalar(node, where)
+        raw = self.scalar(node, where, name=True)
         if not isinstance(raw, str):
             self.fail(f"an axis is a type name, optionally with '*', got {raw!r}", node, where)
         base = raw.rstrip("*")
@@ -373,6 +641,8 @@ class _Entry:
         size = self.parser.scalar(self.body["size"][1], self.where + ".size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             self.fail(f"size must be a positive integer, got {size!r}", "size")
+        if size > MAX_SIZE:
+            self.fail(f"size {size:,} is past the limit of {MAX_SIZE:,}", "size")
         return size
 
     def fail(self, message: str, key: str | None = None, sub: str | None = None) -> NoReturn:
@@ -381,6 +651,18 @@ class _Entry:
         else:
             where = f"{self.where}.{key}" + (f".{sub}" if sub else "")
             self.parser.fail(message, self.body[key][1], where)
+
+
+def axes_count_problem(axes: tuple[Axis, ...], types: Mapping[str, TypeDecl]) -> str | None:
+    """A tensor with more axes of one group type than :data:`MAX_AXES_OF_A_TYPE`."""
+    for name in dict.fromkeys(a.type for a in axes):
+        n = sum(a.type == name for a in axes)
+        if n > MAX_AXES_OF_A_TYPE and not types[name].fixed:
+            return (
+                f"{n} axes of the group type {name}; the limit is {MAX_AXES_OF_A_TYPE} per "
+                "tensor (a block's basis grows with the set partitions of its axes)"
+            )
+    return None
 
 
 def _is_preset(root: yaml.Node) -> bool:

@@ -7,10 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from qgen.decls import Axis, TensorDecl, TypeDecl
+from qgen.decls import MAX_SIZE, MAX_TENSORS, MAX_TYPES, Axis, TensorDecl, TypeDecl
 from qgen.kinds import get_kind, kind_names
 
-__all__ = ["ACTIVATION_GROUPS", "HIDDEN_KINDS", "Expansion", "Params", "Preset"]
+__all__ = [
+    "ACTIVATION_GROUPS",
+    "HIDDEN_KINDS",
+    "MAX_SIZE",
+    "MAX_TENSORS",
+    "Expansion",
+    "Params",
+    "Preset",
+    "is_positive_int",
+    "layers_within",
+]
 
 #: activation -> group kind of the hidden neurons it follows. Positively homogeneous
 #: activations (``s(q z) = q s(z)`` for ``q > 0``) allow a positive scale per neuron, odd
@@ -77,14 +87,32 @@ class Params:
             self.fail(f"'{key}' must be {expect}, got {value!r}", key)
         return value
 
-    def positive_int(self, key: str, default: Any = ...) -> int:
-        return self.get(key, default, _is_positive_int, "a positive integer")
+    def positive_int(self, key: str, default: Any = ..., most: int = MAX_SIZE) -> int:
+        """A positive integer of at most ``most`` (a count of layers passes the most that
+        keeps the expansion within :data:`MAX_TENSORS`; a width :data:`MAX_SIZE`)."""
+        value = self.get(key, default, is_positive_int, "a positive integer")
+        if value > most:
+            self.fail(f"'{key}' is {value:,}, past the limit of {most:,}{_why(most)}", key)
+        return value
 
-    def int_list(self, key: str, default: Any = ..., min_len: int = 1) -> list[int]:
+    def int_list(
+        self, key: str, default: Any = ..., min_len: int = 1, max_len: int = MAX_TENSORS
+    ) -> list[int]:
+        """A list of ``min_len`` to ``max_len`` positive integers, each at most
+        :data:`MAX_SIZE`."""
+
         def ok(v: Any) -> bool:
-            return isinstance(v, list) and len(v) >= min_len and all(map(_is_positive_int, v))
+            return isinstance(v, list) and len(v) >= min_len and all(map(is_positive_int, v))
 
-        return self.get(key, default, ok, f"a list of at least {min_len} positive integers")
+        value = self.get(key, default, ok, f"a list of at least {min_len} positive integers")
+        if len(value) > max_len:
+            self.fail(
+                f"'{key}' has {len(value):,} entries, past the limit of {max_len:,}{_why(max_len)}",
+                key,
+            )
+        if max(value) > MAX_SIZE:
+            self.fail(f"'{key}' has {max(value):,}, past the limit of {MAX_SIZE:,}", key)
+        return value
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
         return self.get(key, default, lambda v: v in options, "one of " + ", ".join(options))
@@ -114,7 +142,20 @@ class Params:
         return [k for k in self.values if k not in self.used]
 
 
-def _is_positive_int(v: Any) -> bool:
+def _why(most: int) -> str:
+    if most >= MAX_SIZE:
+        return ""
+    return f" (so the spec stays within {MAX_TENSORS:,} tensors and {MAX_TYPES:,} types)"
+
+
+def layers_within(per_layer: int, fixed: int) -> int:
+    """The most layers (blocks) a preset may have when each adds ``per_layer`` tensors to
+    ``fixed`` others: the expansion stays within :data:`MAX_TENSORS`."""
+    return (MAX_TENSORS - fixed) // per_layer
+
+
+def is_positive_int(v: Any) -> bool:
+    """An ``int`` (not a ``bool``) of at least 1."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 

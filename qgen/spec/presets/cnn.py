@@ -8,7 +8,14 @@ Average pooling commutes with permutations and positive scalings of channels.
 
 from __future__ import annotations
 
-from qgen.spec.presets.base import Expansion, Params, Preset
+from qgen.spec.presets.base import (
+    MAX_SIZE,
+    Expansion,
+    Params,
+    Preset,
+    is_positive_int,
+    layers_within,
+)
 
 
 class CNN(Preset):
@@ -19,20 +26,20 @@ class CNN(Preset):
     )
 
     def expand(self, params: Params) -> Expansion:
-        channels = params.int_list("channels", min_len=2)
+        channels = params.int_list("channels", min_len=2, max_len=layers_within(2, 2) + 1)
         layers = len(channels) - 1
         kernel = params.get(
             "kernel",
             3,
             lambda v: (
-                (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+                (is_positive_int(v) and v <= MAX_SIZE)
                 or (
                     isinstance(v, list)
                     and len(v) == layers
-                    and all(isinstance(k, int) and k >= 1 for k in v)
+                    and all(is_positive_int(k) and k <= MAX_SIZE for k in v)
                 )
             ),
-            f"a positive integer or a list of {layers} of them",
+            f"a positive integer (at most {MAX_SIZE:,}) or a list of {layers} of them",
         )
         kernels = kernel if isinstance(kernel, list) else [kernel] * layers
         classes = params.positive_int("classes")

@@ -7,7 +7,8 @@ order, with ``io: perm`` (the NP setting) they are permuted too.
 
 from __future__ import annotations
 
-from qgen.spec.presets.base import Expansion, Params, Preset
+from qgen.decls import MAX_TYPES
+from qgen.spec.presets.base import Expansion, Params, Preset, layers_within
 
 
 class MLP(Preset):
@@ -18,7 +19,9 @@ class MLP(Preset):
     )
 
     def expand(self, params: Params) -> Expansion:
-        widths = params.int_list("widths", min_len=2)
+        # two tensors a layer (weight and bias), one type a width
+        most = min(layers_within(2, 0) + 1, MAX_TYPES)
+        widths = params.int_list("widths", min_len=2, max_len=most)
         io = params.choice("io", ("fixed", "perm"), "fixed")
         bias = params.get("bias", True, lambda v: isinstance(v, bool), "true or false")
         out = Expansion({}, [])

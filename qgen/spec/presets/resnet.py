@@ -11,7 +11,7 @@ keeps permutations only; its weight and bias are tensors on ``r``.
 
 from __future__ import annotations
 
-from qgen.spec.presets.base import Expansion, Params, Preset
+from qgen.spec.presets.base import Expansion, Params, Preset, layers_within
 
 
 class ResNet(Preset):
@@ -25,7 +25,8 @@ class ResNet(Preset):
         cin = params.positive_int("in_channels")
         width = params.positive_int("width")
         hidden = params.positive_int("hidden", width)
-        blocks = params.positive_int("blocks")
+        # up to six tensors a block (with norm: layer), five more around them
+        blocks = params.positive_int("blocks", most=layers_within(6, 5))
         kernel = params.positive_int("kernel", 3)
         classes = params.positive_int("classes")
         group = params.hidden_group("relu")

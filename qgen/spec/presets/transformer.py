@@ -12,7 +12,7 @@ The MLP's hidden type ``m<i>`` follows the activation.
 from __future__ import annotations
 
 from qgen.decls import TypeDecl
-from qgen.spec.presets.base import Expansion, Params, Preset
+from qgen.spec.presets.base import Expansion, Params, Preset, layers_within
 
 
 class Transformer(Preset):
@@ -26,7 +26,8 @@ class Transformer(Preset):
         heads = params.positive_int("heads")
         d_head = params.positive_int("d_head")
         mlp = params.positive_int("mlp")
-        depth = params.positive_int("depth")
+        # sixteen tensors a block, four more around them
+        depth = params.positive_int("depth", most=layers_within(16, 4))
         inputs = params.positive_int("inputs", d_model)
         outputs = params.positive_int("outputs", d_model)
         group = params.hidden_group("gelu")
