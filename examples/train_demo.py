@@ -10,6 +10,7 @@ an invariant metanetwork is the right tool.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -19,6 +20,9 @@ import qgen
 
 space = qgen.compile(Path(__file__).with_name("mlp_gelu.yaml"))  # or import generated/mlp_gelu.py
 torch.manual_seed(0)
+# Small tensors: one thread unless QGEN_THREADS says more (torch's default of a thread per
+# core made a step 14x slower on a loaded 2-core machine: spinning threads wait for a core)
+torch.set_num_threads(int(os.environ.get("QGEN_THREADS", "1")))
 
 
 def random_networks(batch: int, h1: int = 8, h2: int = 8) -> dict[str, torch.Tensor]:

@@ -71,15 +71,46 @@ def _cmd_count(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(count_json(basis, sizes), indent=2))
         return 0
-    print("\n".join(count_table(basis, sizes)))
+    full = True if args.full else None
+    print("\n".join(count_table(basis, sizes, full)))
     print()
     if lines := commutant_lines(basis):
         print("\n".join(lines))
         print()
-    print("\n".join(threshold_lines(basis, sizes)))
+    print("\n".join(threshold_lines(basis, sizes, full)))
     print()
     print("\n".join(cost_lines(basis, sizes, args.budget)))
     return 0
+
+
+#: torch intra-op threads for the commands that compute with torch (``verify``), unless
+#: ``--threads`` or ``$QGEN_THREADS`` says otherwise: its solves are small dense problems
+#: (thousands of entries), which a second thread barely speeds up on a quiet machine and,
+#: on a loaded one, slows down many times over (spinning threads wait for a core: a solve
+#: took 66 s instead of 0.28 s on a shared 2-core machine)
+DEFAULT_THREADS = 1
+
+
+def torch_threads(requested: int | None = None) -> int:
+    """Set torch's intra-op thread count for this process and return it: ``requested``,
+    else ``$QGEN_THREADS``, else :data:`DEFAULT_THREADS`."""
+    value = requested
+    if value is None:
+        env = os.environ.get("QGEN_THREADS", "").strip()
+        if env:
+            try:
+                value = int(env)
+            except ValueError:
+                raise UsageError(
+                    f"QGEN_THREADS must be a positive integer, got {env[:20]!r}"
+                ) from None
+    value = DEFAULT_THREADS if value is None else value
+    if value < 1:
+        raise UsageError(f"the thread count must be a positive integer, got {value}")
+    import torch
+
+    torch.set_num_threads(value)
+    return value
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -93,6 +124,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"--up-to {args.up_to:,} is past the limit of {MAX_UP_TO:,} size settings (each "
             "one checks every block); fix sizes with --sizes to check one large size"
         )
+    torch_threads(args.threads)
     basis = solve(load_spec(args.spec))
     sizes = _parse_sizes(args.sizes, basis)
     levels = size_levels(basis, sizes, up_to=args.up_to)
@@ -153,12 +185,21 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from qgen.codegen import plan
     from qgen.codegen.output import build
     from qgen.solver.cost import check_budget
 
+    if args.max_terms is not None and args.max_terms < 0:
+        raise UsageError(f"--max-terms must be 0 (no bound) or positive, got {args.max_terms}")
     spec = load_spec(args.spec)
     print(f"cost: {check_budget(spec, args.budget).statement()}", flush=True)
-    written = build(spec, args.output, tests=args.tests, budget=float("inf"))  # checked above
+    bound = plan.MAX_LAYER_TERMS
+    if args.max_terms is not None:
+        plan.MAX_LAYER_TERMS = args.max_terms  # for this build only
+    try:
+        written = build(spec, args.output, tests=args.tests, budget=float("inf"))  # checked above
+    finally:
+        plan.MAX_LAYER_TERMS = bound
     total = solve(spec).counts()["total"]
     for path in written:
         print(f"wrote {path}")
@@ -259,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", metavar="TYPE=N", help=sizes_help)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _budget_option(p)
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="print every block and threshold line (default past 24 tensors: a summary)",
+    )
     p.set_defaults(func=_cmd_count)
 
     p = add(
@@ -278,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tests", action="store_true", help="also write DIR/test_<name>.py (pytest + hypothesis)"
     )
     _budget_option(p)
+    p.add_argument(
+        "--max-terms",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse layers with more than N basis terms in all (default 200,000, a few "
+        "seconds of CPU; 0: no bound)",
+    )
     p.set_defaults(func=_cmd_build)
 
     p = add(
@@ -346,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=20_000,
         metavar="K",
         help="skip blocks whose map has more than K entries at a size (default 20000)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"torch threads for the solves (default: $QGEN_THREADS, else {DEFAULT_THREADS}; "
+        "more threads pay only for large blocks on an idle machine)",
     )
     p.add_argument(
         "--max-work",

@@ -30,23 +30,54 @@ def _table(rows: list[list[str]]) -> list[str]:
     return out
 
 
-def count_table(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:
-    counts = basis.counts(sizes)
+#: past this many tensors ``qgen count`` prints a summary (totals, the largest blocks,
+#: the thresholds per type) instead of every block; ``--full`` prints them all
+SUMMARY_TENSORS = 24
+#: how many blocks (or threshold lines) a summary shows
+SUMMARY_LINES = 12
+
+
+def count_table(
+    basis: WeightSpaceBasis, sizes: Mapping[str, int], full: bool | None = None
+) -> list[str]:
+    """The count table (every block), or past :data:`SUMMARY_TENSORS` tensors unless
+    ``full``, a summary: the largest blocks by shape and the totals."""
     names = [t.name for t in basis.spec.tensors]
+    if full is None:
+        full = len(names) <= SUMMARY_TENSORS
     where = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "generic sizes"
     header = f"{basis.spec.name}: equivariant linear maps at {where} (one channel in and out)"
-    rows = [["out \\ in", *names, "bias"]]
-    for s in names:
-        rows.append([s, *(str(counts["equivariant"][s][t]) for t in names), str(counts["bias"][s])])
-    rows.append(["invariant", *(str(counts["invariant"][t]) for t in names), ""])
-    total = counts["total"]
+    bias = {n: b.count(sizes) for n, b in basis.bias.items()}
+    inv = {n: b.count(sizes) for n, b in basis.invariant.items()}
+    if full:
+        counts = basis.counts(sizes)
+        rows = [["out \\ in", *names, "bias"]]
+        for s in names:
+            rows.append(
+                [s, *(str(counts["equivariant"][s][t]) for t in names), str(counts["bias"][s])]
+            )
+        rows.append(["invariant", *(str(counts["invariant"][t]) for t in names), ""])
+        body = _table(rows)
+        total = counts["total"]["equivariant"]
+    else:
+        shapes = basis.shape_counts(sizes)
+        coupled = {pair: count for count, pairs in shapes for pair in pairs}
+        total = basis.total(coupled, bias, inv)
+        largest = sorted(shapes, key=lambda x: -x[0])[:SUMMARY_LINES]
+        body = [
+            f"{len(names)} tensors, {len(names) ** 2:,} blocks ({len(coupled):,} coupled, "
+            f"{len(shapes)} shapes); the largest blocks, one per shape (--full prints the "
+            "table):"
+        ]
+        rows = [["block", "maps", "blocks of this shape"]]
+        rows += [[f"  {p[0][0]} <- {p[0][1]}", str(c), str(len(p))] for c, p in largest]
+        body += _table(rows)
     return [
         header,
         "",
-        *_table(rows),
+        *body,
         "",
-        f"total: {total['equivariant']} equivariant, {total['bias']} bias, "
-        f"{total['invariant']} invariant",
+        f"total: {total} equivariant, {sum(bias.values())} bias, {sum(inv.values())} invariant",
     ]
 
 
@@ -61,22 +92,34 @@ def commutant_lines(basis: WeightSpaceBasis) -> list[str]:
     return [line for heading, lines in sections.items() for line in (heading, *lines)]
 
 
-def threshold_lines(basis: WeightSpaceBasis, sizes: Mapping[str, int]) -> list[str]:
-    """Blocks whose generic count needs sizes above 1, with the counts below that."""
+def threshold_lines(
+    basis: WeightSpaceBasis, sizes: Mapping[str, int], full: bool | None = None
+) -> list[str]:
+    """Blocks whose generic count needs sizes above 1, with the counts below that; past
+    :data:`SUMMARY_TENSORS` tensors unless ``full``: the size each type needs, how many
+    blocks, and the first :data:`SUMMARY_LINES` of them."""
+    if full is None:
+        full = len(basis.spec.tensors) <= SUMMARY_TENSORS
+    total, rows = basis.threshold_rows(sizes, None if full else SUMMARY_LINES)
     lines = []
-    for block in basis.all_blocks():
-        below = {t: c for t, c in block.counts_below_threshold().items() if t not in sizes}
-        if not below:
-            continue
-        th = block.thresholds()
+    for label, count, th, below in rows:
         need = ", ".join(f"{t} >= {th[t]}" for t in below)
         smaller = "; ".join(
             ", ".join(f"{t}={n}: {c}" for n, c in by_n.items()) for t, by_n in below.items()
         )
-        lines.append(f"  {block.label}: {block.count(sizes)} for {need} ({smaller})")
+        lines.append(f"  {label}: {count} for {need} ({smaller})")
     if not lines:
         return ["every generic count holds from size 1 on"]
-    return ["generic counts hold from these sizes on (counts below, other types generic):", *lines]
+    head = "generic counts hold from these sizes on (counts below, other types generic):"
+    if total <= len(lines):
+        return [head, *lines]
+    generic = basis.generic_sizes()
+    need = ", ".join(f"{t} >= {n}" for t, n in generic.items() if n > 1 and t not in sizes)
+    return [
+        f"generic counts hold from {need}; {total:,} blocks count less below that "
+        f"(the first {len(lines)}, counts below, other types generic; --full lists all):",
+        *lines,
+    ]
 
 
 def verify_lines(report: VerifyReport) -> list[str]:

@@ -33,12 +33,15 @@ Hence, per tensor:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cache
 
 from qgen.kinds import GroupKind, PairingKind, PartitionKind, kind_of
-from qgen.kinds.partitions import Partition, set_partitions
+from qgen.kinds.base import ChargeRule
+from qgen.kinds.partitions import Partition, PartRule, ruled_count, ruled_partitions
 from qgen.spec import Spec
 
 __all__ = [
@@ -129,13 +132,46 @@ def _size(a: AxisKind, sizes: dict[str, int]) -> int:
 #: spaces with more tensors get no degree-2 table: the products of a residual stream
 #: shared by every tensor grow quadratically (a 12-block transformer has 20,234)
 DEGREE2_MAX_TENSORS = 32
+#: the most degree-2 products a table holds: past it (counted before the equations are
+#: written) the space gets no table, with the count in ``products_problem`` (a perm
+#: space of five tensors with 1-4 axes of one type has 101,154)
+DEGREE2_MAX_PRODUCTS = 20_000
+#: the most patterns (per-type partitions combined over the types) the search tries
+#: before it gives up the same way: the work of the table, bounded before it is spent
+DEGREE2_MAX_PATTERNS = 5 * DEGREE2_MAX_PRODUCTS
 
 
-def _parts(kind: GroupKind, variances: tuple[int, ...]) -> tuple[Partition, ...]:
-    """The kind's basis terms on these variances; every partition where no group acts."""
+class _TooManyProducts(Exception):
+    """The degree-2 table would pass :data:`DEGREE2_MAX_PRODUCTS` (its count so far)."""
+
+    def __init__(self, where: str, count: int) -> None:
+        super().__init__(where)
+        self.where, self.count = where, count
+
+
+@cache
+def _options(
+    kind: GroupKind, roles: tuple[int, ...], variances: tuple[int, ...], pools: bool
+) -> tuple[Partition, ...]:
+    """Partitions of one type's axes of ``A``, ``B`` (roles 0, 1) and a target ``C``
+    (role 2) into parts with at most one axis of each role, each holding an axis of
+    ``A`` or ``B``, a singleton only when ``pools``, under the kind's rule (its basis
+    terms on these variances; any partition where no group acts). Built under the rule
+    (:func:`~qgen.kinds.partitions.ruled_partitions`), at most
+    :data:`DEGREE2_MAX_PRODUCTS` of them."""
     if kind.action is None:
-        return set_partitions(len(variances))
-    return kind.terms(variances)
+        charges, rule = (0,) * len(variances), PartRule()
+    else:
+        assert isinstance(kind, ChargeRule)
+        charges, rule = kind.part_rule(variances)
+    rule = dataclasses.replace(
+        rule, min_size=max(rule.min_size, 1 if pools else 2), needs=frozenset({0, 1})
+    )
+    points = tuple(zip(roles, charges, strict=True))
+    total = sum(ruled_count(points, rule))
+    if total > DEGREE2_MAX_PRODUCTS:
+        raise _TooManyProducts(f"{len(variances)} axes of one {kind.name} type", total)
+    return ruled_partitions(points, rule)
 
 
 def _multiplicable(axes: tuple[AxisKind, ...]) -> bool:
@@ -159,6 +195,7 @@ def products(spec: Spec) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
         for t in sorted(types[n]):
             holding.setdefault(t, []).append(n)
     found: dict[tuple[str, str, str], list[str]] = {}
+    spent = [0]  # patterns tried so far (bounded by DEGREE2_MAX_PATTERNS)
     for a in names:
         # B shares a type with A (some part joins them); a target's types all come from A, B
         partners = sorted({b for t in types[a] for b in holding[t] if order[b] >= order[a]})
@@ -166,7 +203,7 @@ def products(spec: Spec) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
             union = types[a] | types[b]
             targets = [n for n in names if types[n] <= union]
             for target in [*targets, None]:
-                for eq in _patterns(spec, kinds, a, b, target):
+                for eq in _patterns(spec, kinds, a, b, target, spent):
                     if a == b:  # A (x) A: the pattern and its mirror are one product
                         ins, out = eq.split("->")
                         left, right = ins.split(",")
@@ -174,10 +211,12 @@ def products(spec: Spec) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
                     targets = found.setdefault((a, b, eq), [])
                     if target is not None and target not in targets:
                         targets.append(target)
+                if len(found) > DEGREE2_MAX_PRODUCTS:
+                    raise _TooManyProducts(f"{a} x {b}", len(found))
     return tuple((a, b, eq, tuple(t)) for (a, b, eq), t in found.items())
 
 
-def _patterns(spec: Spec, kinds, a: str, b: str, target: str | None) -> list[str]:
+def _patterns(spec: Spec, kinds, a: str, b: str, target: str | None, spent: list[int]) -> list[str]:
     roles = [kinds[a], kinds[b], kinds[target] if target is not None else ()]
     types = list(dict.fromkeys(ax.type for axes in roles for ax in axes))
     # per type: its positions (role, axis index) and the allowed sparse partitions of them
@@ -192,14 +231,17 @@ def _patterns(spec: Spec, kinds, a: str, b: str, target: str | None) -> list[str
         kind = roles[positions[0][0]][positions[0][1]].kind
         # pooling a group axis is left to the invariants (it would multiply the terms)
         pools = target is None or not roles[positions[0][0]][positions[0][1]].group
-        options = []
-        for p in _parts(kind, variances):
-            parts = [tuple(positions[i] for i in part) for part in p]
-            if all(_sparse(part) and (pools or len(part) > 1) for part in parts):
-                options.append(parts)
+        roles_t = tuple(r for r, _ in positions)
+        options = [
+            [tuple(positions[i] for i in part) for part in p]
+            for p in _options(kind, roles_t, variances, pools)
+        ]
         if not options:
             return []
         per_type.append((t, options))
+    spent[0] += math.prod(len(opts) for _, opts in per_type)
+    if spent[0] > DEGREE2_MAX_PATTERNS:
+        raise _TooManyProducts(f"{a} x {b}", spent[0])
     out = []
     for combo in itertools.product(*(opts for _, opts in per_type)):
         chosen = dict(zip(types, combo, strict=True))
@@ -209,11 +251,6 @@ def _patterns(spec: Spec, kinds, a: str, b: str, target: str | None) -> list[str
             continue
         out.append(_equation(roles, chosen))
     return out
-
-
-def _sparse(part: tuple[tuple[int, int], ...]) -> bool:
-    roles = [r for r, _ in part]
-    return len(set(roles)) == len(roles) and roles != [2]
 
 
 def _nesting_ok(spec: Spec, roles, chosen) -> bool:
@@ -440,8 +477,20 @@ def block_tables(spec: Spec) -> dict:
     canon, problem = canonicalization(spec)
     tables = {key: {n: r[key] for n, r in rules.items()} for key in next(iter(rules.values()))}
     tables["shapes"] = {name: tuple(_size(a, sizes) for a in axes) for name, axes in kinds.items()}
+    too_many = None
     if len(spec.tensors) <= DEGREE2_MAX_TENSORS:
-        tables["products"] = products(spec)
+        try:
+            tables["products"] = products(spec)
+        except _TooManyProducts as exc:
+            too_many = exc
+    if too_many is not None:
+        tables["products"] = ()
+        tables["products_problem"] = (
+            f"{too_many.count:,} degree-2 products or patterns at {too_many.where} already; "
+            f"tables are built for at most {DEGREE2_MAX_PRODUCTS:,} products and "
+            f"{DEGREE2_MAX_PATTERNS:,} patterns"
+        )
+    elif len(spec.tensors) <= DEGREE2_MAX_TENSORS:
         tables["products_problem"] = "" if tables["products"] else "no pair of tensors balances"
     else:
         tables["products"] = ()

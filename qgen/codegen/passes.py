@@ -56,10 +56,14 @@ def fuse_layouts(program: Program) -> Program:
     for op in program.ops:
         if isinstance(op, Accumulate | MixInto):
             last[op.tensor] = op
+    fused: dict[str, int] = {}  # tensor -> how many fused mixes write it (one pass)
+    for op in program.ops:
+        if isinstance(op, MixInto):
+            fused[op.tensor] = fused.get(op.tensor, 0) + 1
     layouts = {}
     for tensor, op in last.items():
-        fused = [o for o in program.ops if isinstance(o, MixInto) and o.tensor == tensor]
-        if isinstance(op, MixInto) and len(fused) == 1 and op.order != tuple(range(len(op.order))):
+        once = fused.get(tensor, 0) == 1
+        if isinstance(op, MixInto) and once and op.order != tuple(range(len(op.order))):
             layouts[tensor] = tuple(sorted(range(len(op.order)), key=op.order.__getitem__))
     ops = []
     for op in program.ops:
@@ -122,13 +126,11 @@ def pool_from_carried(program: Program) -> Program:
     if not isinstance(pooled, Concat):
         return program
     sources: dict[tuple, tuple[str, int, int]] = {}  # summary labels -> (group input, rows)
+    mixed = {o.src for o in program.ops if isinstance(o, Mix | MixInto)}  # one pass
     for op in program.ops:
         if not isinstance(op, Concat) or op.out == "r:pooled":
             continue
-        mix = next(
-            (o for o in program.ops if isinstance(o, Mix | MixInto) and o.src == op.out), None
-        )
-        if mix is None:
+        if op.out not in mixed:
             continue
         reductions = [defining[s] for s in op.srcs]
         patterns = [r.pattern for r in reductions if isinstance(r, Reduce | Diagonal)]

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from qgen.kinds.partitions import TooLarge
 from qgen.solver.basis import IN, OUT, Block, BlockAxis, Term, WeightSpaceBasis
 from qgen.spec import Spec
 
@@ -236,23 +237,50 @@ def _carried_terms(basis: WeightSpaceBasis) -> Iterator[tuple[InPattern, OutPatt
     """
     spec = basis.spec
     rank = {t: i for i, t in enumerate(spec.types)}
-    sigs = basis.signatures({})
+    shape_of = basis.shape_index({})
+    orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # names -> their spec order
+    carries: dict[tuple, bool] = {}  # shape -> whether any of its terms carries a type
     cache: dict[tuple, list[tuple[InPattern, OutPattern]]] = {}
-    for block in basis.coupled_blocks():
-        names = basis.pair_names(sigs[block.out.name], sigs[block.in_.name])
-        key = (
-            basis.shape_key(sigs[block.out.name], sigs[block.in_.name]),
-            tuple(sorted(range(len(names)), key=lambda i: rank[names[i]])),
-        )
-        if key not in cache:
+    made: dict[tuple, InPattern | OutPattern] = {}  # renamed patterns (their positional
+    # forms stay alive in ``cache``, so their ids are not reused)
+    for out, in_ in basis.coupled_pairs:
+        shape = shape_of[out, in_]
+        if carries.get(shape) is False:
+            continue  # no term of this shape carries a type: nothing to rename
+        names = basis.block_names(out, in_)
+        order = orders.get(names)
+        if order is None:
+            order = orders[names] = tuple(sorted(range(len(names)), key=lambda i: rank[names[i]]))
+        key = (shape, order)
+        found = cache.get(key)
+        if found is None:
+            block = basis.blocks[out, in_]
             position = {n: i for i, n in enumerate(names)}
-            cache[key] = [
-                (_renamed(inp, "", position), _renamed(out, "", position))
-                for inp, out in map(_patterns, block.terms())
+            found = cache[key] = [
+                (_renamed(inp, "", position), _renamed(o, "", position))
+                for inp, o in map(_patterns, block.terms())
                 if inp.slot_types
             ]
-        for inp, out in cache[key]:
-            yield _renamed(inp, block.in_.name, names), _renamed(out, block.out.name, names)
+            carries[shape] = carries.get(shape, False) or bool(found)
+        for inp, o in found:
+            yield _renamed_once(made, inp, in_, names), _renamed_once(made, o, out, names)
+
+
+def _renamed_once(made: dict, pattern, tensor: str, names: tuple[str, ...]):
+    """:func:`_renamed`, made once per pattern, tensor and the type names it uses: the same
+    input pattern of a tensor recurs in the blocks of every tensor coupled to it."""
+    cls = type(pattern)
+    own = pattern.pool_types if cls is InPattern else pattern.bcast_types
+    key = (
+        id(pattern),
+        tensor,
+        tuple(map(names.__getitem__, pattern.slot_types)),
+        tuple(map(names.__getitem__, own)),
+    )
+    found = made.get(key)
+    if found is None:
+        found = made[key] = cls(tensor, pattern.labels, key[2], key[3], pattern.fixed_sizes)
+    return found
 
 
 def _components(pairs: list[tuple[InPattern, OutPattern]]) -> list[tuple[list, list]]:
@@ -318,9 +346,24 @@ def _in_storage_order(group: Group) -> Group:
     )
 
 
+#: the most generic basis terms a layer is planned with (a build's work is about linear in
+#: them: 77,000 terms of a 24-block transformer took 1.3 s of CPU here, 37,000 terms of
+#: three 4-axis perm tensors 1.7 s); past it :func:`plan_layer` refuses with the count.
+#: ``qgen build --max-terms`` sets it for one run.
+MAX_LAYER_TERMS = 200_000
+
+
 def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
-    """Group the basis terms of every block into shared channel mixes."""
+    """Group the basis terms of every block into shared channel mixes (at most
+    :data:`MAX_LAYER_TERMS` terms, counted first: :class:`TooLarge` past it)."""
     spec = basis.spec
+    terms = basis.term_count()
+    if MAX_LAYER_TERMS and terms > MAX_LAYER_TERMS:
+        raise TooLarge(
+            f"{spec.source}: the layer has {terms:,} basis terms over "
+            f"{len(spec.tensors)} tensors, more than the {MAX_LAYER_TERMS:,} a build takes "
+            "by default (seconds of CPU per 100,000); qgen build --max-terms N raises it"
+        )
     pooled = Group("pooled", (), bias=True)
     for block in basis.invariant.values():
         pooled.inputs += [_patterns(t)[0] for t in block.terms()]

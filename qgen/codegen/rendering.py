@@ -15,6 +15,7 @@ validated identifiers (see :mod:`qgen.spec`) or as ``repr`` string literals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -49,7 +50,9 @@ from qgen.version import __version__
 __all__ = ["Rendered", "render", "render_module", "render_tests"]
 
 
+@cache
 def _environment() -> jinja2.Environment:
+    """The template environment (one per process: templates are compiled once)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("qgen.codegen", "templates"),
         undefined=jinja2.StrictUndefined,

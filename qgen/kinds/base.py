@@ -15,20 +15,36 @@ this convention every rule below is a statement about the variances alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar, NoReturn, Protocol
 
 from qgen.decls import Axis, TypeDecl
-from qgen.kinds.partitions import Partition, gram_rank, pairings, set_partitions
+from qgen.kinds.partitions import (
+    Partition,
+    PartRule,
+    Point,
+    gram_rank,
+    ruled_count,
+    ruled_partitions,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily: counting does not need it
     import torch
 
 Variances = tuple[int, ...]
 
-__all__ = ["DeclEntry", "Generator", "GroupKind", "PairingKind", "PartitionKind", "Variances"]
+__all__ = [
+    "MAX_TERMS",
+    "ChargeRule",
+    "DeclEntry",
+    "Generator",
+    "GroupKind",
+    "PairingKind",
+    "PartitionKind",
+    "Variances",
+]
 
 
 class DeclEntry(Protocol):
@@ -210,31 +226,95 @@ class GroupKind(ABC):
         return f"<group kind {self.name}>"
 
 
-class PartitionKind(GroupKind):
+#: the most basis terms one type's factor of a block may have: past it the spec is
+#: refused with the factor and its count (Bell(9) = 21,147 is the largest full
+#: partition table under it; a build writes a few lines of code per term)
+MAX_TERMS = 50_000
+
+
+class ChargeRule:
+    """The rule on parts as a charge: every axis gets an integer :meth:`charge` from its
+    variance, and a part is allowed when its charges sum to zero modulo
+    :attr:`charge_modulus` (0: in the integers, 1: always). This is what lets
+    :func:`qgen.kinds.partitions.ruled_partitions` build only allowed partitions: a new
+    kind states its rule here and every enumeration (basis terms, degree-2 products)
+    applies it while parts are formed."""
+
+    #: the modulus of the charge sum (0: the integers; 1: every part allowed)
+    charge_modulus: ClassVar[int] = 1
+    #: the number of axes a part has (0: any number); pairings have 2
+    part_size: ClassVar[int] = 0
+
+    def charge(self, variance: int) -> int:
+        """The charge of an axis with this variance (default: 0)."""
+        return 0
+
+    def _custom_rule(self) -> bool:
+        """Whether the kind overrides the charge-defined test of a part (its rule is then
+        checked on each closed part, after the charges pruned the search)."""
+        return False
+
+    def _accepts(self, variances: Variances) -> Callable[[tuple[int, ...]], bool] | None:
+        return None
+
+    def part_rule(self, variances: Variances) -> tuple[tuple[int, ...], PartRule]:
+        """The charge of each axis and the rule its parts obey, for the enumerator."""
+        charges = tuple(self.charge(v) for v in variances)
+        size = self.part_size
+        rule = PartRule(
+            modulus=self.charge_modulus,
+            min_size=size or 1,
+            max_size=size,
+            accept=self._accepts(variances),
+        )
+        return charges, rule
+
+    def _charges_balance(self, variances: Variances) -> bool:
+        total = sum(self.charge(v) for v in variances)
+        return total == 0 if self.charge_modulus == 0 else total % self.charge_modulus == 0
+
+
+def _points(kind: ChargeRule, variances: Variances) -> tuple[tuple[Point, ...], PartRule]:
+    """Points with distinct labels (one per axis), the kind's charges, and its rule."""
+    charges, rule = kind.part_rule(variances)
+    return tuple(enumerate(charges)), rule
+
+
+class PartitionKind(ChargeRule, GroupKind):
     """Kinds whose commutant has an orbit basis indexed by allowed set partitions.
 
     Permutations, signed permutations and positive scalings: a partition is
-    allowed when each of its parts is (:meth:`allows`). At size ``n`` the
-    orbit basis elements with at most ``n`` parts are independent and span the
-    commutant, so the count at ``n`` is the number of allowed partitions with
-    at most ``n`` parts, and the generic count holds from ``n = max parts`` on.
+    allowed when each of its parts is (:meth:`allows`, by default the charge rule of
+    :class:`ChargeRule`). At size ``n`` the orbit basis elements with at most ``n``
+    parts are independent and span the commutant, so the count at ``n`` is the number
+    of allowed partitions with at most ``n`` parts, and the generic count holds from
+    ``n = max parts`` on. Counts come from the counting programme without building the
+    partitions; terms are built under the rule, at most :data:`MAX_TERMS` of them.
     """
 
-    @abstractmethod
     def allows(self, part_variances: Variances) -> bool:
-        """Whether a part whose axes have these variances is allowed."""
+        """Whether a part whose axes have these variances is allowed (default: its
+        charges balance)."""
+        return self._charges_balance(part_variances)
+
+    def _custom_rule(self) -> bool:
+        return type(self).allows is not PartitionKind.allows
+
+    def _accepts(self, variances: Variances) -> Callable[[tuple[int, ...]], bool] | None:
+        if not self._custom_rule():
+            return None
+        return lambda part: self.allows(tuple(variances[i] for i in part))
 
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
         return _allowed_partitions(self, variances)
 
     def count(self, variances: Variances, n: int | None) -> int:
-        terms = self.terms(variances)
-        if n is None:
-            return len(terms)
-        return sum(1 for p in terms if len(p) <= n)
+        by_parts = _count_by_parts(self, variances)
+        return sum(by_parts if n is None else by_parts[: n + 1])
 
     def threshold(self, variances: Variances) -> int:
-        return max((len(p) for p in self.terms(variances)), default=1) or 1
+        by_parts = _count_by_parts(self, variances)
+        return max((k for k, c in enumerate(by_parts) if c), default=1) or 1
 
     @staticmethod
     def permutation_generators(n: int) -> list[Generator]:
@@ -251,32 +331,40 @@ class PartitionKind(GroupKind):
         return gens
 
 
-class PairingKind(GroupKind):
+class PairingKind(ChargeRule, GroupKind):
     """Kinds whose invariants are pairings (first fundamental theorem): GL(n), O(n).
 
     Terms are perfect matchings of the axes whose pairs are allowed
-    (:meth:`allows_pair`). They are independent for large ``n`` and can be
-    dependent below; the count at ``n`` is their exact rank there, computed
-    from the integer Gram matrix ``n ** loops``.
+    (:meth:`allows_pair`, by default: the two charges balance). They are independent
+    for large ``n`` and can be dependent below; the count at ``n`` is their exact rank
+    there, computed from the integer Gram matrix ``n ** loops``.
     """
 
     continuous = True
+    part_size = 2
 
-    @abstractmethod
     def allows_pair(self, a: int, b: int) -> bool:
         """Whether two axes with variances ``a`` and ``b`` may be paired."""
+        return self._charges_balance((a, b))
+
+    def _custom_rule(self) -> bool:
+        return type(self).allows_pair is not PairingKind.allows_pair
+
+    def _accepts(self, variances: Variances) -> Callable[[tuple[int, ...]], bool] | None:
+        if not self._custom_rule():
+            return None
+        return lambda part: self.allows_pair(*(variances[i] for i in part))
 
     def terms(self, variances: Variances) -> tuple[Partition, ...]:
-        return _allowed_pairings(self, variances)
+        return _allowed_partitions(self, variances)
 
     def count(self, variances: Variances, n: int | None) -> int:
-        terms = self.terms(variances)
         if n is None:
-            return len(terms)
+            return sum(_count_by_parts(self, variances))
         return _pairing_rank(self, variances, n)
 
     def threshold(self, variances: Variances) -> int:
-        generic = len(self.terms(variances))
+        generic = self.count(variances, None)
         n = 1
         while self.count(variances, n) != generic:
             n += 1
@@ -284,21 +372,17 @@ class PairingKind(GroupKind):
 
 
 @cache
-def _allowed_partitions(kind: PartitionKind, variances: Variances) -> tuple[Partition, ...]:
-    return tuple(
-        p
-        for p in set_partitions(len(variances))
-        if all(kind.allows(tuple(variances[i] for i in part)) for part in p)
-    )
+def _count_by_parts(kind: ChargeRule, variances: Variances) -> tuple[int, ...]:
+    """Allowed partitions by number of parts, counted without building them."""
+    points, rule = _points(kind, variances)
+    return ruled_count(points, rule)
 
 
 @cache
-def _allowed_pairings(kind: PairingKind, variances: Variances) -> tuple[Partition, ...]:
-    return tuple(
-        p
-        for p in pairings(len(variances))
-        if all(kind.allows_pair(variances[a], variances[b]) for a, b in p)
-    )
+def _allowed_partitions(kind: ChargeRule, variances: Variances) -> tuple[Partition, ...]:
+    points, rule = _points(kind, variances)
+    what = f"{len(variances)} axes of a {kind.name} type"  # type: ignore[attr-defined]
+    return ruled_partitions(points, rule, MAX_TERMS, what)
 
 
 @cache

@@ -26,8 +26,11 @@ class GL(PairingKind):
     pointwise = None
     subgroups = frozenset({"orthogonal", "scaled", "signed", "perm"})
 
-    def allows_pair(self, a: int, b: int) -> bool:
-        return a + b == 0
+    #: a pair is a plain and a dual axis: the variances sum to zero
+    charge_modulus = 0
+
+    def charge(self, variance: int) -> int:
+        return variance
 
     def generators(self, n: int) -> list[Generator]:
         import torch

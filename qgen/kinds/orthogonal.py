@@ -24,8 +24,7 @@ class Orthogonal(PairingKind):
     subgroups = frozenset({"signed", "perm"})
     self_dual = True
 
-    def allows_pair(self, a: int, b: int) -> bool:
-        return True
+    # any two axes pair (A^-T = A): the default charge rule allows every pair
 
     def generators(self, n: int) -> list[Generator]:
         import torch

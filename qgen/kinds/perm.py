@@ -23,7 +23,7 @@ the numeric nullspace confirms (``qgen verify``):
 
 from __future__ import annotations
 
-from qgen.kinds.base import Generator, PartitionKind, Variances
+from qgen.kinds.base import Generator, PartitionKind
 
 
 class Perm(PartitionKind):
@@ -38,9 +38,6 @@ class Perm(PartitionKind):
     subgroups = frozenset()
     self_dual = True
     nonlinear_head = True
-
-    def allows(self, part_variances: Variances) -> bool:
-        return True
 
     def generators(self, n: int) -> list[Generator]:
         return self.permutation_generators(n)

@@ -8,7 +8,7 @@ when every part balances: its variances sum to zero.
 
 from __future__ import annotations
 
-from qgen.kinds.base import Generator, PartitionKind, Variances
+from qgen.kinds.base import Generator, PartitionKind
 
 
 class Scaled(PartitionKind):
@@ -23,8 +23,11 @@ class Scaled(PartitionKind):
     subgroups = frozenset({"perm"})
     nonlinear_head = True
 
-    def allows(self, part_variances: Variances) -> bool:
-        return sum(part_variances) == 0
+    #: a part balances: its variances sum to zero (in the integers)
+    charge_modulus = 0
+
+    def charge(self, variance: int) -> int:
+        return variance
 
     def generators(self, n: int) -> list[Generator]:
         import torch

@@ -7,7 +7,7 @@ an odd number of axes of the type has no map.
 
 from __future__ import annotations
 
-from qgen.kinds.base import Generator, PartitionKind, Variances
+from qgen.kinds.base import Generator, PartitionKind
 
 
 class Signed(PartitionKind):
@@ -22,8 +22,11 @@ class Signed(PartitionKind):
     self_dual = True
     nonlinear_head = True
 
-    def allows(self, part_variances: Variances) -> bool:
-        return len(part_variances) % 2 == 0
+    #: a part has an even number of axes
+    charge_modulus = 2
+
+    def charge(self, variance: int) -> int:
+        return 1
 
     def generators(self, n: int) -> list[Generator]:
         import torch

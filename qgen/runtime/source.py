@@ -114,9 +114,10 @@ def runtime_for(source: str, modules: tuple[str, ...] = RUNTIME_MODULES) -> str:
     for module in modules:
         for name in definitions(module):
             owner.setdefault(name, module)
-    have = _bound(ast.parse(source))
+    tree = ast.parse(source)  # once: the module is large (a deep preset: megabytes)
+    have = _bound(tree)
     wanted: set[str] = set()
-    todo = sorted(free_names(source))
+    todo = sorted(_used(tree) - have)  # free_names(source), without a second parse
     while todo:
         name = todo.pop()
         if name in wanted or name in have or name not in owner:

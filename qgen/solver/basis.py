@@ -51,12 +51,13 @@ from functools import cached_property
 
 from qgen.decls import Spec, TensorDecl
 from qgen.kinds import GroupKind, get_kind
-from qgen.kinds.partitions import Partition
+from qgen.kinds.partitions import Partition, TooLarge
 
 __all__ = [
     "Block",
     "BlockAxis",
     "NestedFactor",
+    "MAX_BLOCK_TERMS",
     "Term",
     "TypeFactor",
     "WeightSpaceBasis",
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 OUT, IN = "out", "in"
+#: the most generic basis terms one block may have in a build (each term is code and a
+#: parameter per channel pair); a spec past it is refused with the block and its count
+MAX_BLOCK_TERMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -302,10 +306,29 @@ class Block:
         """Basis elements per term: the product of the fixed axes' sizes."""
         return math.prod(f.count({}) for f in self.fixed_factors)
 
+    def generic_terms(self) -> int:
+        """How many generic basis terms :meth:`terms` yields (none built)."""
+        return math.prod(f.count({}) for f in self.group_factors)
+
     def terms(self) -> Iterator[Term]:
-        """The generic basis terms: the product of the per-type terms."""
+        """The generic basis terms: the product of the per-type terms.
+
+        Their number (the product of the factors' generic counts, known without building
+        them) is bounded by :data:`MAX_BLOCK_TERMS`, and each factor's table by
+        :data:`qgen.kinds.base.MAX_TERMS`: past either, :class:`TooLarge` names the
+        block and its size before any term is built."""
         factors = self.group_factors
-        for choice in itertools.product(*(f.terms for f in factors)):
+        try:
+            total = math.prod(f.count({}) for f in factors)
+            if total > MAX_BLOCK_TERMS:
+                raise TooLarge(
+                    f"{total:,} basis terms, more than the {MAX_BLOCK_TERMS:,} a layer is "
+                    "built with (fewer axes of one type per tensor, or split the type)"
+                )
+            tables = [f.terms for f in factors]
+        except TooLarge as exc:
+            raise TooLarge(f"block {self.label}: {exc}") from None
+        for choice in itertools.product(*tables):
             yield Term(self, tuple(zip(factors, choice, strict=True)))
 
     def thresholds(self) -> dict[str, int]:
@@ -376,7 +399,10 @@ class WeightSpaceBasis:
             for i in members:
                 partners.setdefault(i, set()).update(members)
         names = [t.name for t in self.spec.tensors]
-        return tuple((names[i], names[j]) for i in sorted(partners) for j in sorted(partners[i]))
+        pairs: list[tuple[str, str]] = []
+        for i in sorted(partners):  # zip/repeat/map: no Python frame per pair
+            pairs += zip(itertools.repeat(names[i]), map(names.__getitem__, sorted(partners[i])))
+        return tuple(pairs)
 
     def coupled_blocks(self) -> Iterator[Block]:
         """The blocks of tensor pairs that share a group type, in spec order."""
@@ -426,24 +452,95 @@ class WeightSpaceBasis:
         out_names, in_names = sig_out[0], sig_in[0]
         return out_names + tuple(n for n in in_names if n not in out_names)
 
+    @cached_property
+    def _name_ids(self) -> dict[str, int]:
+        """Per tensor, a number for its tuple of type names (equal tuples, equal numbers)."""
+        ids: dict[tuple[str, ...], int] = {}
+        sigs = self._generic_signatures
+        return {n: ids.setdefault(sig[0], len(ids)) for n, sig in sigs.items()}
+
+    @cached_property
+    def _generic_signatures(self) -> dict[str, tuple[tuple[str, ...], tuple]]:
+        return self.signatures({})
+
+    def block_names(self, out: str, in_: str) -> tuple[str, ...]:
+        """:meth:`pair_names` of the block ``out <- in_`` (kept per pair of type-name
+        tuples: the tensors of a deep preset have few)."""
+        key = (self._name_ids[out], self._name_ids[in_])
+        names = self._names_cache.get(key)
+        if names is None:
+            sigs = self._generic_signatures
+            names = self._names_cache[key] = self.pair_names(sigs[out], sigs[in_])
+        return names
+
+    @cached_property
+    def _names_cache(self) -> dict[tuple[int, int], tuple[str, ...]]:
+        return {}
+
+    def shape_index(self, sizes: Mapping[str, int]) -> dict[tuple[str, str], tuple]:
+        """Per coupled pair, its :meth:`shape_key` at ``sizes`` (in an interned form: equal
+        for blocks that are the same up to renaming their types)."""
+        key = tuple(sorted(sizes.items()))
+        index = self._index_cache.get(key)
+        if index is None:
+            index = {pair: shape for shape, pairs in self._shapes(sizes).items() for pair in pairs}
+            self._index_cache[key] = index
+        return index
+
+    @cached_property
+    def _index_cache(self) -> dict[tuple, dict[tuple[str, str], tuple]]:
+        return {}
+
+    def _shapes(self, sizes: Mapping[str, int]) -> dict[tuple, list[tuple[str, str]]]:
+        """The coupled pairs grouped by :meth:`shape_key` at ``sizes``, in spec order
+        (each group's first pair is its representative). The key of a pair is made of
+        interned per-tensor signatures and the shared-type positions, so the per-pair work
+        is a few dictionary lookups."""
+        cached = self._shape_cache.get(tuple(sorted(sizes.items())))
+        if cached is not None:
+            return cached
+        sigs = self.signatures(sizes)
+        ids: dict[tuple, int] = {}
+        sig_id = {n: ids.setdefault(sig[1], len(ids)) for n, sig in sigs.items()}
+        name_id = self._name_ids
+        shared_of: dict[tuple[int, int], tuple] = {}  # by the two tensors' type names
+        groups: dict[tuple, list[tuple[str, str]]] = {}
+        for s, t in self.coupled_pairs:
+            names = (name_id[s], name_id[t])
+            shared = shared_of.get(names)
+            if shared is None:
+                in_rank = {n: i for i, n in enumerate(sigs[t][0])}
+                shared = tuple((i, in_rank[n]) for i, n in enumerate(sigs[s][0]) if n in in_rank)
+                shared_of[names] = shared
+            groups.setdefault((sig_id[s], sig_id[t], shared), []).append((s, t))
+        self._shape_cache[tuple(sorted(sizes.items()))] = groups
+        return groups
+
+    @cached_property
+    def _shape_cache(self) -> dict[tuple, dict[tuple, list[tuple[str, str]]]]:
+        return {}
+
     def generic_sizes(self) -> dict[str, int]:
         """Per group type, the size from which every block's count is generic.
 
         Uncoupled blocks are products of a bias and an invariant block, so the coupled
-        blocks, the biases and the invariants decide every threshold.
+        blocks, the biases and the invariants decide every threshold; blocks of one shape
+        (:meth:`shape_key`) are solved once.
         """
         out = {t: 1 for t in self.spec.group_types}
-        sigs = self.signatures({})
-        cache: dict[tuple, tuple[int, ...]] = {}
-        for block in self.coupled_blocks():
-            key = self.shape_key(sigs[block.out.name], sigs[block.in_.name])
-            names = self.pair_names(sigs[block.out.name], sigs[block.in_.name])
-            if key not in cache:
-                th = block.thresholds()
-                cache[key] = tuple(th.get(n, 1) for n in names)
-            for name, n in zip(names, cache[key], strict=True):
-                if name in out:
-                    out[name] = max(out[name], n)
+        for pairs in self._shapes({}).values():
+            s, t = pairs[0]
+            names = self.block_names(s, t)
+            th = self.blocks[s, t].thresholds()
+            above = [(k, th[n]) for k, n in enumerate(names) if th.get(n, 1) > 1]
+            if not above:
+                continue
+            for s, t in pairs:
+                names = self.block_names(s, t)
+                for k, n in above:
+                    name = names[k]
+                    if name in out and n > out[name]:
+                        out[name] = n
         for block in (*self.bias.values(), *self.invariant.values()):
             for name, n in block.thresholds().items():
                 if name in out:
@@ -453,15 +550,148 @@ class WeightSpaceBasis:
     def coupled_counts(self, sizes: Mapping[str, int] | None = None) -> dict[tuple[str, str], int]:
         """Dimension of every coupled block at ``sizes`` (blocks of one shape solved once)."""
         sizes = sizes or {}
-        sigs = self.signatures(sizes)
-        cache: dict[tuple, int] = {}
         out = {}
-        for s, t in self.coupled_pairs:
-            key = self.shape_key(sigs[s], sigs[t])
-            if key not in cache:
-                cache[key] = self.blocks[s, t].count(sizes)
-            out[s, t] = cache[key]
+        for pairs in self._shapes(sizes).values():
+            count = self.blocks[pairs[0]].count(sizes)
+            out.update(dict.fromkeys(pairs, count))
         return out
+
+    def shape_counts(self, sizes: Mapping[str, int] | None = None) -> list[tuple[int, list]]:
+        """Per shape of coupled block: its dimension at ``sizes`` and its pairs (spec
+        order), for reports that summarize rather than list every block."""
+        sizes = sizes or {}
+        return [
+            (self.blocks[pairs[0]].count(sizes), pairs) for pairs in self._shapes(sizes).values()
+        ]
+
+    def threshold_rows(
+        self, sizes: Mapping[str, int] | None = None, limit: int | None = None
+    ) -> tuple[int, list[tuple[str, int, dict[str, int], dict[str, dict[int, int]]]]]:
+        """The blocks whose generic count needs some type not in ``sizes`` above size 1:
+        how many, and (the first ``limit``, in :meth:`all_blocks` order) per block its
+        label, count at ``sizes``, those types' thresholds and the block's counts below
+        them (that type at each smaller size, the others generic).
+
+        A coupled block's row is worked out once per shape; an uncoupled block is a bias
+        block times an invariant block on disjoint group types, so its thresholds are
+        theirs and its counts below are theirs times the other side's generic count. The
+        number of rows is counted without listing them, so a summary costs the coupled
+        pairs and the tensors, not all pairs."""
+        sizes = sizes or {}
+        names = [t.name for t in self.spec.tensors]
+        sigs = self.signatures(sizes)
+        order = self._type_order
+
+        def side(block: Block) -> tuple[dict[str, int], dict[str, dict[int, int]]]:
+            below = {t: c for t, c in block.counts_below_threshold().items() if t not in sizes}
+            th = block.thresholds()
+            return {t: th[t] for t in below}, below
+
+        bias = {n: side(b) for n, b in self.bias.items()}
+        inv = {n: side(b) for n, b in self.invariant.items()}
+        bias_count = {n: b.count(sizes) for n, b in self.bias.items()}
+        inv_count = {n: b.count(sizes) for n, b in self.invariant.items()}
+        bias_generic = {n: b.count() for n, b in self.bias.items()}
+        inv_generic = {n: b.count() for n, b in self.invariant.items()}
+
+        coupled: dict[tuple[str, str], tuple[int, tuple]] = {}
+        for pairs in self._shapes(sizes).values():
+            s, t = pairs[0]
+            block = self.blocks[s, t]
+            th_names, below = side(block)
+            positions = self.pair_names(sigs[s], sigs[t])
+            at = {n: k for k, n in enumerate(positions)}
+            info = (block.count(sizes), tuple((at[n], th_names[n], below[n]) for n in below))
+            coupled.update(dict.fromkeys(pairs, info))
+
+        def row(s: str, t: str):
+            if (s, t) in coupled:
+                count, info = coupled[s, t]
+                if not info:
+                    return None
+                positions = self.pair_names(sigs[s], sigs[t])
+                found = sorted(
+                    ((positions[k], n, by_n) for k, n, by_n in info), key=lambda x: order[x[0]]
+                )
+                th = {name: n for name, n, _ in found}
+                below = {name: by_n for name, _, by_n in found}
+                return count, th, below
+            (th_s, below_s), (th_t, below_t) = bias[s], inv[t]
+            if not below_s and not below_t:
+                return None
+            below = {k: {n: c * inv_generic[t] for n, c in v.items()} for k, v in below_s.items()}
+            below.update(
+                {k: {n: c * bias_generic[s] for n, c in v.items()} for k, v in below_t.items()}
+            )
+            keys = sorted(below, key=order.__getitem__)
+            th = {**th_s, **th_t}
+            return (
+                bias_count[s] * inv_count[t],
+                {k: th[k] for k in keys},
+                {k: below[k] for k in keys},
+            )
+
+        # how many rows: the pairs with a row on either side, corrected on coupled pairs
+        has_b = {n for n in names if bias[n][1]}
+        has_i = {n for n in names if inv[n][1]}
+        total = len(has_b) * len(names) + len(names) * len(has_i) - len(has_b) * len(has_i)
+        for (s, t), (_, info) in coupled.items():
+            total += bool(info) - (s in has_b or t in has_i)
+        total += len(has_b) + len(has_i)
+
+        rows = []
+        labels = [(s, t) for s in names for t in names]
+        labels += [(s, None) for s in names] + [(None, t) for t in names]
+        for s, t in labels:
+            if limit is not None and len(rows) >= limit:
+                break
+            if s is None or t is None:
+                block = self.bias[s] if t is None else self.invariant[t]
+                th, below = bias[s] if t is None else inv[t]
+                if below:
+                    rows.append((block.label, block.count(sizes), th, below))
+                continue
+            found = row(s, t)
+            if found is not None:
+                rows.append((f"{s} <- {t}", *found))
+        return total, rows
+
+    def term_count(self) -> int:
+        """How many generic basis terms the layer has (every block, the uncoupled ones as
+        bias times invariant terms): the work of planning and writing it, counted per
+        shape without building a term. A block past :data:`MAX_BLOCK_TERMS` is refused
+        here already (:class:`TooLarge`, naming it), as :meth:`Block.terms` would."""
+        shapes = self._shapes({})
+        blocks = [self.blocks[pairs[0]] for pairs in shapes.values()]
+        for block in (*blocks, *self.bias.values(), *self.invariant.values()):
+            try:
+                n = block.generic_terms()
+            except TooLarge as exc:  # a nested factor's outer table
+                raise TooLarge(f"block {block.label}: {exc}") from None
+            if n > MAX_BLOCK_TERMS:
+                raise TooLarge(
+                    f"block {block.label}: {n:,} basis terms, more than the "
+                    f"{MAX_BLOCK_TERMS:,} a layer is built with (fewer axes of one type per "
+                    "tensor, or split the type)"
+                )
+        coupled = sum(
+            len(pairs) * self.blocks[pairs[0]].generic_terms() for pairs in shapes.values()
+        )
+        bias = {n: b.generic_terms() for n, b in self.bias.items()}
+        inv = {n: b.generic_terms() for n, b in self.invariant.items()}
+        pairs = [p for group in shapes.values() for p in group]
+        uncoupled = sum(bias.values()) * sum(inv.values()) - sum(bias[s] * inv[t] for s, t in pairs)
+        return coupled + uncoupled + sum(bias.values()) + sum(inv.values())
+
+    @cached_property
+    def _type_order(self) -> dict[str, tuple[int, int]]:
+        """The order in which a block lists its types: the spec's, a nested type after
+        its outer type (as :attr:`Block.factors` are laid out)."""
+        index = {n: i for i, n in enumerate(self.spec.types)}
+        return {
+            n: (index[d.within], index[n]) if d.within else (index[n], -1)
+            for n, d in self.spec.types.items()
+        }
 
     def counts(self, sizes: Mapping[str, int] | None = None) -> dict:
         """The ``qgen count --json`` object (without ``name`` and ``sizes``)."""
@@ -540,6 +770,16 @@ def _kind(decl) -> GroupKind:
     return get_kind(decl.kind).for_decl(decl)
 
 
+#: the last spec solved and its basis: the CLI's build and its summary line, or a render
+#: and the counts beside it, share one solve (a spec is immutable; its identity is checked)
+_LAST: list[tuple[Spec, WeightSpaceBasis]] = []
+
+
 def solve(spec: Spec) -> WeightSpaceBasis:
-    """The basis of equivariant affine maps of ``spec``'s weight space."""
-    return WeightSpaceBasis(spec)
+    """The basis of equivariant affine maps of ``spec``'s weight space (the same object
+    for the same spec object as the previous call: its caches are shared)."""
+    if _LAST and _LAST[0][0] is spec and _LAST[0][1].spec is spec:
+        return _LAST[0][1]
+    basis = WeightSpaceBasis(spec)
+    _LAST[:] = [(spec, basis)]
+    return basis
