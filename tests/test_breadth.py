@@ -77,8 +77,8 @@ def test_refusals_group_by_rule_not_by_model():
 def test_one_line_keeps_qgen_refusals_and_names_other_errors():
     from qgen.frommodel.reader import UnsupportedModel
 
-    assert (
-        one_line(UnsupportedModel("f.py:3: x: not supported\nmore")) == "f.py:3: x: not supported"
-    )
+    # qgen's own refusals are one line already (QgenError escapes newlines): kept whole
+    assert one_line(UnsupportedModel("f.py:3: x: not supported")) == "f.py:3: x: not supported"
+    assert one_line(ValueError("first\nsecond")) == "ValueError: first"
     assert one_line(KeyError("w")) == "KeyError: 'w'"
     assert len(one_line(ValueError("v" * 1000))) == 300

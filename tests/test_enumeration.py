@@ -271,7 +271,8 @@ def test_a_block_past_the_bound_is_refused_with_its_size(tmp_path):
     )
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "qgen", "build", str(spec), "-o", str(out)],
+        # the parameter budget raised: the term bound is what is tested here
+        [sys.executable, "-m", "qgen", "build", str(spec), "-o", str(out), "--budget", str(10**12)],
         capture_output=True,
         text=True,
         timeout=120,

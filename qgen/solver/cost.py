@@ -146,17 +146,20 @@ def budget_refusal(cost: LayerCost, budget: int, spec: Spec) -> str:
     and 32 positions already cost millions of maps)."""
     options = []
     for name, counts in fixed_axis_options(spec, large_axes(spec, 1)[:_SHOWN]).items():
-        size = spec.types[name].size
         each = ", ".join(f"{c} {n:,}" for c, n in counts.items() if c != "dense")
-        options.append(f"fixed_axes: {{{name}: set|tied|drop}} ({name}, size {size}: {each})")
-    if not options:
-        options.append(
-            "no large fixed axis to declare (fixed_axes:); smaller sizes or fewer tensors"
-        )
+        options.append(f"{{{name}: set|tied|drop}} ({each})")
+    declare = (
+        f"declare fixed_axes: {'; '.join(options)}"
+        if options
+        else "no large fixed axis to declare: smaller sizes or fewer tensors"
+    )
+    label, n = cost.biggest[0] if cost.biggest else ("none", 0)
+    # the cost, the budget and how to raise it first: QgenError keeps one line of at most
+    # a few hundred characters, so the longest part (the options) comes last
     return (
-        f"{cost.statement()}; that is over the budget of {budget:,} parameters per channel "
-        f"pair. Options: {'; '.join(options)}; or raise the budget (--budget N, or "
-        "budget=N in qgen.build / qgen.compile)"
+        f"{cost.name}: {cost.maps:,} parameters per channel pair, over the budget of "
+        f"{budget:,} (biggest block {label} {n:,}); raise it (--budget N, or budget=N in "
+        f"qgen.build / qgen.compile) or {declare}"
     )
 
 
