@@ -429,3 +429,43 @@ def test_default_metanetwork_on_a_gl_space_is_invariant_and_reads_the_gl_tensors
         assert (net(y) - net(x)).abs().max() > 1e-6
     with pytest.raises(ValueError, match="gram=True"):
         compile_spec(ROOT / "examples" / "mlp_relu.yaml").MetaNetwork(1, 4, 2, 1, gram=True)
+
+
+def _gram_by_every_combination(spec):
+    """Reference for :func:`qgen.codegen.blocks.gram`: every set of two, then three,
+    tensors with contracted axes tried, skipping sets that hold a closed smaller one."""
+    import itertools
+
+    from qgen.codegen import blocks as tables
+
+    kinds = tables.axis_kinds(spec)
+    sizes = {n: d.size for n, d in spec.types.items() if d.fixed}
+    names = [t.name for t in spec.tensors if any(tables._contracted(a) for a in kinds[t.name])]
+    out, closed = [], []
+    for size in range(2, tables.GRAM_MAX_TENSORS + 1):
+        for group in itertools.combinations(names, size):
+            if any(set(c) <= set(group) for c in closed):
+                continue
+            found = tables._gram_product(spec, [kinds[n] for n in group])
+            if found is None:
+                continue
+            closed.append(group)
+            rules = tables._tensor_rules(found[1], sizes)
+            out.append((group, found[0], rules["entry"], rules["pool"]))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_gram_sets_from_sharing_pairs_equal_every_combination(depth):
+    """The Gram tensors found from pairs sharing a contracted type are exactly those of
+    trying every combination (in the same order), on the bundled specs and transformers."""
+
+    text = (ROOT / "examples" / "presets" / "transformer.yaml").read_text()
+    specs = [parse_spec(text.replace("depth: 1", f"depth: {depth}"))]
+    if depth == 1:
+        paths = sorted(ROOT.glob("examples/*.yaml")) + sorted(
+            ROOT.glob("bench/metanet_learn/*.yaml")
+        )
+        specs += [load_spec(p) for p in paths]
+    for spec in specs:
+        assert gram(spec) == _gram_by_every_combination(spec), spec.name
