@@ -404,27 +404,30 @@ def _gram_candidates(
     names: list[str], kinds: dict[str, tuple[AxisKind, ...]]
 ) -> list[tuple[str, ...]]:
     """The sets of two or three tensors that may close, in ``itertools.combinations``
-    order (sizes ascending, then by position in ``names``): every contracted type must
-    join two different tensors of a set, so each tensor of a set shares a contracted type
-    with another, and a set of three is a sharing pair plus a tensor sharing with either.
-    Linear in the sharing pairs, where trying every combination was cubic in the tensors
-    (a 24-block transformer has 200 tensors with GL axes)."""
-    types = {n: {a.type for a in kinds[n] if _contracted(a)} for n in names}
+    order (sizes ascending, then by position in ``names``). Every contracted type must
+    appear exactly twice in a set, in two different tensors, so a set holds a pair that
+    shares a type, and a third tensor must hold a type the pair leaves open (once) and
+    none the pair already has twice. Near-linear in the sharing pairs, where trying
+    every combination was cubic in the tensors (a 24-block transformer has 200 tensors
+    with GL axes)."""
+    from collections import Counter
+
+    axes = [Counter(a.type for a in kinds[n] if _contracted(a)) for n in names]
     holders: dict[str, list[int]] = {}
-    for i, n in enumerate(names):
-        for t in types[n]:
+    for i, counts in enumerate(axes):
+        for t in counts:
             holders.setdefault(t, []).append(i)
-    linked: list[set[int]] = [set() for _ in names]
-    for members in holders.values():
-        for i in members:
-            linked[i].update(j for j in members if j != i)
-    pairs = {(i, j) for i in range(len(names)) for j in linked[i] if i < j}
+    pairs = {(i, j) for members in holders.values() for i in members for j in members if i < j}
     found: set[tuple[int, ...]] = set(pairs)
     if GRAM_MAX_TENSORS >= 3:
         for i, j in pairs:
-            for k in linked[i] | linked[j]:
-                if k not in (i, j):
-                    found.add(tuple(sorted((i, j, k))))
+            both = axes[i] + axes[j]
+            if max(both.values()) > 2:
+                continue
+            for t in (t for t, n in both.items() if n == 1):
+                for k in holders[t]:
+                    if k not in (i, j) and all(both[s] < 2 for s in axes[k]):
+                        found.add(tuple(sorted((i, j, k))))
     return [tuple(names[i] for i in g) for g in sorted(found, key=lambda g: (len(g), g))]
 
 
