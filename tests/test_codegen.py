@@ -225,7 +225,7 @@ def test_failed_build_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
     target = tmp_path / f"{load_spec(EXAMPLES[0]).name}.py"
     before = target.read_bytes()
 
-    def broken(spec):
+    def broken(spec, *args):
         raise RuntimeError("render failed")
 
     monkeypatch.setattr(build_module, "render", broken)

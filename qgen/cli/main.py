@@ -193,13 +193,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-terms must be 0 (no bound) or positive, got {args.max_terms}")
     spec = load_spec(args.spec)
     print(f"cost: {check_budget(spec, args.budget).statement()}", flush=True)
-    bound = plan.MAX_LAYER_TERMS
-    if args.max_terms is not None:
-        plan.MAX_LAYER_TERMS = args.max_terms  # for this build only
-    try:
-        written = build(spec, args.output, tests=args.tests, budget=float("inf"))  # checked above
-    finally:
-        plan.MAX_LAYER_TERMS = bound
+    written = build(
+        spec,
+        args.output,
+        tests=args.tests,
+        budget=float("inf"),  # checked above
+        max_terms=plan.MAX_LAYER_TERMS if args.max_terms is None else args.max_terms,
+    )
     total = solve(spec).counts()["total"]
     for path in written:
         print(f"wrote {path}")

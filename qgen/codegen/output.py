@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 from typing import NoReturn
 
+from qgen.codegen.plan import MAX_LAYER_TERMS
 from qgen.codegen.rendering import render, render_module
 from qgen.errors import OutputError
 from qgen.solver.cost import check_budget
@@ -29,6 +30,7 @@ def build(
     out_dir: str | os.PathLike = "generated",
     tests: bool = False,
     budget: int | float | None = None,
+    max_terms: int = MAX_LAYER_TERMS,
 ) -> list[Path]:
     """Write ``<name>.py`` (and ``test_<name>.py`` with ``tests``) into ``out_dir``.
 
@@ -43,7 +45,8 @@ def build(
 
     A layer over ``budget`` parameters per channel pair (default
     :data:`qgen.solver.cost.DEFAULT_BUDGET`) is refused first (:class:`BudgetError`: the
-    cost and the options), and nothing is written.
+    cost and the options), and nothing is written; so is a layer past ``max_terms`` basis
+    terms (0: no bound).
     """
     spec = _as_spec(spec)
     check_budget(spec, budget)
@@ -53,7 +56,8 @@ def build(
         _check_destination(out, names)
     except OSError as exc:  # a path the system refuses to look at (too long, a loop)
         raise _output_error(out, exc) from None
-    rendered = render(spec)  # everything is rendered (and refused) before anything is written
+    # everything is rendered (and refused) before anything is written
+    rendered = render(spec, max_terms)
     files = {names[0]: rendered.module}
     if tests:
         files[names[1]] = rendered.tests
@@ -259,7 +263,9 @@ def _commit(out: Path, folder: int, staged: list[tuple[Path, int | Path]]) -> No
 
 
 def compile_spec(
-    spec: Spec | str | os.PathLike, budget: int | float | None = None
+    spec: Spec | str | os.PathLike,
+    budget: int | float | None = None,
+    max_terms: int = MAX_LAYER_TERMS,
 ) -> types.ModuleType:
     """The generated module for ``spec``, built in memory (no file is written); refused
     over ``budget`` parameters per channel pair as :func:`build` refuses it.
@@ -268,7 +274,7 @@ def compile_spec(
     """
     spec = _as_spec(spec)
     check_budget(spec, budget)
-    source = render_module(spec)
+    source = render_module(spec, max_terms)
     filename = f"<qgen:{spec.name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(spec.name)

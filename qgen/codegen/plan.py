@@ -349,19 +349,19 @@ def _in_storage_order(group: Group) -> Group:
 #: the most generic basis terms a layer is planned with (a build's work is about linear in
 #: them: 77,000 terms of a 24-block transformer took 1.3 s of CPU here, 37,000 terms of
 #: three 4-axis perm tensors 1.7 s); past it :func:`plan_layer` refuses with the count.
-#: ``qgen build --max-terms`` sets it for one run.
+#: ``qgen build --max-terms`` (``max_terms=`` of :func:`plan_layer` and the builds) moves it.
 MAX_LAYER_TERMS = 200_000
 
 
-def plan_layer(basis: WeightSpaceBasis) -> LayerPlan:
+def plan_layer(basis: WeightSpaceBasis, max_terms: int = MAX_LAYER_TERMS) -> LayerPlan:
     """Group the basis terms of every block into shared channel mixes (at most
-    :data:`MAX_LAYER_TERMS` terms, counted first: :class:`TooLarge` past it)."""
+    ``max_terms`` terms, counted first: :class:`TooLarge` past it; 0: no bound)."""
     spec = basis.spec
     terms = basis.term_count()
-    if MAX_LAYER_TERMS and terms > MAX_LAYER_TERMS:
+    if max_terms and terms > max_terms:
         raise TooLarge(
             f"{spec.source}: the layer has {terms:,} basis terms over "
-            f"{len(spec.tensors)} tensors, more than the {MAX_LAYER_TERMS:,} a build takes "
+            f"{len(spec.tensors)} tensors, more than the {max_terms:,} a build takes "
             "by default (seconds of CPU per 100,000); qgen build --max-terms N raises it"
         )
     pooled = Group("pooled", (), bias=True)

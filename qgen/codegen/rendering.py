@@ -34,6 +34,7 @@ from qgen.codegen.emit import emit, emit_with_summaries
 from qgen.codegen.emit import outputs as emit_outputs
 from qgen.codegen.passes import compile_program, head_program
 from qgen.codegen.plan import (
+    MAX_LAYER_TERMS,
     Group,
     InPattern,
     LayerPlan,
@@ -285,9 +286,10 @@ class Rendered:
     tests: str
 
 
-def render(spec: Spec) -> Rendered:
-    """The generated module and its test file for ``spec`` (deterministic, ruff-formatted)."""
-    plan = plan_layer(solve(spec))
+def render(spec: Spec, max_terms: int = MAX_LAYER_TERMS) -> Rendered:
+    """The generated module and its test file for ``spec`` (deterministic, ruff-formatted;
+    a layer past ``max_terms`` basis terms is refused, see :func:`plan_layer`)."""
+    plan = plan_layer(solve(spec), max_terms)
     context = _context(spec, plan)
     env = _environment()
     skeleton = env.get_template("module.py.j2").render(RUNTIME_MARKER=_RUNTIME_MARKER, **context)
@@ -296,9 +298,9 @@ def render(spec: Spec) -> Rendered:
     return Rendered(module, format_source(tests, f"test_{spec.name}.py"))
 
 
-def render_module(spec: Spec) -> str:
+def render_module(spec: Spec, max_terms: int = MAX_LAYER_TERMS) -> str:
     """The generated module's source for ``spec``."""
-    return render(spec).module
+    return render(spec, max_terms).module
 
 
 def render_tests(spec: Spec) -> str:
