@@ -289,16 +289,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def tiny(args) -> None:
+    """A few networks, a few steps (the test suite's configuration)."""
+    args.networks, args.max_steps, args.epochs, args.channels, args.seeds = 40, 5, 1, 2, 1
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.tiny:
-        args.networks, args.max_steps, args.epochs, args.channels, args.seeds = 40, 5, 1, 2, 1
-    if args.tables_only:
-        for path in sorted(Path(args.out).glob("cnn_generalization-*.json")):
-            write_tables(path)
-        return None
-    return run(args)
+    return common.task_main("cnn_generalization", args, tiny, run, write_tables)
 
 
 if __name__ == "__main__":

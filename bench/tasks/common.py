@@ -526,3 +526,23 @@ def bar_plot(results: dict, key: str, label: str, path: Path, log: bool = False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def task_main(
+    task: str,
+    args,
+    tiny: Callable[[object], None],
+    run: Callable[[object], dict],
+    write_tables: Callable[[Path], None],
+) -> dict | None:
+    """What every task's ``main`` does with its parsed arguments: the thread count, the
+    ``--tiny`` configuration (``tiny`` sets it on ``args``), ``--tables-only`` (tables and
+    PNGs redrawn from the committed ``<task>-*.json``), else the run."""
+    torch.set_num_threads(args.threads)
+    if args.tiny:
+        tiny(args)
+    if args.tables_only:
+        for path in sorted(Path(args.out).glob(f"{task}-*.json")):
+            write_tables(path)
+        return None
+    return run(args)

@@ -211,17 +211,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def tiny(args) -> None:
+    """A few INRs, a few steps (the test suite's configuration)."""
+    args.images, args.copies, args.fit_steps, args.resolution = 40, 2, 5, 8
+    args.epochs, args.channels, args.seeds = 1, 2, 1
+
+
 def main(argv: list[str] | None = None) -> dict | None:
-    args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.tiny:
-        args.images, args.copies, args.fit_steps, args.resolution = 40, 2, 5, 8
-        args.epochs, args.channels, args.seeds = 1, 2, 1
-    if args.tables_only:
-        for path in sorted(Path(args.out).glob("inr_classify-*.json")):
-            write_tables(path)
-        return None
-    return run(args)
+    return common.task_main("inr_classify", parser().parse_args(argv), tiny, run, write_tables)
 
 
 if __name__ == "__main__":
