@@ -565,7 +565,7 @@ class Rendered:
 @pytest.fixture
 def quick_render(monkeypatch):
     """``build`` with a stand-in renderer: the filesystem side alone, fast."""
-    monkeypatch.setattr(output, "render", lambda spec: Rendered)
+    monkeypatch.setattr(output, "render", lambda spec, *args: Rendered)
     return parse_spec(SMALL)
 
 
