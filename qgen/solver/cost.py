@@ -31,6 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from qgen.decls import Spec
 from qgen.errors import QgenError
@@ -41,11 +44,13 @@ __all__ = [
     "DEFAULT_BUDGET",
     "LARGE_AXIS",
     "BudgetError",
+    "FixedAxesPlan",
     "LayerCost",
     "check_budget",
     "choose_fixed_axes",
     "fixed_axis_options",
     "layer_cost",
+    "plan_fixed_axes",
 ]
 
 #: parameters per channel pair (equivariant maps) a layer may have unless the user raises it
@@ -176,6 +181,132 @@ def check_budget(spec: Spec, budget: int | float | None = None) -> LayerCost:
     return cost
 
 
+@dataclass(frozen=True)
+class FixedAxesPlan:
+    """What :func:`plan_fixed_axes` chose, with the exact counts (for the note the model
+    reader writes above the ``fixed_axes:`` it declares)."""
+
+    #: ``{type: choice}``, in the order chosen (the biggest saving first)
+    choices: dict[str, str]
+    #: the layer's maps with every axis dense (the spec as imported)
+    before: int
+    #: the layer's maps with ``choices``
+    after: int
+    #: ``(type, size, maps with it and the earlier choices)`` per choice, in order
+    steps: tuple[tuple[str, int, int], ...]
+    budget: int | float
+
+    @property
+    def fits(self) -> bool:
+        return self.after <= self.budget
+
+
+def _maps(spec: Spec) -> int:
+    """The layer's total maps (what ``counts()["total"]["equivariant"]`` gives, without
+    the per-block table)."""
+    basis = solve(spec)
+    bias = {name: b.count({}) for name, b in basis.bias.items()}
+    inv = {name: b.count({}) for name, b in basis.invariant.items()}
+    return basis.total(basis.coupled_counts({}), bias, inv)
+
+
+@lru_cache(maxsize=256)
+def _axis_factors(choice: str, n: int, top: int) -> tuple[int, ...]:
+    """The maps on ``k`` axes (out and in together) of one type of size ``n`` declared
+    ``choice``, for ``k = 0..top``: from the solver itself, on a spec of that type alone
+    (for ``set`` and ``tied``, the partition diagrams on ``k`` points the layer uses)."""
+    from qgen.spec import parse_spec
+
+    tensors = ", ".join(f"T{j}: [{', '.join(['u'] + ['t'] * j)}]" for j in range(top + 1))
+    probe = parse_spec(
+        f"{{name: probe, types: {{t: {{size: {n}}}, u: {{size: 1}}}}, tensors: {{{tensors}}}}}"
+    )
+    eq = solve(apply_fixed_axes(probe, {"t": choice})).counts()["equivariant"]
+    return tuple(eq[f"T{k // 2}"][f"T{k - k // 2}"] for k in range(top + 1))
+
+
+def plan_fixed_axes(
+    spec: Spec,
+    budget: int | float | None = None,
+    prefer: str = "tied",
+    large: int = 2,
+) -> FixedAxesPlan:
+    """The choices of :func:`choose_fixed_axes` and the counts behind them.
+
+    Greedy: each round takes the candidate axis whose choice leaves the fewest maps,
+    until the layer fits. The counts come from the spec's own count table, solved once:
+    a plain fixed type is a factor of its own in every block (the group acts on the
+    other factors), so a block with ``k`` of its axes (out and in together) holds
+    ``n ** k`` times the maps of the rest dense, and ``P(k, n)`` times as ``set`` or
+    ``tied`` (set partitions of ``k`` into at most ``n`` blocks); ``drop`` removes its
+    tensors' blocks. The plan's counts are exact integers, and the final one is checked
+    against a fresh solve of the declared spec. A ShuffleNet with 38 fixed channel axes
+    is planned in under a second this way, against a minute of one solve per candidate
+    and round.
+    """
+    if prefer not in CHOICES or prefer == "dense":
+        raise ValueError(f"prefer must be one of set, tied, drop, got {prefer!r}")
+    budget = DEFAULT_BUDGET if budget is None else budget
+    basis = solve(spec)
+    counts = basis.counts()
+    before = counts["total"]["equivariant"]
+    if before <= budget:
+        return FixedAxesPlan({}, before, before, (), budget)
+    names = [t.name for t in spec.tensors]
+    eq = counts["equivariant"]
+    big = max((n for row in eq.values() for n in row.values()), default=0) >= 2**40
+    table = np.array([[eq[s][t] for t in names] for s in names], dtype=object if big else np.int64)
+    nested = {d.within for d in spec.types.values() if d.within}
+    candidates = [
+        n for n in large_axes(spec, large) if n not in nested and not spec.types[n].within
+    ]
+    # per candidate: how many of its axes each tensor has
+    per = {
+        c: np.array([sum(a.type == c for a in t.axes) for t in spec.tensors]) for c in candidates
+    }
+    if prefer == "drop":  # a choice that leaves no tensor is no choice
+        candidates = [c for c in candidates if not per[c].all()]
+
+    def factor(c: str, exact: bool):
+        k = per[c][:, None] + per[c][None, :]
+        if prefer == "drop":
+            keep = (k == 0).astype(np.int64)
+            return keep, None
+        n = spec.types[c].size or 0
+        top = int(k.max())
+        num = np.array(_axis_factors(prefer, n, top), dtype=object)
+        den = np.array([n**i for i in range(top + 1)], dtype=object)
+        if not exact:
+            return (num / den).astype(float)[k], None
+        if not big:
+            num, den = num.astype(np.int64), den.astype(np.int64)
+        return num[k], den[k]
+
+    current = table.astype(float)
+    exact = table
+    chosen: dict[str, str] = {}
+    steps: list[tuple[str, int, int]] = []
+    maps = before
+    while maps > budget and candidates:
+        totals = {c: float((current * factor(c, False)[0]).sum()) for c in candidates}
+        best = min(candidates, key=lambda c: totals[c])  # ties: the larger axis (first)
+        if totals[best] >= maps:
+            break
+        num, den = factor(best, True)
+        exact = exact * num if den is None else exact // den * num
+        current = current * factor(best, False)[0]
+        maps = int(exact.sum())
+        chosen[best] = prefer
+        steps.append((best, spec.types[best].size or 0, maps))
+        candidates.remove(best)
+    if chosen and _maps(apply_fixed_axes(spec, chosen)) != maps:  # the factor rule broke
+        raise QgenError(
+            f"{spec.name}: the counts of fixed_axes {chosen} do not agree with the solver's; "
+            "this is a bug in qgen.solver.cost, please report it"
+        )
+    return FixedAxesPlan(chosen, before, maps, tuple(steps), budget)
+
+
 def choose_fixed_axes(
     spec: Spec,
     budget: int | float | None = None,
@@ -186,38 +317,15 @@ def choose_fixed_axes(
     to ``prefer`` (``tied`` by default: no symmetry claimed; ``set`` or ``drop`` also),
     the one that saves the most maps first, until the layer fits ``budget`` (default
     :data:`DEFAULT_BUDGET`). Axes that need no choice stay dense, and are not listed; a
-    layer within the budget gets ``{}``.
+    layer within the budget gets ``{}``. (:func:`plan_fixed_axes` has the counts.)
 
-    For the model reader: ``spec = apply_fixed_axes(spec, choose_fixed_axes(spec))`` gives
-    a spec that builds under the default budget when declaring its large axes suffices
-    (else the build's refusal says what remains); write the choices into the spec as
-    ``fixed_axes:`` so the user sees and can change them.
+    The model reader (:func:`qgen.spec_from_module`, ``qgen spec --from-model``) applies
+    it by default to a layer over the budget and writes the choices into the spec as
+    ``fixed_axes:``, so the user sees and can change them.
 
     >>> from qgen.spec import parse_spec
     >>> spec = parse_spec("{name: m, arch: mlp, widths: [784, 32, 32, 10], activation: gelu}")
     >>> choose_fixed_axes(spec), choose_fixed_axes(spec, budget=1_000)
     ({}, {'x': 'tied'})
     """
-    if prefer not in CHOICES or prefer == "dense":
-        raise ValueError(f"prefer must be one of set, tied, drop, got {prefer!r}")
-    budget = DEFAULT_BUDGET if budget is None else budget
-    chosen: dict[str, str] = {}
-    current = spec
-    maps = solve(current).counts()["total"]["equivariant"]
-    candidates = large_axes(spec, large)
-    while maps > budget and candidates:
-        best = None
-        for name in candidates:
-            try:
-                variant = apply_fixed_axes(current, {name: prefer})
-            except ValueError:
-                continue
-            n = solve(variant).counts()["total"]["equivariant"]
-            if best is None or n < best[1]:
-                best = (name, n, variant)
-        if best is None:
-            break
-        name, maps, current = best
-        chosen[name] = prefer
-        candidates.remove(name)
-    return chosen
+    return plan_fixed_axes(spec, budget, prefer, large).choices
