@@ -35,12 +35,16 @@ def __getattr__(name):  # torch-dependent parts load on first use: counting stay
     raise AttributeError(f"module 'qgen' has no attribute {name!r}")
 
 
-def spec_from_module(model, name="model", io="fixed", example_input=None):
+def spec_from_module(
+    model, name="model", io="fixed", example_input=None, fixed_axes="auto", budget=None
+):
     """The spec of a torch model's weight space (captured with ``torch.export`` on
-    ``example_input``; see :mod:`qgen.frommodel`)."""
+    ``example_input``; see :mod:`qgen.frommodel`). Over the build budget, large fixed
+    axes are declared ``tied`` (``fixed_axes="auto"``; ``"none"``: every axis dense; or
+    a mapping ``{type: choice}``), written into the spec's text with their counts."""
     from qgen.frommodel.reader import spec_from_module as _from_module
 
-    return _from_module(model, name, io, example_input)
+    return _from_module(model, name, io, example_input, fixed_axes, budget)
 
 
 def build(spec, out_dir="generated", tests=False, budget=None):

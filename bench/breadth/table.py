@@ -28,7 +28,8 @@ def reason_key(refusal: str) -> str:
     step, _, text = refusal.partition(": ")
     text = _WHERE.sub("", text)
     if "parameters per channel pair" in text:  # the budget's refusal: name, cost, options
-        if "no choice of fixed_axes" in text or "even with every fixed axis" in text:
+        unfit = ("no choice of fixed_axes", "even with every fixed axis", "that helps declared")
+        if any(k in text for k in unfit):
             return f"{step}: over the parameter budget; no fixed_axes choice makes it fit"
         if text.startswith("timed out"):
             return f"{step}: {text}"
@@ -164,6 +165,9 @@ def render(data: dict, top: int = 10) -> str:
 
 
 def _verdict(r: dict) -> str:
+    declared = r["steps"].get("import", {}).get("fixed_axes")
+    if r["end_to_end"] and declared:
+        return f"yes, the reader declared {len(declared)} fixed axes tied"
     if r["end_to_end"]:
         return "yes"
     if r.get("end_to_end_declared"):

@@ -222,7 +222,6 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
     from qgen.frommodel.capture import parse_input_shape
     from qgen.frommodel.reader import model_from_factory, weight_space_from_module
-    from qgen.spec import dump_spec
 
     module_name, sep, factory = args.from_model.partition(":")
     if not sep or not module_name or not factory:
@@ -243,10 +242,24 @@ def _cmd_spec(args: argparse.Namespace) -> int:
         floating = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         if example.is_floating_point() and floating is not None:
             example = example.to(floating)
-    ws = weight_space_from_module(model, args.name or factory, io=args.io, example_input=example)
+    ws = weight_space_from_module(
+        model,
+        args.name or factory,
+        io=args.io,
+        example_input=example,
+        fixed_axes=args.fixed_axes,
+        budget=args.budget,
+    )
     for note in getattr(ws, "notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(dump_spec(ws.spec), end="")
+    if ws.fixed_axes:
+        declared = ", ".join(f"{n}: {c}" for n, c in ws.fixed_axes.items())
+        print(
+            f"note: declared fixed_axes {{{declared}}} to fit the build budget (the spec's "
+            "comments give the counts; --fixed-axes none keeps every axis dense)",
+            file=sys.stderr,
+        )
+    print(ws.text, end="")
     return 0
 
 
@@ -373,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="fixed",
         help="fixed: input and output features keep their order (default); perm: permuted",
     )
+    p.add_argument(
+        "--fixed-axes",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto (default): over the budget, declare large fixed axes tied until the layer "
+        "fits (written as fixed_axes: with the counts in comments; refused when nothing "
+        "fits); none: every fixed axis dense, as imported",
+    )
+    _budget_option(p)
     p.set_defaults(func=_cmd_spec)
 
     p = add(

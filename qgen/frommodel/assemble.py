@@ -166,6 +166,8 @@ def _dim(ax, atoms, size: int):
             and (types.kind[r] == FIXED or types.size[r] == 1)
         ):  # a position, a kernel offset, a size-1 axis: fixed
             types.restrict(r, FIXED)
+            # the operation that fixed it, for the k<n> axis it becomes (messages)
+            types.fixed_at.setdefault(f"k{ax.size(a)}", types.fixed_at.get(r))
             if r in types.split:
                 axes += [
                     types.fixed_axis(types.split[r][1]),

@@ -28,12 +28,15 @@ rotary embeddings inside a head), that type is fixed and a note says where
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 
 from qgen.data.adapters import WeightSpace
 from qgen.frommodel.assemble import assemble, identifier
 from qgen.frommodel.capture import capture
-from qgen.frommodel.messages import UnsupportedModel
+from qgen.frommodel.declare import declare_fixed_axes
+from qgen.frommodel.messages import UnsupportedModel, where
 from qgen.frommodel.walk import Walk
 from qgen.spec import Spec
 
@@ -60,12 +63,26 @@ def model_from_factory(make, name: str) -> nn.Module:
 
 
 def weight_space_from_module(
-    model: nn.Module, name: str = "model", io: str = "fixed", example_input=None
+    model: nn.Module,
+    name: str = "model",
+    io: str = "fixed",
+    example_input=None,
+    fixed_axes: str | Mapping[str, str] = "auto",
+    budget: int | None = None,
 ) -> WeightSpace:
     """The weight space of ``model`` and where its tensors live in ``model.state_dict()``
     (see the module docstring for the rules). ``example_input`` (one input tensor; token
     ids for language models) is what ``torch.export`` runs the model on; without it qgen
-    tries an input of the size the first layer reads."""
+    tries an input of the size the first layer reads.
+
+    ``fixed_axes``: ``"auto"`` (the default) declares large fixed axes ``tied`` when the
+    layer as imported needs more than ``budget`` parameters per channel pair (default
+    :data:`~qgen.solver.cost.DEFAULT_BUDGET`), as :func:`~qgen.solver.cost.choose_fixed_axes`
+    picks them, and refuses a model that no such declaration fits; ``"none"`` keeps every
+    fixed axis dense (``qgen build`` then refuses a layer over the budget); a mapping
+    ``{type: choice}`` declares those choices. The declaration is part of the spec's text
+    (``ws.spec.text``: a ``fixed_axes:`` entry with the counts in comments above it) and
+    of ``ws.fixed_axes``; ``ws.dense_spec`` is the spec without it."""
     if io not in ("fixed", "perm"):
         raise ValueError(f"io must be 'fixed' or 'perm', got {io!r}")
     cap, _ = capture(model, example_input)
@@ -74,7 +91,27 @@ def weight_space_from_module(
     walk.run()
     if not walk.outputs:
         raise UnsupportedModel("the model returns no tensor")
-    return assemble(walk, name, io, f"<{type(model).__name__}>", _aliases(state, walk))
+    walk.ax.types.here = None  # what assembly fixes: the inputs, outputs and positions
+    ws = assemble(walk, name, io, f"<{type(model).__name__}>", _aliases(state, walk))
+    return declare_fixed_axes(ws, fixed_axes, budget, _fixed_origins(walk, ws.spec))
+
+
+def _fixed_origins(walk, spec: Spec) -> dict[str, str]:
+    """Per fixed type of the spec: the operation that made it fixed (the user's line)."""
+    types = walk.ax.types
+    out = {}
+    for name, decl in spec.types.items():
+        if not decl.fixed:
+            continue
+        root = types.spec_names.get(name)
+        node = types.fixed_at.get(root if root is not None else name)
+        if node is not None:
+            out[name] = where(node)
+        elif root is not None:
+            out[name] = "the model's inputs and outputs, or a position axis"
+        else:
+            out[name] = "a parameter axis no operation gives a type (kernel offsets, positions)"
+    return out
 
 
 def _aliases(state, walk) -> dict[str, list[str]]:
@@ -89,10 +126,16 @@ def _aliases(state, walk) -> dict[str, list[str]]:
 
 
 def spec_from_module(
-    model: nn.Module, name: str = "model", io: str = "fixed", example_input=None
+    model: nn.Module,
+    name: str = "model",
+    io: str = "fixed",
+    example_input=None,
+    fixed_axes: str | Mapping[str, str] = "auto",
+    budget: int | None = None,
 ) -> Spec:
-    """The spec of ``model``'s weight space (see the module docstring for the rules)."""
-    return weight_space_from_module(model, name, io, example_input).spec
+    """The spec of ``model``'s weight space (see the module docstring for the rules, and
+    :func:`weight_space_from_module` for ``fixed_axes`` and ``budget``)."""
+    return weight_space_from_module(model, name, io, example_input, fixed_axes, budget).spec
 
 
 _identifier = identifier

@@ -74,6 +74,11 @@ class TypeGraph:
     fixed: dict[str, int] = field(default_factory=dict)
     tensors: list[_Tensor] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    #: root -> the graph node (operation) that made its kind fixed, for messages
+    fixed_at: dict[str, object] = field(default_factory=dict)
+    #: the node being read (the walk sets it); spec type name -> root (after weight_space)
+    here: object = None
+    spec_names: dict[str, str] = field(default_factory=dict)
 
     def new(
         self, name: str, kind: str | None = None, size: int | None = None, prefix: str = "h"
@@ -81,6 +86,8 @@ class TypeGraph:
         """A new type, of ``kind`` or else the largest kind (operations restrict it)."""
         self.parent[name] = (name, False)
         self.kind[name] = kind or lattice_top()
+        if kind == FIXED:
+            self.fixed_at[name] = self.here
         self.prefix[name] = prefix
         self.order.append(name)
         if size is not None:
@@ -117,6 +124,8 @@ class TypeGraph:
         keep, drop = (ra, rb) if self.order.index(ra) < self.order.index(rb) else (rb, ra)
         self.parent[drop] = (keep, rel)
         self.kind[keep] = meet(self.kind[ra], self.kind[rb])
+        if self.kind[keep] == FIXED and keep not in self.fixed_at:
+            self.fixed_at[keep] = self.fixed_at.get(drop, self.here)
         if drop in self.size:
             self.size.setdefault(keep, self.size[drop])
         if drop in self.split:
@@ -139,6 +148,8 @@ class TypeGraph:
     def restrict(self, t: str, kind: str) -> None:
         r = self.root(t)
         self.kind[r] = meet(self.kind[r], kind)
+        if self.kind[r] == FIXED and r not in self.fixed_at:
+            self.fixed_at[r] = self.here
 
     def set_size(self, t: str, n: int, where: str) -> None:
         r = self.root(t)
@@ -201,6 +212,7 @@ class TypeGraph:
             p = self.prefix[r]
             counters[p] = counters.get(p, 0) + 1
             names[r] = f"{p}{counters[p]}"
+        self.spec_names = {n: r for r, n in names.items()}
         decls: dict[str, TypeDecl] = {}
         for r, n in names.items():
             if r not in self.size:

@@ -74,7 +74,7 @@ class Walk:
 
     def run(self) -> None:
         for node in self.cap.graph.nodes:
-            self.node = node
+            self.node = self.ax.types.here = node
             if node.op == "placeholder":
                 self.value[node] = self.placeholder(node)
             elif node.op == "call_function":
