@@ -34,7 +34,7 @@ from qgen.spec.fixed_axes import CHOICES, apply_fixed_axes
 __all__ = ["declare_fixed_axes", "declared_text"]
 
 #: how many fixed axes a refusal names with the operation that fixed them
-_NAMED = 3
+_NAMED = 2
 
 
 def declare_fixed_axes(
@@ -142,12 +142,13 @@ def _refusal(dense: Spec, plan, origins: Mapping[str, str], budget: int | float)
     block = f"; biggest block left {left[0][0]} {left[0][1]:,}" if left else ""
     fixed = sorted(
         (d for d in dense.types.values() if d.fixed and d.size and d.size > 1),
-        key=lambda d: -d.size,
+        key=lambda d: (-d.size, origins.get(d.name, "").startswith("the model's")),
     )
     named = "; ".join(f"{d.name} ({d.size}) at {origins.get(d.name, '?')}" for d in fixed[:_NAMED])
+    named = named or "none"
     return (
-        f"{dense.name}: {plan.before:,} parameters per channel pair, over the budget of "
-        f"{budget:,}, and {plan.after:,} with every fixed axis that helps declared tied"
-        f"{block}; the largest fixed axes come from: {named or 'none'}; raise the budget "
-        "(budget=N, --budget N) or read the model with fixed_axes='none' (--fixed-axes none)"
+        f"{dense.name}: {plan.before:,} parameters per channel pair, {plan.after:,} with every "
+        f"fixed axis that helps declared tied: over the budget of {budget:,}{block}; raise it "
+        f"(--budget N) or keep it dense (--fixed-axes none); largest fixed axes: {named}"
     )
+

@@ -28,6 +28,7 @@ rotary embeddings inside a head), that type is fixed and a note says where
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from torch import nn
@@ -105,7 +106,9 @@ def _fixed_origins(walk, spec: Spec) -> dict[str, str]:
             continue
         root = types.spec_names.get(name)
         node = types.fixed_at.get(root if root is not None else name)
-        if node is not None:
+        if re.fullmatch(r"[xy]\d*", name):  # the names of the input and output features
+            out[name] = "the model's inputs and outputs (io='fixed')"
+        elif node is not None:
             out[name] = where(node)
         elif root is not None:
             out[name] = "the model's inputs and outputs, or a position axis"

@@ -123,8 +123,14 @@ class TypeGraph:
             )
         keep, drop = (ra, rb) if self.order.index(ra) < self.order.index(rb) else (rb, ra)
         self.parent[drop] = (keep, rel)
+        fixed = [r for r in (ra, rb) if self.kind[r] == FIXED]
         self.kind[keep] = meet(self.kind[ra], self.kind[rb])
-        if self.kind[keep] == FIXED and keep not in self.fixed_at:
+        if len(fixed) == 1:  # this tie fixes a type: where its fixed partner was made,
+            made = self.fixed_at.get(fixed[0])  # or this operation (a constant's input)
+            if made is None or getattr(made, "op", None) == "placeholder":
+                made = self.here
+            self.fixed_at[keep] = made
+        elif fixed and keep not in self.fixed_at:
             self.fixed_at[keep] = self.fixed_at.get(drop, self.here)
         if drop in self.size:
             self.size.setdefault(keep, self.size[drop])
