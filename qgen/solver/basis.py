@@ -657,8 +657,11 @@ class WeightSpaceBasis:
         return total, rows
 
     def term_count(self) -> int:
-        """How many generic basis terms the layer has (every block, the uncoupled ones as
-        bias times invariant terms): the work of planning and writing it, counted per
+        """How many generic basis terms the layer plans and writes: every coupled block's,
+        and the pooled path's inputs and outputs (each tensor's invariant and bias terms
+        once: the uncoupled blocks, bias times invariant terms for every pair of tensors,
+        are one matmul of the pooled summaries, whose work grows with the tensors, not
+        their pairs; their maps are parameters, which the budget bounds). Counted per
         shape without building a term. A block past :data:`MAX_BLOCK_TERMS` is refused
         here already (:class:`TooLarge`, naming it), as :meth:`Block.terms` would."""
         shapes = self._shapes({})
@@ -677,11 +680,9 @@ class WeightSpaceBasis:
         coupled = sum(
             len(pairs) * self.blocks[pairs[0]].generic_terms() for pairs in shapes.values()
         )
-        bias = {n: b.generic_terms() for n, b in self.bias.items()}
-        inv = {n: b.generic_terms() for n, b in self.invariant.items()}
-        pairs = [p for group in shapes.values() for p in group]
-        uncoupled = sum(bias.values()) * sum(inv.values()) - sum(bias[s] * inv[t] for s, t in pairs)
-        return coupled + uncoupled + sum(bias.values()) + sum(inv.values())
+        bias = sum(b.generic_terms() for b in self.bias.values())
+        inv = sum(b.generic_terms() for b in self.invariant.values())
+        return coupled + bias + inv
 
     @cached_property
     def _type_order(self) -> dict[str, tuple[int, int]]:
