@@ -167,3 +167,15 @@ def test_a_layer_past_the_term_budget_is_refused_with_its_cost(tmp_path, capsys)
     assert not out.exists() or not any(out.iterdir())
     assert main(["build", str(spec), "-o", str(out), "--max-terms", "-1"]) == 2
     assert "--max-terms must be 0" in capsys.readouterr().err
+
+
+def test_uncoupled_blocks_count_once_per_tensor_not_per_pair():
+    """500 vectors of 500 different perm types: only a vector's block with itself is
+    coupled (2 terms); the 249,500 bias x invariant maps between different vectors are
+    one matmul of pooled summaries (the plan's pooled group), so the layer has 1,000
+    coupled terms and 500 + 500 pooled ones to plan, within the default bound."""
+    types = "".join(f"  p{i}: {{group: perm}}\n" for i in range(500))
+    tensors = "".join(f"  v{i}: [p{i}]\n" for i in range(500))
+    basis = WeightSpaceBasis(parse_spec(f"name: many\ntypes:\n{types}tensors:\n{tensors}"))
+    assert basis.counts()["total"]["equivariant"] == 500 * 500 + 500  # maps: every pair
+    assert basis.term_count() == 500 * 2 + 500 + 500
