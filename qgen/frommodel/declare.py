@@ -33,6 +33,12 @@ from qgen.spec.fixed_axes import CHOICES, apply_fixed_axes
 
 __all__ = ["declare_fixed_axes", "declared_text"]
 
+#: what each choice keeps of the symmetry, for the comments above a declaration
+_KEPT = {
+    "tied": "on a tied axis none is claimed (as dense).",
+    "set": "on a set axis, its permutations are declared a symmetry of the networks.",
+    "drop": "the tensors of a dropped axis are left out (not read, not written).",
+}
 #: how many fixed axes a refusal names with the operation that fixed them
 _NAMED = 2
 
@@ -125,10 +131,10 @@ def declared_text(
         lines.append(f"    fixed at {origins.get(name, 'an unknown operation')}")
     kept = sorted({c for c in choices.values()})
     lines += [f"{c}: {CHOICES[c]}." for c in kept]
+    lines += ["Symmetry kept: the group of every other type, unchanged; " + _KEPT[c] for c in kept]
     lines += [
-        "Symmetry kept: the group of every other type, unchanged; on a tied axis none is",
-        "claimed (as dense). Change an entry to set, drop or dense, or remove it; qgen count",
-        "lists each choice's maps; qgen spec --fixed-axes none writes the spec without it.",
+        "Change an entry to set, drop or dense, or remove it; qgen count lists each",
+        "choice's maps; qgen spec --fixed-axes none writes the spec without it.",
     ]
     comment = "\n".join(f"# {line}".rstrip() for line in lines)
     entries = ", ".join(f"{n}: {c}" for n, c in choices.items())
@@ -151,4 +157,3 @@ def _refusal(dense: Spec, plan, origins: Mapping[str, str], budget: int | float)
         f"fixed axis that helps declared tied: over the budget of {budget:,}{block}; raise it "
         f"(--budget N) or keep it dense (--fixed-axes none); largest fixed axes: {named}"
     )
-
