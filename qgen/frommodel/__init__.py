@@ -16,6 +16,8 @@ refused in one line with the user's file and line, the operation, and what to do
   sums) on :mod:`qgen.frommodel.typegraph`'s union-find;
 * :mod:`qgen.frommodel.values`: the values the walk carries;
 * :mod:`qgen.frommodel.assemble`: the spec and its state_dict sources;
+* :mod:`qgen.frommodel.declare`: the ``fixed_axes:`` the spec declares (by default,
+  large fixed axes ``tied`` when the layer is over the build budget, with the counts);
 * :mod:`qgen.frommodel.messages`: refusals in the user's words.
 """
 
