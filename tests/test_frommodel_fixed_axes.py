@@ -197,3 +197,12 @@ def test_the_cli_writes_the_declaration_and_none_keeps_it_dense(tmp_path):
     assert dense.returncode == 0 and "fixed_axes" not in dense.stdout
     over = run("--budget", "1")
     assert over.returncode == 2 and "over the budget of 1;" in over.stderr
+
+
+def test_the_example_input_passed_as_the_name_is_refused_with_what_to_do():
+    """``spec_from_module(model, x)`` puts the input where the spec's name goes: a
+    TypeError that says so, not a failure deep inside the reader."""
+    with pytest.raises(TypeError, match="example_input="):
+        qgen.spec_from_module(nn.Linear(3, 2), torch.randn(1, 3))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        qgen.spec_from_module(lambda x: x)

@@ -84,6 +84,13 @@ def weight_space_from_module(
     ``{type: choice}`` declares those choices. The declaration is part of the spec's text
     (``ws.spec.text``: a ``fixed_axes:`` entry with the counts in comments above it) and
     of ``ws.fixed_axes``; ``ws.dense_spec`` is the spec without it."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(name, str):  # spec_from_module(model, x): the input went to `name`
+        raise TypeError(
+            f"name must be a string (the spec's name), got {type(name).__name__}; pass the "
+            "model's input as example_input=..."
+        )
     if io not in ("fixed", "perm"):
         raise ValueError(f"io must be 'fixed' or 'perm', got {io!r}")
     cap, _ = capture(model, example_input)
