@@ -34,6 +34,7 @@ from math import prod
 
 from qgen.decls import FIXED
 from qgen.frommodel.typegraph import TypeGraph, UnsupportedModel
+from qgen.kinds import lattice_top
 
 __all__ = ["At", "Axes", "Dim"]
 
@@ -214,7 +215,7 @@ class Axes:
                 r = self.types.root(x[0].t)
                 if self.types.size.get(r) == self.dim_size(y):
                     flip = x[0].dual ^ dual
-                    self.refine[r] = tuple(replace(z, dual=z.dual ^ flip) for z in y)
+                    self._refine(r, tuple(replace(z, dual=z.dual ^ flip) for z in y))
                     return
         sa, sb = [self.size(x) for x in a], [self.size(y) for y in b]
         if sa == sb:
@@ -229,6 +230,19 @@ class Axes:
                     self.fix((x, y), where, "combines axes qgen cannot align")
             return
         self.fix(a + b, where, "combines axes that factor differently")
+
+    def _refine(self, r: str, atoms: Dim) -> None:
+        """Type ``r`` is from now on the product of ``atoms``; the group ``r`` was already
+        restricted to restricts each atom: an element of the product acts on ``r``'s axis
+        as the Kronecker product of the atoms' elements, and the groups of the lattice
+        (fixed, perm, signed, scaled, orthogonal, gl) are closed under Kronecker products,
+        so atoms of ``r``'s kind act on ``r`` within its kind. Without it the restriction
+        would be lost: a piece of a fixed axis (``chunk`` inside a head, which keeps no
+        symmetry) tied to a bias's head block must keep the bias's block fixed too."""
+        self.refine[r] = atoms
+        kind = self.types.kind[r]
+        if kind != lattice_top():
+            self.restrict(atoms, kind)
 
     def _refinable(self, a: At) -> bool:
         r = self.types.root(a.t)
@@ -271,7 +285,7 @@ class Axes:
                 plain, summed = (y, x) if sx else (x, y)
                 if self._refinable(plain):
                     r = self.types.root(plain.t)
-                    self.refine[r] = (replace(summed, dual=summed.dual ^ plain.dual ^ dual),)
+                    self._refine(r, (replace(summed, dual=summed.dual ^ plain.dual ^ dual),))
                     return True
             return False
         if x.part == y.part:
@@ -284,7 +298,7 @@ class Axes:
         for p, q in ((x, y), (y, x)):  # a whole type that is one part of a split one
             if p.part == "full" and self._refinable(p):
                 r = self.types.root(p.t)
-                self.refine[r] = (replace(q, dual=q.dual ^ p.dual ^ dual),)
+                self._refine(r, (replace(q, dual=q.dual ^ p.dual ^ dual),))
                 return True
         return False
 
