@@ -6,9 +6,8 @@ change (float64, ``RTOL``); each failed before its fix."""
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from test_frommodel_ops import check_identity, kind, rand
+from torch import nn
 
 
 class ChunkInsideHeads(nn.Module):
