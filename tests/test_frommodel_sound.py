@@ -42,7 +42,8 @@ def test_a_chunk_inside_heads_fixes_the_biases_added_to_its_pieces():
     # the pieces of a chunk inside a head keep no symmetry; a bias block added to one must
     # keep none either (it was declared gl per head: outputs changed 35%)
     ws = check_identity(ChunkInsideHeads(), rand(2, 3, 8))
-    assert kind(ws, "v_bias") == "fixed"
+    assert kind(ws, "v_bias", 1) == "fixed"
+    assert kind(ws, "v_bias", 0) == kind(ws, "in_proj_weight", 0) == "perm"  # heads move
     assert kind(ws, "inp_weight") == "gl"  # what the chunk does not touch keeps its group
 
 
@@ -80,3 +81,58 @@ def test_alibi_fixes_the_head_order():
     ws = check_identity(Alibi(), rand(2, 3, 8))
     assert "head1" not in ws.spec.types  # no permutable outer type
     assert kind(ws, "Wqkv_weight_0_0") == "gl"  # each head its own element
+
+
+def rotate_half(x):
+    """Llama's ``rotate_half``: the halves of the head dim swapped, the second negated."""
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Rotary(nn.Module):
+    """Llama's attention (``modeling_llama.py``): q/k/v projections viewed into heads,
+    rotary embeddings ``q * cos + rotate_half(q) * sin`` with ``cos``/``sin`` computed from
+    the positions and an ``inv_freq`` buffer, grouped key/value heads repeated by
+    ``expand`` + ``reshape`` (``repeat_kv``) when ``kv < heads``."""
+
+    def __init__(self, d=16, heads=4, kv=4):
+        super().__init__()
+        self.heads, self.kv, self.hd = heads, kv, d // heads
+        self.inp = nn.Linear(d, d)
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, kv * self.hd)
+        self.v = nn.Linear(d, kv * self.hd)
+        self.o = nn.Linear(d, d, bias=False)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        x = self.inp(x)
+        q, k, v = (p(x).view(b, t, -1, self.hd).transpose(1, 2) for p in (self.q, self.k, self.v))
+        pos = torch.arange(t, dtype=x.dtype)[None, :]
+        freqs = (self.inv_freq[None, :, None].to(x.dtype) @ pos[:, None, :]).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        n = self.heads // self.kv
+        k = k[:, :, None].expand(b, self.kv, n, t, self.hd).reshape(b, self.heads, t, self.hd)
+        v = v[:, :, None].expand(b, self.kv, n, t, self.hd).reshape(b, self.heads, t, self.hd)
+        a = torch.softmax(q @ k.transpose(-1, -2) * self.hd**-0.5, -1) @ v
+        return self.o(a.transpose(1, 2).reshape(b, t, -1))
+
+
+def test_rotary_embeddings_fix_the_query_key_head_dim_and_heads_still_move():
+    ws = check_identity(Rotary(), rand(2, 3, 16))
+    spec = ws.spec
+    head, inner, _ = (spec.types[a.type] for a in spec.tensor("q_weight").axes)
+    assert (head.kind, head.size) == ("perm", 4)  # heads permute as wholes
+    assert (inner.kind, inner.size) == ("fixed", 4)  # cos/sin vary along the head dim
+    assert spec.tensor("k_weight").axes[0].type == head.name
+    v_inner = spec.types[spec.tensor("v_weight").axes[1].type]
+    assert (v_inner.kind, v_inner.within) == ("gl", head.name)  # values: gl per head
+
+
+def test_rotary_with_grouped_key_value_heads_is_sound():
+    check_identity(Rotary(kv=2), rand(2, 3, 16))

@@ -42,9 +42,6 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     for r in list(ax.pending):
         if r in ax.pending:
             ax.commit((At(r, "radix", False, ax.pending[r], 0),), "a split type")
-    for r, (outer, _) in list(types.split.items()):
-        if types.root(r) == r and types.kind[r] == FIXED:
-            types.restrict(outer, FIXED)
     _unnest_fixed_blocks(ax)
     for _ in range(len(types.split) + 1):  # blocks a tensor mixes cannot be permuted
         expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
@@ -89,7 +86,9 @@ def _mixed(ax, axes: list[Ax]) -> set[str]:
         if a.part == "fixed":
             continue
         r = types.root(a.t)
-        if a.part in ("full", "inner") and r in types.split:
+        if a.part in ("full", "inner") and r in types.split and types.kind[r] != FIXED:
+            # (nothing acts inside the blocks of a fixed type: a tensor on its inner index
+            # alone, shared by every block like Qwen3's per-head q_norm, is invariant)
             need.add(outer(r))
         if a.part == "outer" or (a.part == "full" and r in types.split):
             have.append(outer(r))
@@ -164,7 +163,9 @@ def _dim(ax, atoms, size: int):
             a.part == "full"
             and not ax.is_feature(r)
             and (types.kind[r] == FIXED or types.size[r] == 1)
-        ):  # a position, a kernel offset, a size-1 axis: fixed
+            and not (r in types.split and types.kind[types.root(types.split[r][0])] != FIXED)
+        ):  # a position, a kernel offset, a size-1 axis: fixed (a fixed type whose blocks
+            # are permuted, like heads of a rotary query, is [outer, k<n>]: the blocks move)
             types.restrict(r, FIXED)
             if r in types.split:
                 axes += [

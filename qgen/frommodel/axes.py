@@ -289,6 +289,12 @@ class Axes:
                     return True
             return False
         if x.part == y.part:
+            if x.part == "inner" and self.types.size[rx] != self.types.size[ry]:
+                # blocks of one size in types split into different numbers of blocks
+                # (a rotary table of one head's size multiplies 4 query heads and 2 key
+                # heads): no element of the one is an element of the other; the caller
+                # fixes both (no symmetry inside their blocks; the blocks still move)
+                return False
             if x.part == "outer":
                 ox, oy = self.types.split[rx][0], self.types.split[ry][0]
                 self.types.tie(ox, oy, where)

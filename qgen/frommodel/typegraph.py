@@ -176,9 +176,21 @@ class TypeGraph:
         for r in ends if io is not None else ():  # io None: the kinds as they are
             kinds[r] = FIXED if io == FIXED else "perm"
         splits = {r: s for r, s in self.split.items() if self.root(r) == r}
-        # a split of a fixed type fixes its blocks: every type split by the same outer is
-        # fixed as a whole (sound; it gives up the within-block symmetry of the others)
-        frozen = {self.root(o) for r, (o, _) in splits.items() if kinds[r] == FIXED}
+        # a fixed type split by a fixed outer: its blocks do not move, so it is fixed as a
+        # whole, and so is every type split by the same outer
+        frozen = {
+            self.root(o)
+            for r, (o, _) in splits.items()
+            if kinds[r] == FIXED and kinds.get(self.root(o)) == FIXED
+        }
+        # a fixed type split by a permuted outer (rotary embeddings fix the index inside a
+        # head; the heads still move as wholes): the blocks are permuted by the outer's
+        # element and nothing acts inside them, so its axes are [outer, k<block size>]
+        self._fixed_inner: dict[str, int] = {}
+        for r, (o, blocks) in splits.items():
+            if kinds[r] == FIXED and self.root(o) not in frozen:
+                self._fixed_inner[r] = self.size[r] // blocks
+                self.fixed_axis(self.size[r] // blocks)
         self._frozen: dict[str, int] = {}
         for r, (o, blocks) in list(splits.items()):
             if self.root(o) in frozen:
@@ -205,6 +217,8 @@ class TypeGraph:
         for r, n in names.items():
             if r not in self.size:
                 raise UnsupportedModel(f"cannot tell the size of the features {n}")
+            if r in self._fixed_inner:
+                continue  # its axes are its outer type and a fixed k<n>
             if r in splits:
                 outer, blocks = splits[r]
                 on = names[self.root(outer)]
@@ -252,4 +266,7 @@ class TypeGraph:
         outer, blocks = splits[r]
         o = (Axis(names[self.root(outer)], dual), blocks)  # perm: dual acts the same
         i = (Axis(names[r], dual), self.size[r] // blocks)
+        if r in self._fixed_inner:
+            n = self._fixed_inner[r]
+            i = (Axis(f"k{n}", False), n)
         return {"full": [o, i], "outer": [o], "inner": [i]}[a.part]
