@@ -332,9 +332,10 @@ def test_rotary_rmsnorm_swiglu_and_causal_sdpa():
     assert (kind(ws, "q_weight", 0), kind(ws, "q_weight", 1)) == ("perm", "fixed")
     head = ws.spec.tensor("q_weight").axes[0].type
     assert ws.spec.tensor("v_weight").axes[0].type == head
-    assert kind(ws, "v_weight", 1) == "gl" and ws.spec.types[
-        ws.spec.tensor("v_weight").axes[1].type
-    ].within == head
+    assert (
+        kind(ws, "v_weight", 1) == "gl"
+        and ws.spec.types[ws.spec.tensor("v_weight").axes[1].type].within == head
+    )
     assert kind(ws, "w12_weight_0") == "perm" and kind(ws, "w12_weight_1") == "perm"  # SwiGLU
     assert kind(ws, "norm_w") == "perm"  # RMSNorm
 
