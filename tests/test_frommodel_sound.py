@@ -136,3 +136,71 @@ def test_rotary_embeddings_fix_the_query_key_head_dim_and_heads_still_move():
 
 def test_rotary_with_grouped_key_value_heads_is_sound():
     check_identity(Rotary(kv=2), rand(2, 3, 16))
+
+
+class SinusoidalPositions(nn.Embedding):
+    """Pegasus' / Marian's positions (``PegasusSinusoidalPositionalEmbedding``): an
+    embedding table read under ``@torch.no_grad()`` at ``arange`` positions; ``torch.export``
+    records the region as ``wrap_with_set_grad_enabled`` around a subgraph."""
+
+    @torch.no_grad()
+    def forward(self, t: int):
+        return super().forward(torch.arange(t))
+
+
+class NoGradPositions(nn.Module):
+    def __init__(self, vocab=11, d=8):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = SinusoidalPositions(16, d)
+        self.fc1, self.fc2 = nn.Linear(d, 12), nn.Linear(12, 3)
+
+    def forward(self, ids):
+        x = self.emb(ids) + self.pos(ids.shape[1])
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_a_no_grad_region_is_read_op_by_op():
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(0))
+    ws = check_identity(NoGradPositions(), ids)
+    # the table's feature axis is the embedding stream's (what the region computes)
+    assert ws.spec.tensor("pos_weight").axes[1].type == ws.spec.tensor("emb_weight").axes[1].type
+    assert kind(ws, "pos_weight", 0) == "fixed"  # positions
+    assert kind(ws, "fc1_weight") == "scaled"  # ReLU
+
+
+class KeyFirstAttention(nn.Module):
+    """BART's attention: separate ``k_proj``, ``v_proj``, ``q_proj`` (declared in that
+    order), each viewed into heads; and BART's tied embeddings: one tensor under the keys
+    ``shared.weight`` (never read by the graph) and ``embed.weight``."""
+
+    def __init__(self, vocab=11, d=8, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.shared = nn.Embedding(vocab, d)
+        self.embed = self.shared
+        self.k_proj, self.v_proj, self.q_proj = (nn.Linear(d, d) for _ in range(3))
+        self.out_proj = nn.Linear(d, d)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        b, t, d = x.shape
+        q, k, v = (
+            p(x).view(b, t, self.heads, -1).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        a = torch.softmax(torch.matmul(q, k.transpose(2, 3)) * 0.5, -1) @ v
+        x = x + self.out_proj(a.transpose(1, 2).reshape(b, t, d))
+        return self.head(x)
+
+
+def test_keys_declared_before_queries_keep_their_heads():
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(0))
+    ws = check_identity(KeyFirstAttention(), ids)
+    spec = ws.spec
+    head, inner = (spec.types[a.type] for a in spec.tensor("k_proj_weight").axes[:2])
+    assert (head.kind, inner.kind, inner.within) == ("perm", "gl", head.name)
+    assert spec.tensor("q_proj_weight").axes[1].dual  # queries: the dual of the keys
+    # the tied table: both keys, the same axes (it was a free gl x gl tensor of its own)
+    assert spec.tensor("shared_weight").axes == spec.tensor("embed_weight").axes

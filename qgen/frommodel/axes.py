@@ -263,8 +263,11 @@ class Axes:
             last = len(x.radix) - 1
             if x.part == y.part == "radix" and x.radix == y.radix and x.digit == y.digit == last:
                 # the same block of two split types: tie the types (and their splits)
+                # (the split stays pending on whichever root the tie keeps: the type
+                # made first, which may be either; BART's k_proj is declared before q_proj)
+                self.pending.pop(rx, None)
                 self.pending.pop(ry, None)
-                self.types.tie(rx, ry, where, dual=d)
+                self.pending[self.types.tie(rx, ry, where, dual=d)] = x.radix
                 return True
             cx, cy = self.commit((x,), where), self.commit((y,), where)
             if len(cx) != 1 or len(cy) != 1 or "radix" in (cx[0].part, cy[0].part):
