@@ -204,3 +204,28 @@ def test_keys_declared_before_queries_keep_their_heads():
     assert spec.tensor("q_proj_weight").axes[1].dual  # queries: the dual of the keys
     # the tied table: both keys, the same axes (it was a free gl x gl tensor of its own)
     assert spec.tensor("shared_weight").axes == spec.tensor("embed_weight").axes
+
+
+class BatchOneAttention(nn.Module):
+    """torchvision's ``VisionTransformer`` encoder on a batch of one:
+    ``nn.MultiheadAttention`` folds the batch (size 1) into its head reshapes, so an axis
+    reads as tokens x a size-1 factor, and the residual adds it to the plain tokens axis
+    (this made a type a product of itself: a RecursionError)."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 5, d))
+        self.ln = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        x = x + self.pos
+        y = self.ln(x)
+        y, _ = self.attn(y, y, y, need_weights=False)
+        return self.head(x + y)
+
+
+def test_a_size_one_factor_does_not_make_a_type_a_product_of_itself():
+    ws = check_identity(BatchOneAttention(), rand(1, 5, 8))
+    assert kind(ws, "attn_Wv", 1) == "gl"  # values: gl per head

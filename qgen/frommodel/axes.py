@@ -210,9 +210,16 @@ class Axes:
             return
         if len(a) == 1 and len(b) == 1 and self._tie_atoms(a[0], b[0], where, dual):
             return
+        # size-1 factors (left by a reshape) carry nothing
+        a = tuple(z for z in a if self.size(z) != 1) or a
+        b = tuple(z for z in b if self.size(z) != 1) or b
+        if len(a) == 1 and len(b) == 1 and self._tie_atoms(a[0], b[0], where, dual):
+            return
         for x, y in ((a, b), (b, a)):  # a whole fresh type against a product: refine it
             if len(x) == 1 and x[0].part == "full" and len(y) != 1 and self._refinable(x[0]):
                 r = self.types.root(x[0].t)
+                if r in {self.types.root(z.t) for z in y}:
+                    continue  # a type is no product of itself and others: no refinement
                 if self.types.size.get(r) == self.dim_size(y):
                     flip = x[0].dual ^ dual
                     self._refine(r, tuple(replace(z, dual=z.dual ^ flip) for z in y))

@@ -93,10 +93,14 @@ class TypeGraph:
 
     def find(self, t: str) -> tuple[str, bool]:
         """The root of ``t`` and whether ``t`` is the root's dual."""
-        parity = False
+        path = []
         while (p := self.parent[t])[0] != t:
-            parity ^= p[1]
+            path.append((t, p[1]))
             t = p[0]
+        parity = False
+        for node, step in reversed(path):  # path compression: each points at the root
+            parity ^= step
+            self.parent[node] = (t, parity)
         return t, parity
 
     def root(self, t: str) -> str:
