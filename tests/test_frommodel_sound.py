@@ -229,3 +229,27 @@ class BatchOneAttention(nn.Module):
 def test_a_size_one_factor_does_not_make_a_type_a_product_of_itself():
     ws = check_identity(BatchOneAttention(), rand(1, 5, 8))
     assert kind(ws, "attn_Wv", 1) == "gl"  # values: gl per head
+
+
+class ShiftedWindows(nn.Module):
+    """Swin's channels-last steps: ``torch.roll`` of the two spatial axes (shifted
+    windows) and ``F.pad`` of H and W with ``(0, 0, 0, pw, 0, ph)``; the channels are
+    untouched by both (they were fixed: every axis counted as touched)."""
+
+    def __init__(self, c=4, value=0.0):
+        super().__init__()
+        self.value = value
+        self.fc1, self.fc2 = nn.Linear(3, c), nn.Linear(c, 2)
+
+    def forward(self, x):  # [B, H, W, 3]
+        x = self.fc1(x)
+        x = torch.roll(x, shifts=(-1, -1), dims=(1, 2))
+        x = nn.functional.pad(x, (0, 0, 0, 1, 0, 1), value=self.value)
+        return self.fc2(x.mean((1, 2)))
+
+
+def test_roll_and_pad_touch_only_their_axes():
+    ws = check_identity(ShiftedWindows(), rand(2, 3, 3, 3))
+    assert kind(ws, "fc1_weight") == "gl"  # zero padding and rolls are linear per channel
+    ws = check_identity(ShiftedWindows(value=1.0), rand(2, 3, 3, 3))
+    assert kind(ws, "fc1_weight") == "perm"  # a nonzero pad value: permutations only
