@@ -253,3 +253,27 @@ def test_roll_and_pad_touch_only_their_axes():
     assert kind(ws, "fc1_weight") == "gl"  # zero padding and rolls are linear per channel
     ws = check_identity(ShiftedWindows(value=1.0), rand(2, 3, 3, 3))
     assert kind(ws, "fc1_weight") == "perm"  # a nonzero pad value: permutations only
+
+
+class TwoGroupings(nn.Module):
+    """PiT's pooling convolutions: ``Conv2d(c, 2c, groups=c)`` and later, on the same
+    stream, ``Conv2d(2c, 4c, groups=2c)``: one type split into c and into 2c blocks."""
+
+    def __init__(self, c=2):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 1)
+        self.pool1 = nn.Conv2d(c, 2 * c, 3, padding=1, groups=c)
+        self.mix = nn.Conv2d(2 * c, 2 * c, 1)
+        self.pool2 = nn.Conv2d(2 * c, 4 * c, 3, padding=1, groups=2 * c)
+        self.head = nn.Linear(4 * c, 3)
+
+    def forward(self, x):
+        x = self.pool1(torch.relu(self.stem(x)))
+        x = self.pool2(x + torch.relu(self.mix(x)))
+        return self.head(x.mean((2, 3)))
+
+
+def test_two_groupings_of_one_stream_are_read_soundly():
+    ws = check_identity(TwoGroupings(), rand(2, 3, 5, 5))
+    assert kind(ws, "pool2_weight") == "fixed"
+    assert any("already split into other blocks" in n for n in ws.notes)  # said where

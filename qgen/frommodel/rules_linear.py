@@ -168,6 +168,16 @@ def conv(w, node, a):
         result = w_out
     elif transposed:
         raise w.refuse("with groups > 1 is not supported for transposed convolutions")
+    elif _split_otherwise(w, x.dims[1], groups, where) or _split_otherwise(w, w_out, groups, where):
+        # channels already split into another number of blocks (PiT's and FastViT's
+        # grouped convolutions with 64 then 128 groups on one stream): the two block
+        # structures have no common form qgen can declare (blocks within blocks), so
+        # nothing acts on these channels: their types are fixed, their blocks too
+        why = f"has {groups} groups on channels already split into other blocks"
+        w.ax.fix(x.dims[1], where, why)
+        w.ax.fix(w_out, where, why)
+        w.ax.restrict(w_in, FIXED)
+        result = w_out
     else:
         xr = _whole_type(w, x.dims[1], where)
         wr = _whole_type(w, w_out, where)
@@ -183,6 +193,16 @@ def conv(w, node, a):
         w.ax.tie(result, b.dims[0], where)
     dims = (x.dims[0], result) + tuple(w.ax.dim(n, FIXED) for n in out[2:])
     return TV(dims, out, x.param and W.param)
+
+
+def _split_otherwise(w, d, groups: int, where) -> bool:
+    """Whether axis ``d`` is one type already split into a number of blocks other than
+    ``groups``."""
+    atoms = w.ax.commit(d, where)
+    if len(atoms) != 1 or atoms[0].part != "full":
+        return False
+    r = w.ax.types.root(atoms[0].t)
+    return r in w.ax.types.split and w.ax.types.split[r][1] != groups
 
 
 def _whole_type(w, d, where) -> str:
