@@ -97,6 +97,11 @@ def _mixed(ax, axes: list[Ax]) -> set[str]:
     return {o for o in need if have.count(o) != 1}
 
 
+#: a split type with more blocks than this whose blocks cannot be permuted is fixed, not
+#: made a sum of one type per block (attention heads: a sum; 64 convolution groups: fixed)
+MAX_SUM_BLOCKS = 16
+
+
 def _unnest_fixed_blocks(ax) -> None:
     """A split type whose blocks may not be permuted (their block index is tied to a fixed
     one: rotary embeddings fix the queries' heads, and the values' heads pair with
@@ -107,6 +112,11 @@ def _unnest_fixed_blocks(ax) -> None:
         if types.root(r) != r or types.kind[types.root(outer)] != FIXED:
             continue
         if types.kind[r] == FIXED:
+            continue
+        if blocks > MAX_SUM_BLOCKS:
+            # one spec tensor per block of every parameter on it: too many (a grouped
+            # convolution's 64 groups); no symmetry inside the blocks either (sound)
+            ax.fix_type(r, "a split type", f"has {blocks} blocks that cannot be permuted")
             continue
         n = types.size[r] // blocks
         parts = [ax.fresh(n, types.kind[r]).t for _ in range(blocks)]
