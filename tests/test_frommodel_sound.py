@@ -277,3 +277,25 @@ def test_two_groupings_of_one_stream_are_read_soundly():
     ws = check_identity(TwoGroupings(), rand(2, 3, 5, 5))
     assert kind(ws, "pool2_weight") == "fixed"
     assert any("already split into other blocks" in n for n in ws.notes)  # said where
+
+
+class MultiplyAndRepeat(nn.Module):
+    """ConvBERT's ``torch.multiply`` (an alias of ``mul``) gating two projections, and
+    GCViT's global query ``q.repeat_interleave(B, dim=0)`` over the batch."""
+
+    def __init__(self, d=4):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, d), nn.Linear(3, d)
+        self.query = nn.Parameter(torch.randn(1, 5, d))
+        self.out = nn.Linear(d, 2)
+
+    def forward(self, x):  # [B, 5, 3]
+        g = torch.multiply(self.a(x), torch.sigmoid(self.b(x)))
+        q = self.query.repeat_interleave(x.shape[0], dim=0)
+        return self.out(g + q)
+
+
+def test_multiply_and_repeat_interleave():
+    ws = check_identity(MultiplyAndRepeat(), rand(2, 5, 3))
+    assert kind(ws, "a_weight") == "perm"  # an elementwise product: permutations
+    assert ws.spec.tensor("query").axes[2].type == ws.spec.tensor("a_weight").axes[0].type

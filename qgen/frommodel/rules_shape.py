@@ -143,6 +143,27 @@ def repeat(w, node, a):
     return TV(tuple(dims), shape, x.param)
 
 
+@rule("repeat_interleave")
+def repeat_interleave(w, node, a):
+    """Each entry repeated along one axis (GCViT's global query, repeated over the
+    batch): the repeated axis is fixed (its positions are copies; the result's axis is a
+    new fixed one), the others keep their types. Without ``dim`` the tensor is
+    flattened first: every axis is fixed."""
+    x = a.get("self")
+    shape = w.shape()
+    if not isinstance(x, TV):  # repeat_interleave(repeats): indices from counts
+        return TV(tuple(w.ax.dim(n, FIXED) for n in shape), shape, True)
+    dim = a.get("dim")
+    if dim is None or x.ndim != len(shape):
+        for d in x.dims:
+            w.ax.fix(d, w.where(), "repeats entries of a flattened tensor")
+        return TV(tuple(w.ax.dim(n, FIXED) for n in shape), shape, x.param)
+    dim %= x.ndim
+    if w.ax.norm(x.dims[dim]):
+        w.ax.fix(x.dims[dim], w.where(), "repeats the positions of an axis")
+    return _with(x, dim, w.ax.dim(shape[dim], FIXED), shape[dim])
+
+
 # -- cutting -------------------------------------------------------------------------------
 
 
