@@ -299,3 +299,15 @@ def test_multiply_and_repeat_interleave():
     ws = check_identity(MultiplyAndRepeat(), rand(2, 5, 3))
     assert kind(ws, "a_weight") == "perm"  # an elementwise product: permutations
     assert ws.spec.tensor("query").axes[2].type == ws.spec.tensor("a_weight").axes[0].type
+
+
+def test_too_many_blocks_for_sums_are_fixed_instead():
+    # ALiBi fixes the head order: each head's types are a sum of one type per head, one
+    # spec tensor per head of every projection; 24 layers of 16 heads would need 1,560
+    # tensors, over the limit of 1,200: the heads' types are fixed instead
+    from qgen.frommodel import weight_space_from_module
+
+    model = nn.Sequential(*(Alibi(d=32, heads=16) for _ in range(24))).double()
+    ws = weight_space_from_module(model, example_input=rand(1, 3, 32))
+    assert len(ws.spec.tensors) < 1200
+    assert any("one spec tensor each: too many" in n for n in ws.notes)

@@ -15,7 +15,7 @@ import re
 from math import prod
 
 from qgen.data.adapters import WeightSpace
-from qgen.decls import FIXED
+from qgen.decls import FIXED, MAX_TENSORS
 from qgen.frommodel.axes import At
 from qgen.frommodel.messages import UnsupportedModel
 from qgen.frommodel.typegraph import Ax
@@ -51,6 +51,11 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
         for o in mixed:
             ax.fix_type(o, f"parameter {next(iter(walk.state))}", "mixes blocks of a type")
         _unnest_fixed_blocks(ax)
+    if sum(len(v) for v in expanded.values()) > MAX_TENSORS and ax.unnested:
+        # one spec tensor per block is more tensors than a spec may have (GCViT: 3,377):
+        # the blocks that cannot be permuted keep no symmetry inside either (sound)
+        _renest_fixed(ax)
+        expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
     entries = [(key, e) for key in expanded for e in expanded[key]]
     for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
         bias = key.replace("in_proj_weight", "in_proj_bias")
@@ -125,6 +130,16 @@ def _unnest_fixed_blocks(ax) -> None:
         del types.split[r]
         ax.sums[r] = parts
         ax.unnested[r] = (types.root(outer), blocks)
+
+
+def _renest_fixed(ax) -> None:
+    """Undo :func:`_unnest_fixed_blocks`: each of those types is split again, and fixed
+    (its blocks do not move, nothing acts inside them)."""
+    types = ax.types
+    for r, (outer, blocks) in list(ax.unnested.items()):
+        del ax.sums[r], ax.unnested[r]
+        types.split[r] = (outer, blocks)
+        ax.fix_type(r, "a split type", f"has {blocks} blocks, one spec tensor each: too many")
 
 
 def _expand(ax, tv) -> list[tuple[list[Ax], list[tuple[int, int, int]], str]]:
