@@ -311,3 +311,29 @@ def test_too_many_blocks_for_sums_are_fixed_instead():
     ws = weight_space_from_module(model, example_input=rand(1, 3, 32))
     assert len(ws.spec.tensors) < 1200
     assert any("one spec tensor each: too many" in n for n in ws.notes)
+
+
+class UnrolledPositions(nn.Module):
+    """Hiera's unroll: a learned position embedding on 256 tokens, the tokens viewed as
+    eight factors of 2 and permuted (positions moved between scales), then flattened
+    back: the position embedding reads as eight fixed factors and its channels."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.inp = nn.Linear(3, c)
+        self.pos_embed = nn.Parameter(torch.randn(1, 256, c))
+        self.fc = nn.Linear(c, 2)
+
+    def forward(self, x):  # [B, 256, 3]
+        x = self.inp(x)
+        b, _, c = x.shape
+        x = (x + self.pos_embed).view(b, *(2,) * 8, c)
+        x = x.permute(0, 8, 7, 6, 5, 4, 3, 2, 1, 9).reshape(b, 256, c)
+        return self.fc(torch.relu(x)).mean(1)
+
+
+def test_adjacent_fixed_axes_merge_when_a_tensor_has_too_many():
+    ws = check_identity(UnrolledPositions(), rand(2, 256, 3))
+    axes = ws.spec.tensor("pos_embed").axes
+    assert len(axes) <= 8
+    assert kind(ws, "pos_embed", len(axes) - 1) == "scaled"  # channels: ReLU

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qgen.data.adapters import Source, WeightSpace
-from qgen.decls import FIXED
+from qgen.decls import FIXED, MAX_AXES
 from qgen.errors import QgenError
 from qgen.kinds import lattice_top, self_dual_part
 from qgen.kinds import meet as _lattice_meet
@@ -246,6 +246,8 @@ class TypeGraph:
                     f"{t.where}: {t.key} mixes the blocks (groups or heads) of its features "
                     f"({problem})"
                 )
+            if len(axes) > MAX_AXES:
+                axes, shape = self._merge_fixed(axes, shape, decls)
             tensors.append(TensorDecl(t.name, tuple(axes)))
             sources[t.name] = Source(t.key, t.rows, tuple(shape), t.index)
         spec = Spec(name=name, types=decls, tensors=tuple(tensors), source="<module>")
@@ -255,6 +257,29 @@ class TypeGraph:
             message = str(exc).splitlines()[0]
             raise UnsupportedModel(f"the spec read from {source} is invalid: {message}") from exc
         return WeightSpace(spec, sources)
+
+    def _merge_fixed(self, axes: list, shape: list, decls: dict) -> tuple[list, list]:
+        """Runs of adjacent fixed axes as one fixed axis of their product (Hiera's
+        position embedding reads as 10 axes, most of them positions; a spec tensor has at
+        most ``MAX_AXES``). No group acts on a fixed axis, so its index may be cut or
+        joined freely; the source reads the state_dict tensor with the joined shape."""
+
+        def fixed(ax: Axis) -> bool:
+            decl = decls.get(ax.type)
+            return decl is not None and decl.kind == FIXED and decl.within is None
+
+        out_axes, out_shape = [], []
+        for ax, n in zip(axes, shape, strict=True):
+            if out_axes and fixed(ax) and fixed(out_axes[-1]) and not ax.dual:
+                m = out_shape[-1] * n
+                k = f"k{m}"
+                self.fixed[k] = m
+                decls.setdefault(k, TypeDecl(k, FIXED, m))
+                out_axes[-1], out_shape[-1] = Axis(k, False), m
+            else:
+                out_axes.append(ax)
+                out_shape.append(n)
+        return out_axes, out_shape
 
     def _expand(self, a: Ax, names, splits) -> list[tuple[Axis, int]]:
         if a.part == "fixed":
