@@ -337,3 +337,38 @@ def test_adjacent_fixed_axes_merge_when_a_tensor_has_too_many():
     axes = ws.spec.tensor("pos_embed").axes
     assert len(axes) <= 8
     assert kind(ws, "pos_embed", len(axes) - 1) == "scaled"  # channels: ReLU
+
+
+class Recurrent(nn.Module):
+    """Sequencer's ``nn.LSTM`` (bidirectional, batch first, two layers) between Linears;
+    with ``state=True`` the final hidden state is read too."""
+
+    def __init__(self, bidirectional=True, state=False, h0=False):
+        super().__init__()
+        self.state = state
+        n = 4 if bidirectional else 2
+        self.h0 = nn.Parameter(torch.randn(n, 1, 5)) if h0 else None
+        self.inp = nn.Linear(3, 4)
+        self.rnn = nn.LSTM(4, 5, num_layers=2, batch_first=True, bidirectional=bidirectional)
+        self.out = nn.Linear(10 if bidirectional else 5, 2)
+
+    def forward(self, x):  # [B, T, 3]
+        if self.h0 is None:
+            y, (h, _) = self.rnn(self.inp(x))
+        else:  # a learned initial state
+            h0 = self.h0.expand(-1, x.shape[0], -1).contiguous()
+            y, (h, _) = self.rnn(self.inp(x), (h0, torch.zeros_like(h0)))
+        y = self.out(y)
+        return y + h[-1].sum(-1)[:, None, None] if self.state else y
+
+
+def test_lstm_hidden_units_permute():
+    ws = check_identity(Recurrent(), rand(2, 6, 3))
+    rows = ws.spec.tensor("rnn_weight_ih_l0").axes
+    assert (kind(ws, "rnn_weight_ih_l0", 0), kind(ws, "rnn_weight_ih_l0", 1)) == ("fixed", "perm")
+    assert rows[1].type == ws.spec.tensor("rnn_weight_hh_l0").axes[2].type  # the same units
+    assert kind(ws, "inp_weight") == "gl"  # read by W_ih: a contraction
+    ws = check_identity(Recurrent(bidirectional=False, state=True), rand(2, 6, 3))
+    assert kind(ws, "rnn_weight_hh_l0", 1) == "fixed"  # h_n read: no symmetry
+    ws = check_identity(Recurrent(h0=True), rand(2, 6, 3))
+    assert kind(ws, "rnn_weight_hh_l0", 1) == "fixed"  # a learned initial state: none
