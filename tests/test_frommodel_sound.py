@@ -372,3 +372,31 @@ def test_lstm_hidden_units_permute():
     assert kind(ws, "rnn_weight_hh_l0", 1) == "fixed"  # h_n read: no symmetry
     ws = check_identity(Recurrent(h0=True), rand(2, 6, 3))
     assert kind(ws, "rnn_weight_hh_l0", 1) == "fixed"  # a learned initial state: none
+
+
+class Dense(nn.Module):
+    """DenseNet's pattern: every layer reads the concatenation of all earlier outputs (a
+    sum of types, one slice of each later weight per block)."""
+
+    def __init__(self, c=2, layers=4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 1)
+        self.layers = nn.ModuleList(nn.Conv2d(c * (i + 1), c, 1) for i in range(layers))
+        self.head = nn.Linear(c * (layers + 1), 2)
+
+    def forward(self, x):
+        feats = [self.stem(x)]
+        for layer in self.layers:
+            feats.append(torch.relu(layer(torch.cat(feats, 1))))
+        return self.head(torch.cat(feats, 1).mean((2, 3)))
+
+
+def test_sums_too_many_for_the_spec_are_read_as_fixed_types(monkeypatch):
+    from qgen.frommodel import assemble
+
+    ws = check_identity(Dense(), rand(2, 3, 4, 4))
+    full = len(ws.spec.tensors)
+    monkeypatch.setattr(assemble, "MAX_TENSORS", full - 5)
+    ws = check_identity(Dense(), rand(2, 3, 4, 4))
+    assert len(ws.spec.tensors) <= full - 5
+    assert any("one spec tensor per block: too many" in n for n in ws.notes)

@@ -56,6 +56,11 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
         # the blocks that cannot be permuted keep no symmetry inside either (sound)
         _renest_fixed(ax)
         expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+    while sum(len(v) for v in expanded.values()) > MAX_TENSORS and ax.sums:
+        # still too many: the sums with the most blocks (DenseNet's concatenations, read
+        # as one slice per block by every later layer) become one fixed type each
+        _unsum(ax, max(ax.sums, key=lambda r: len(ax.sums[r])))
+        expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
     entries = [(key, e) for key in expanded for e in expanded[key]]
     for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
         bias = key.replace("in_proj_weight", "in_proj_bias")
@@ -140,6 +145,14 @@ def _renest_fixed(ax) -> None:
         del ax.sums[r], ax.unnested[r]
         types.split[r] = (outer, blocks)
         ax.fix_type(r, "a split type", f"has {blocks} blocks, one spec tensor each: too many")
+
+
+def _unsum(ax, r: str) -> None:
+    """The sum ``r`` read as one fixed type: every block (and every block of a block)
+    is fixed first, so that nothing it is made of moves."""
+    ax.fix((At(r),), "a sum of types", "has one spec tensor per block: too many")
+    ax.sums.pop(r, None)
+    ax.types.restrict(r, FIXED)
 
 
 def _expand(ax, tv) -> list[tuple[list[Ax], list[tuple[int, int, int]], str]]:
