@@ -15,7 +15,7 @@ import re
 from math import prod
 
 from qgen.data.adapters import WeightSpace
-from qgen.decls import FIXED
+from qgen.decls import FIXED, MAX_TENSORS
 from qgen.frommodel.axes import At
 from qgen.frommodel.messages import UnsupportedModel
 from qgen.frommodel.typegraph import Ax
@@ -42,9 +42,6 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     for r in list(ax.pending):
         if r in ax.pending:
             ax.commit((At(r, "radix", False, ax.pending[r], 0),), "a split type")
-    for r, (outer, _) in list(types.split.items()):
-        if types.root(r) == r and types.kind[r] == FIXED:
-            types.restrict(outer, FIXED)
     _unnest_fixed_blocks(ax)
     for _ in range(len(types.split) + 1):  # blocks a tensor mixes cannot be permuted
         expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
@@ -54,6 +51,16 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
         for o in mixed:
             ax.fix_type(o, f"parameter {next(iter(walk.state))}", "mixes blocks of a type")
         _unnest_fixed_blocks(ax)
+    if sum(len(v) for v in expanded.values()) > MAX_TENSORS and ax.unnested:
+        # one spec tensor per block is more tensors than a spec may have (GCViT: 3,377):
+        # the blocks that cannot be permuted keep no symmetry inside either (sound)
+        _renest_fixed(ax)
+        expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
+    while sum(len(v) for v in expanded.values()) > MAX_TENSORS and ax.sums:
+        # still too many: the sums with the most blocks (DenseNet's concatenations, read
+        # as one slice per block by every later layer) become one fixed type each
+        _unsum(ax, max(ax.sums, key=lambda r: len(ax.sums[r])))
+        expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}
     entries = [(key, e) for key in expanded for e in expanded[key]]
     for key in expanded:  # a packed projection: q weight, q bias, k weight, ...
         bias = key.replace("in_proj_weight", "in_proj_bias")
@@ -89,13 +96,20 @@ def _mixed(ax, axes: list[Ax]) -> set[str]:
         if a.part == "fixed":
             continue
         r = types.root(a.t)
-        if a.part in ("full", "inner") and r in types.split:
+        if a.part in ("full", "inner") and r in types.split and types.kind[r] != FIXED:
+            # (nothing acts inside the blocks of a fixed type: a tensor on its inner index
+            # alone, shared by every block like Qwen3's per-head q_norm, is invariant)
             need.add(outer(r))
         if a.part == "outer" or (a.part == "full" and r in types.split):
             have.append(outer(r))
         elif a.part == "full":
             have.append(r)  # a block type used directly
     return {o for o in need if have.count(o) != 1}
+
+
+#: a split type with more blocks than this whose blocks cannot be permuted is fixed, not
+#: made a sum of one type per block (attention heads: a sum; 64 convolution groups: fixed)
+MAX_SUM_BLOCKS = 16
 
 
 def _unnest_fixed_blocks(ax) -> None:
@@ -109,6 +123,11 @@ def _unnest_fixed_blocks(ax) -> None:
             continue
         if types.kind[r] == FIXED:
             continue
+        if blocks > MAX_SUM_BLOCKS:
+            # one spec tensor per block of every parameter on it: too many (a grouped
+            # convolution's 64 groups); no symmetry inside the blocks either (sound)
+            ax.fix_type(r, "a split type", f"has {blocks} blocks that cannot be permuted")
+            continue
         n = types.size[r] // blocks
         parts = [ax.fresh(n, types.kind[r]).t for _ in range(blocks)]
         if ax.is_feature(r):
@@ -116,6 +135,24 @@ def _unnest_fixed_blocks(ax) -> None:
         del types.split[r]
         ax.sums[r] = parts
         ax.unnested[r] = (types.root(outer), blocks)
+
+
+def _renest_fixed(ax) -> None:
+    """Undo :func:`_unnest_fixed_blocks`: each of those types is split again, and fixed
+    (its blocks do not move, nothing acts inside them)."""
+    types = ax.types
+    for r, (outer, blocks) in list(ax.unnested.items()):
+        del ax.sums[r], ax.unnested[r]
+        types.split[r] = (outer, blocks)
+        ax.fix_type(r, "a split type", f"has {blocks} blocks, one spec tensor each: too many")
+
+
+def _unsum(ax, r: str) -> None:
+    """The sum ``r`` read as one fixed type: every block (and every block of a block)
+    is fixed first, so that nothing it is made of moves."""
+    ax.fix((At(r),), "a sum of types", "has one spec tensor per block: too many")
+    ax.sums.pop(r, None)
+    ax.types.restrict(r, FIXED)
 
 
 def _expand(ax, tv) -> list[tuple[list[Ax], list[tuple[int, int, int]], str]]:
@@ -164,7 +201,9 @@ def _dim(ax, atoms, size: int):
             a.part == "full"
             and not ax.is_feature(r)
             and (types.kind[r] == FIXED or types.size[r] == 1)
-        ):  # a position, a kernel offset, a size-1 axis: fixed
+            and not (r in types.split and types.kind[types.root(types.split[r][0])] != FIXED)
+        ):  # a position, a kernel offset, a size-1 axis: fixed (a fixed type whose blocks
+            # are permuted, like heads of a rotary query, is [outer, k<n>]: the blocks move)
             types.restrict(r, FIXED)
             # the operation that fixed it, for the k<n> axis it becomes (messages)
             types.fixed_at.setdefault(f"k{ax.size(a)}", types.fixed_at.get(r))

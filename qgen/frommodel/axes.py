@@ -34,6 +34,7 @@ from math import prod
 
 from qgen.decls import FIXED
 from qgen.frommodel.typegraph import TypeGraph, UnsupportedModel
+from qgen.kinds import lattice_top
 
 __all__ = ["At", "Axes", "Dim"]
 
@@ -209,12 +210,19 @@ class Axes:
             return
         if len(a) == 1 and len(b) == 1 and self._tie_atoms(a[0], b[0], where, dual):
             return
+        # size-1 factors (left by a reshape) carry nothing
+        a = tuple(z for z in a if self.size(z) != 1) or a
+        b = tuple(z for z in b if self.size(z) != 1) or b
+        if len(a) == 1 and len(b) == 1 and self._tie_atoms(a[0], b[0], where, dual):
+            return
         for x, y in ((a, b), (b, a)):  # a whole fresh type against a product: refine it
             if len(x) == 1 and x[0].part == "full" and len(y) != 1 and self._refinable(x[0]):
                 r = self.types.root(x[0].t)
+                if r in {self.types.root(z.t) for z in y}:
+                    continue  # a type is no product of itself and others: no refinement
                 if self.types.size.get(r) == self.dim_size(y):
                     flip = x[0].dual ^ dual
-                    self.refine[r] = tuple(replace(z, dual=z.dual ^ flip) for z in y)
+                    self._refine(r, tuple(replace(z, dual=z.dual ^ flip) for z in y))
                     return
         sa, sb = [self.size(x) for x in a], [self.size(y) for y in b]
         if sa == sb:
@@ -229,6 +237,19 @@ class Axes:
                     self.fix((x, y), where, "combines axes qgen cannot align")
             return
         self.fix(a + b, where, "combines axes that factor differently")
+
+    def _refine(self, r: str, atoms: Dim) -> None:
+        """Type ``r`` is from now on the product of ``atoms``; the group ``r`` was already
+        restricted to restricts each atom: an element of the product acts on ``r``'s axis
+        as the Kronecker product of the atoms' elements, and the groups of the lattice
+        (fixed, perm, signed, scaled, orthogonal, gl) are closed under Kronecker products,
+        so atoms of ``r``'s kind act on ``r`` within its kind. Without it the restriction
+        would be lost: a piece of a fixed axis (``chunk`` inside a head, which keeps no
+        symmetry) tied to a bias's head block must keep the bias's block fixed too."""
+        self.refine[r] = atoms
+        kind = self.types.kind[r]
+        if kind != lattice_top():
+            self.restrict(atoms, kind)
 
     def _refinable(self, a: At) -> bool:
         r = self.types.root(a.t)
@@ -249,8 +270,11 @@ class Axes:
             last = len(x.radix) - 1
             if x.part == y.part == "radix" and x.radix == y.radix and x.digit == y.digit == last:
                 # the same block of two split types: tie the types (and their splits)
+                # (the split stays pending on whichever root the tie keeps: the type
+                # made first, which may be either; BART's k_proj is declared before q_proj)
+                self.pending.pop(rx, None)
                 self.pending.pop(ry, None)
-                self.types.tie(rx, ry, where, dual=d)
+                self.pending[self.types.tie(rx, ry, where, dual=d)] = x.radix
                 return True
             cx, cy = self.commit((x,), where), self.commit((y,), where)
             if len(cx) != 1 or len(cy) != 1 or "radix" in (cx[0].part, cy[0].part):
@@ -271,10 +295,16 @@ class Axes:
                 plain, summed = (y, x) if sx else (x, y)
                 if self._refinable(plain):
                     r = self.types.root(plain.t)
-                    self.refine[r] = (replace(summed, dual=summed.dual ^ plain.dual ^ dual),)
+                    self._refine(r, (replace(summed, dual=summed.dual ^ plain.dual ^ dual),))
                     return True
             return False
         if x.part == y.part:
+            if x.part == "inner" and self.types.size[rx] != self.types.size[ry]:
+                # blocks of one size in types split into different numbers of blocks
+                # (a rotary table of one head's size multiplies 4 query heads and 2 key
+                # heads): no element of the one is an element of the other; the caller
+                # fixes both (no symmetry inside their blocks; the blocks still move)
+                return False
             if x.part == "outer":
                 ox, oy = self.types.split[rx][0], self.types.split[ry][0]
                 self.types.tie(ox, oy, where)
@@ -284,7 +314,7 @@ class Axes:
         for p, q in ((x, y), (y, x)):  # a whole type that is one part of a split one
             if p.part == "full" and self._refinable(p):
                 r = self.types.root(p.t)
-                self.refine[r] = (replace(q, dual=q.dual ^ p.dual ^ dual),)
+                self._refine(r, (replace(q, dual=q.dual ^ p.dual ^ dual),))
                 return True
         return False
 

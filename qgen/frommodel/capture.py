@@ -16,6 +16,7 @@ read directly.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ class Captured:
     inputs: list[str]
     #: placeholder name -> the constant tensor it holds (lifted constants)
     constants: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: placeholders the graph never reads whose tensor is one the graph does read under
+    #: another key (tied weights: BART's ``shared.weight``, ``encoder.embed_tokens.weight``
+    #: and ``decoder.embed_tokens.weight`` are one tensor, lifted three times)
+    unused_aliases: set[str] = field(default_factory=set)
 
 
 def is_hf(model: nn.Module) -> bool:
@@ -151,6 +156,27 @@ def _export(model: nn.Module, x) -> Captured:
             log.setLevel(level)
 
 
+def _all_ones_masks(model: nn.Module, x) -> dict:
+    """``decoder_attention_mask`` of ones (no padding) for Hugging Face models whose
+    forward takes one, when ``x`` is token ids.
+
+    Without it, BART-style decoders (BART, mBART, Pegasus, Marian, BlenderbotSmall,
+    M2M100) build their causal mask under ``torch.export`` for a static cache one
+    position longer than the tokens (``target_length = seq + 1`` when no mask is given
+    and dynamo is tracing), and adding it to the scores fails ("Attempting to broadcast a
+    dimension of length 9"). A mask of ones masks nothing, so the graph computes what
+    the call without a mask computes."""
+    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.ndim != 2:
+        return {}
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    if "decoder_attention_mask" in params and getattr(model.config, "is_encoder_decoder", False):
+        return {"decoder_attention_mask": torch.ones_like(x)}
+    return {}
+
+
 def _export_quietly(model: nn.Module, x) -> Captured:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -162,6 +188,7 @@ def _export_quietly(model: nn.Module, x) -> Captured:
                 kwargs = {name: x}
                 if getattr(model.config, "is_encoder_decoder", False) and name == "input_ids":
                     kwargs["decoder_input_ids"] = x  # the decoder reads the same tokens
+                kwargs.update(_all_ones_masks(model, x))
                 ep = torch.export.export(model, (), kwargs, strict=False)
             else:
                 ep = torch.export.export(model, (x,), strict=False)
@@ -172,4 +199,14 @@ def _export_quietly(model: nn.Module, x) -> Captured:
     for name, key in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
         constants[name] = ep.constants[key]
     inputs = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
-    return Captured(ep.graph, state, inputs, constants)
+    return Captured(ep.graph, state, inputs, constants, _unused_aliases(ep, state))
+
+
+def _unused_aliases(ep, state: dict[str, str]) -> set[str]:
+    """Placeholders without users whose tensor a used placeholder holds too."""
+    held = ep.state_dict
+    used = {n.name for n in ep.graph.nodes if n.op == "placeholder" and n.users}
+    read = {id(held[k]) for name, k in state.items() if name in used and k in held}
+    return {
+        name for name, k in state.items() if name not in used and k in held and id(held[k]) in read
+    }

@@ -168,6 +168,16 @@ def conv(w, node, a):
         result = w_out
     elif transposed:
         raise w.refuse("with groups > 1 is not supported for transposed convolutions")
+    elif _split_otherwise(w, x.dims[1], groups, where) or _split_otherwise(w, w_out, groups, where):
+        # channels already split into another number of blocks (PiT's and FastViT's
+        # grouped convolutions with 64 then 128 groups on one stream): the two block
+        # structures have no common form qgen can declare (blocks within blocks), so
+        # nothing acts on these channels: their types are fixed, their blocks too
+        why = f"has {groups} groups on channels already split into other blocks"
+        w.ax.fix(x.dims[1], where, why)
+        w.ax.fix(w_out, where, why)
+        w.ax.restrict(w_in, FIXED)
+        result = w_out
     else:
         xr = _whole_type(w, x.dims[1], where)
         wr = _whole_type(w, w_out, where)
@@ -183,6 +193,16 @@ def conv(w, node, a):
         w.ax.tie(result, b.dims[0], where)
     dims = (x.dims[0], result) + tuple(w.ax.dim(n, FIXED) for n in out[2:])
     return TV(dims, out, x.param and W.param)
+
+
+def _split_otherwise(w, d, groups: int, where) -> bool:
+    """Whether axis ``d`` is one type already split into a number of blocks other than
+    ``groups``."""
+    atoms = w.ax.commit(d, where)
+    if len(atoms) != 1 or atoms[0].part != "full":
+        return False
+    r = w.ax.types.root(atoms[0].t)
+    return r in w.ax.types.split and w.ax.types.split[r][1] != groups
 
 
 def _whole_type(w, d, where) -> str:
@@ -236,3 +256,82 @@ def fused(w, node, a):
         "(a fused fast path) is not supported: export the model with torch.no_grad() "
         "disabled or call it in a way that takes the regular path"
     )
+
+
+@rule("lstm")
+def lstm(w, node, a):
+    """``aten.lstm`` (``nn.LSTM``; Sequencer's row and column LSTMs). Per layer and
+    direction, ``W_ih [4H, in]``, ``W_hh [4H, H]``, ``b_ih``, ``b_hh [4H]``: the ``4H``
+    rows are four gates (input, forget, cell, output: a fixed index of 4) times the
+    hidden units ``H``. The gates go through sigmoid and tanh and are multiplied
+    elementwise (``c' = f * c + i * g``, ``h' = o * tanh(c')``), so the hidden units of
+    one layer and direction may be permuted, the same permutation on every gate's rows,
+    on ``W_hh``'s columns and on the output: ``H`` is a perm type. The input features
+    are read by ``W_ih`` (a contraction: its dual). Time is read in order: the time axis
+    is fixed; samples of the batch are independent: permutations. A bidirectional
+    output joins the two directions' units (a sum); the next layer reads that. The final
+    states ``h_n``, ``c_n`` stack every layer and direction along one axis: if the graph
+    reads them, the hidden units keep no symmetry (their types are fixed)."""
+    x, params = a["input"], a.get("params")
+    where = w.where()
+    if not isinstance(x, TV) or not isinstance(params, list | tuple):
+        raise w.refuse("is supported as nn.LSTM's input form (input, hx, params)")
+    if a.get("train") and a.get("dropout", 0):
+        raise w.refuse("is in training mode: call model.eval() first")
+    layers, bidi = a["num_layers"], bool(a["bidirectional"])
+    dirs = 2 if bidi else 1
+    per = 4 if a["has_biases"] else 2
+    if len(params) != layers * dirs * per or not all(isinstance(p, TV) for p in params):
+        raise w.refuse("with projections (proj_size) is not supported")
+    batch_first = bool(a.get("batch_first"))
+    if x.ndim == 3:
+        t_axis, b_axis = (1, 0) if batch_first else (0, 1)
+        w.ax.restrict(x.dims[t_axis], FIXED)  # time: in order
+        w.ax.restrict(x.dims[b_axis], "perm")
+    else:
+        w.ax.restrict(x.dims[0], FIXED)
+    feed = x.dims[-1]
+    hiddens = []
+    for layer in range(layers):
+        outs = []
+        for d in range(dirs):
+            ps = params[(layer * dirs + d) * per : (layer * dirs + d + 1) * per]
+            w_ih, w_hh = ps[0], ps[1]
+            n = w_hh.shape[1]
+            h = w.ax.fresh(n, "perm")
+            for p in ps:  # rows: gate (fixed 4) x hidden unit
+                w.ax.tie(p.dims[0], (w.ax.fresh(4, FIXED), h), where)
+            w.ax.tie(feed, w_ih.dims[1], where, dual=True)
+            w.ax.tie((h,), w_hh.dims[1], where, dual=True)
+            w.ax.mark(feed)
+            w.ax.mark((h,))
+            outs.append(h)
+        hiddens += outs
+        if dirs == 1:
+            feed = (outs[0],)
+        else:
+            s = w.ax.fresh(sum(w.ax.types.size[w.ax.types.root(o.t)] for o in outs))
+            w.ax.sums[s.t] = [o.t for o in outs]
+            feed = (s,)
+    read = [u.args[1] for u in node.users if len(u.args) > 1 and u.users]
+    # an initial state other than zeros (nn.LSTM's default): its entries do not move
+    # with the hidden units, so the units keep no symmetry
+    hx_nodes = node.args[1] if len(node.args) > 1 and isinstance(node.args[1], list | tuple) else []
+    zeros = ("zeros", "new_zeros", "zeros_like")
+    given = any(
+        getattr(n, "target", None) is None
+        or getattr(n.target, "__name__", "").split(".")[0] not in zeros
+        for n in hx_nodes
+    )
+    for t in a.get("hx") or ():  # the initial states themselves: read as given
+        for d in t.dims if isinstance(t, TV) else ():
+            w.ax.fix(d, where, "is an LSTM initial state")
+    if given or any(i in (1, 2) for i in read):  # states stack every layer's units
+        for h in hiddens:
+            w.ax.fix((h,), where, "is an LSTM state read after the sequence")
+    out = TV(x.dims[:-1] + (feed,), tuple(node.meta["val"][0].shape), False)
+    states = [
+        TV(tuple(w.ax.dim(k, FIXED) for k in v.shape), tuple(v.shape), False)
+        for v in node.meta["val"][1:]
+    ]
+    return (out, *states)

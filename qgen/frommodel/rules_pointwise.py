@@ -94,8 +94,8 @@ _UNARY = {
     "frac": "signed",
 }
 
-_ADD = ("add", "sub", "rsub")
-_MUL = ("mul", "div", "true_divide")
+_ADD = ("add", "sub", "rsub", "subtract")
+_MUL = ("mul", "div", "true_divide", "multiply", "divide")  # (aliases: torch.multiply)
 _OTHER = (
     "where", "maximum", "minimum", "masked_fill", "eq", "ne", "gt", "ge", "lt", "le",
     "logical_and", "logical_or", "bitwise_and", "bitwise_or", "fmod", "remainder", "atan2",
@@ -189,8 +189,9 @@ def mul(w, node, a):
     out = w.shape()
     where = w.where()
     name = node.target.__name__.split(".")[0]
-    divisor = a.get("other") if name in ("div", "true_divide") else None
-    if name in ("div", "true_divide") and a.get("rounding_mode") is not None:
+    divides = name in ("div", "true_divide", "divide")
+    divisor = a.get("other") if divides else None
+    if divides and a.get("rounding_mode") is not None:
         return elementwise(w, node, a)
     for _i, present, _absent in _aligned(w, tensors, out):
         for _, d in present[1:]:

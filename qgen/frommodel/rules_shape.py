@@ -143,6 +143,27 @@ def repeat(w, node, a):
     return TV(tuple(dims), shape, x.param)
 
 
+@rule("repeat_interleave")
+def repeat_interleave(w, node, a):
+    """Each entry repeated along one axis (GCViT's global query, repeated over the
+    batch): the repeated axis is fixed (its positions are copies; the result's axis is a
+    new fixed one), the others keep their types. Without ``dim`` the tensor is
+    flattened first: every axis is fixed."""
+    x = a.get("self")
+    shape = w.shape()
+    if not isinstance(x, TV):  # repeat_interleave(repeats): indices from counts
+        return TV(tuple(w.ax.dim(n, FIXED) for n in shape), shape, True)
+    dim = a.get("dim")
+    if dim is None or x.ndim != len(shape):
+        for d in x.dims:
+            w.ax.fix(d, w.where(), "repeats entries of a flattened tensor")
+        return TV(tuple(w.ax.dim(n, FIXED) for n in shape), shape, x.param)
+    dim %= x.ndim
+    if w.ax.norm(x.dims[dim]):
+        w.ax.fix(x.dims[dim], w.where(), "repeats the positions of an axis")
+    return _with(x, dim, w.ax.dim(shape[dim], FIXED), shape[dim])
+
+
 # -- cutting -------------------------------------------------------------------------------
 
 
@@ -322,18 +343,33 @@ def positional(w, node, a):
     out = w.shape()
     index = a.get("indices")
     touched = set(range(x.ndim))
-    if node.target.__name__.split(".")[0] in ("index", "_unsafe_index") and index is not None:
+    name = node.target.__name__
+    if name.split(".")[0] in ("index", "_unsafe_index") and index is not None:
         touched = {i for i, v in enumerate(index) if v is not None}
     elif "dim" in a and isinstance(a.get("dim"), int):
         touched = {a["dim"] % x.ndim}
+    elif isinstance(a.get("dims"), list | tuple) and a["dims"]:
+        # roll / flip along the listed axes only (Swin's shifted windows roll the two
+        # spatial axes; the channels keep their types)
+        touched = {d % x.ndim for d in a["dims"]}
+    elif isinstance(a.get("pad"), list | tuple) and len(a["pad"]) % 2 == 0:
+        # F.pad's (left, right) pairs run from the last axis backwards: only the axes
+        # padded by a nonzero amount are touched (Swin pads H and W of a channels-last
+        # tensor with (0, 0, 0, pw, 0, ph): the channels keep their types)
+        p = list(a["pad"])
+        touched = {x.ndim - 1 - i for i in range(len(p) // 2) if p[2 * i] or p[2 * i + 1]}
     elif "pad" in a or "output_size" in a or "scale_factors" in a or "pad" in node.target.__name__:
         touched = {i for i in range(x.ndim) if i >= 2}
-    name = node.target.__name__
     if name.startswith(("tril", "triu")):
         touched = {x.ndim - 2, x.ndim - 1}
     for i in touched:
         if i < x.ndim and w.ax.norm(x.dims[i]):
             w.ax.fix(x.dims[i], w.where(), "indexes positions of an axis")
+    if isinstance(a.get("value"), int | float) and a.get("value") and "pad" in name:
+        # padded with a nonzero constant: along every other axis the new entries are the
+        # same constant, which only permutations keep
+        for i in set(range(x.ndim)) - touched:
+            w.ax.restrict(x.dims[i], "perm")
     if len(out) == x.ndim and all(out[i] == x.shape[i] for i in range(x.ndim) if i not in touched):
         dims = tuple(
             x.dims[i] if i not in touched else w.ax.dim(out[i], FIXED) for i in range(x.ndim)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qgen.data.adapters import Source, WeightSpace
-from qgen.decls import FIXED
+from qgen.decls import FIXED, MAX_AXES
 from qgen.errors import QgenError
 from qgen.kinds import lattice_top, self_dual_part
 from qgen.kinds import meet as _lattice_meet
@@ -100,10 +100,14 @@ class TypeGraph:
 
     def find(self, t: str) -> tuple[str, bool]:
         """The root of ``t`` and whether ``t`` is the root's dual."""
-        parity = False
+        path = []
         while (p := self.parent[t])[0] != t:
-            parity ^= p[1]
+            path.append((t, p[1]))
             t = p[0]
+        parity = False
+        for node, step in reversed(path):  # path compression: each points at the root
+            parity ^= step
+            self.parent[node] = (t, parity)
         return t, parity
 
     def root(self, t: str) -> str:
@@ -193,9 +197,21 @@ class TypeGraph:
         for r in ends if io is not None else ():  # io None: the kinds as they are
             kinds[r] = FIXED if io == FIXED else "perm"
         splits = {r: s for r, s in self.split.items() if self.root(r) == r}
-        # a split of a fixed type fixes its blocks: every type split by the same outer is
-        # fixed as a whole (sound; it gives up the within-block symmetry of the others)
-        frozen = {self.root(o) for r, (o, _) in splits.items() if kinds[r] == FIXED}
+        # a fixed type split by a fixed outer: its blocks do not move, so it is fixed as a
+        # whole, and so is every type split by the same outer
+        frozen = {
+            self.root(o)
+            for r, (o, _) in splits.items()
+            if kinds[r] == FIXED and kinds.get(self.root(o)) == FIXED
+        }
+        # a fixed type split by a permuted outer (rotary embeddings fix the index inside a
+        # head; the heads still move as wholes): the blocks are permuted by the outer's
+        # element and nothing acts inside them, so its axes are [outer, k<block size>]
+        self._fixed_inner: dict[str, int] = {}
+        for r, (o, blocks) in splits.items():
+            if kinds[r] == FIXED and self.root(o) not in frozen:
+                self._fixed_inner[r] = self.size[r] // blocks
+                self.fixed_axis(self.size[r] // blocks)
         self._frozen: dict[str, int] = {}
         for r, (o, blocks) in list(splits.items()):
             if self.root(o) in frozen:
@@ -223,6 +239,8 @@ class TypeGraph:
         for r, n in names.items():
             if r not in self.size:
                 raise UnsupportedModel(f"cannot tell the size of the features {n}")
+            if r in self._fixed_inner:
+                continue  # its axes are its outer type and a fixed k<n>
             if r in splits:
                 outer, blocks = splits[r]
                 on = names[self.root(outer)]
@@ -246,6 +264,8 @@ class TypeGraph:
                     f"{t.where}: {t.key} mixes the blocks (groups or heads) of its features "
                     f"({problem})"
                 )
+            if len(axes) > MAX_AXES:
+                axes, shape = self._merge_fixed(axes, shape, decls)
             tensors.append(TensorDecl(t.name, tuple(axes)))
             sources[t.name] = Source(t.key, t.rows, tuple(shape), t.index)
         spec = Spec(name=name, types=decls, tensors=tuple(tensors), source="<module>")
@@ -255,6 +275,29 @@ class TypeGraph:
             message = str(exc).splitlines()[0]
             raise UnsupportedModel(f"the spec read from {source} is invalid: {message}") from exc
         return WeightSpace(spec, sources)
+
+    def _merge_fixed(self, axes: list, shape: list, decls: dict) -> tuple[list, list]:
+        """Runs of adjacent fixed axes as one fixed axis of their product (Hiera's
+        position embedding reads as 10 axes, most of them positions; a spec tensor has at
+        most ``MAX_AXES``). No group acts on a fixed axis, so its index may be cut or
+        joined freely; the source reads the state_dict tensor with the joined shape."""
+
+        def fixed(ax: Axis) -> bool:
+            decl = decls.get(ax.type)
+            return decl is not None and decl.kind == FIXED and decl.within is None
+
+        out_axes, out_shape = [], []
+        for ax, n in zip(axes, shape, strict=True):
+            if out_axes and fixed(ax) and fixed(out_axes[-1]) and not ax.dual:
+                m = out_shape[-1] * n
+                k = f"k{m}"
+                self.fixed[k] = m
+                decls.setdefault(k, TypeDecl(k, FIXED, m))
+                out_axes[-1], out_shape[-1] = Axis(k, False), m
+            else:
+                out_axes.append(ax)
+                out_shape.append(n)
+        return out_axes, out_shape
 
     def _expand(self, a: Ax, names, splits) -> list[tuple[Axis, int]]:
         if a.part == "fixed":
@@ -270,4 +313,7 @@ class TypeGraph:
         outer, blocks = splits[r]
         o = (Axis(names[self.root(outer)], dual), blocks)  # perm: dual acts the same
         i = (Axis(names[r], dual), self.size[r] // blocks)
+        if r in self._fixed_inner:
+            n = self._fixed_inner[r]
+            i = (Axis(f"k{n}", False), n)
         return {"full": [o, i], "outer": [o], "inner": [i]}[a.part]

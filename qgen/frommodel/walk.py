@@ -22,7 +22,7 @@ from qgen.frommodel import rules_linear, rules_norm, rules_pointwise, rules_shap
 from qgen.frommodel.axes import Axes
 from qgen.frommodel.capture import Captured
 from qgen.frommodel.messages import UnsupportedModel, where
-from qgen.frommodel.registry import RULES
+from qgen.frommodel.registry import RULES, rule
 from qgen.frommodel.values import TV, tensors_in
 from qgen.kinds.pointwise import pointwise_kind
 
@@ -90,6 +90,10 @@ class Walk:
             return val
         shape = tuple(val.shape)
         name = node.name
+        if name in self.cap.unused_aliases:
+            # a tied weight lifted twice: the key the graph reads stands for it (the
+            # reader lists this key as its alias, with the same axes)
+            return TV(tuple((self.ax.fresh(n),) for n in shape), shape, param=True)
         if name in self.cap.state and self.cap.state[name] in self.keys:
             # every axis its own type, size-1 ones too (a depthwise kernel's input axis)
             key = self.cap.state[name]
@@ -139,6 +143,29 @@ class Walk:
         if fn is None:
             raise self.refuse("is not supported (no symmetry rule for this operation)")
         return fn(self, node, bind(target, args, kwargs))
+
+    def subgraph(self, gm, args: list):
+        """The value of a subgraph (a higher-order operation's body, e.g. the graph of a
+        ``torch.no_grad()`` region) called with ``args``: its operations read by their
+        own rules, in the same walk (so its parameters tie to the outer graph's types)."""
+        graph = getattr(gm, "graph", None)
+        if graph is None:
+            raise self.refuse("is not supported (its body is not a graph)")
+        outer, given, out = self.node, iter(args), None
+        try:
+            for node in graph.nodes:
+                self.node = node
+                if node.op == "placeholder":
+                    self.value[node] = next(given, None)
+                elif node.op == "call_function":
+                    self.value[node] = self.call(node)
+                elif node.op == "get_attr":
+                    self.value[node] = getattr(gm, node.target, None)
+                elif node.op == "output":
+                    out = self.arg(node.args[0])
+        finally:
+            self.node = outer
+        return out
 
     def all_fixed(self, args, kwargs) -> bool:
         """Whether every axis of every tensor argument is fixed (or has no type): then the
@@ -199,6 +226,19 @@ class Walk:
 
 
 _CREATORS = {"arange", "full", "zeros", "ones", "empty", "scalar_tensor", "randn", "rand"}
+
+
+@rule("wrap_with_set_grad_enabled")
+def grad_mode_region(w: Walk, node: fx.Node, a: dict):
+    """A region run under ``torch.no_grad()`` / ``torch.enable_grad()`` (a
+    ``@torch.no_grad`` forward: the sinusoidal position tables of RoFormer, Pegasus,
+    Marian). The grad mode changes no value, so the region computes what its operations
+    compute: each is read by its own rule, and a region of constants (positions from
+    ``arange``, a fixed table) gives constants."""
+    args = [a[k] for k in sorted(a, key=lambda k: int(k[3:])) if k.startswith("arg")]
+    if len(args) < 2:
+        raise w.refuse("is not supported (no body)")
+    return w.subgraph(args[1], args[2:])
 
 
 def _name(target) -> str:
