@@ -1692,7 +1692,7 @@ class MetaNetwork(MetaNet):
     ``gram`` (pool the 0 Gram tensors, products of two or three tensors
     contracted over their GL axes; default where there are any), ``head_norm`` (BatchNorm on the
     invariant features), ``stats`` (default True: the head also reads StatNN's mean,
-    standard deviation and quantiles of each input tensor, canonicalized; they are
+    standard deviation and quantiles of each input tensor; they are
     standardized by :meth:`fit_normalizer`), ``canonical_space`` (with ``canonicalize=True``:
     the generated module of the same tensors for the group left after canonicalization,
     e.g. this spec built with ``group: perm``, whose layers then run on the canonical
