@@ -558,7 +558,7 @@ def test_canonical_space_refusals():
     perm = qgen.compile(chain_spec(CHAIN, "relu", name="perm_relu", group="perm"))
     other = qgen.compile(chain_spec([(5, 3), (2, 5)], "relu", name="other", group="perm"))
     with pytest.raises(ValueError, match="canonicalize=True"):
-        full.MetaNetwork(1, 4, 2, 1, canonical_space=perm)
+        full.MetaNetwork(1, 4, 2, 1, canonicalize=False, canonical_space=perm)
     with pytest.raises(ValueError, match="not this space"):
         full.MetaNetwork(1, 4, 2, 1, canonicalize=True, canonical_space=other)
     with pytest.raises(ValueError, match="quasi"):  # perm: nothing continuous to relax
