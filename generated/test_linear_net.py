@@ -466,10 +466,13 @@ INVARIANT_DEGREE2 = DEGREE2 if LINEAR_INVARIANTS else [True]
     canonical=st.booleans(),
     statistics=st.booleans(),
     head_norm=st.booleans(),
+    stats=st.booleans(),
 )
 def test_metanetwork_output_is_invariant(
-    sizes, seed, degree2, gated, canonical, statistics, head_norm
+    sizes, seed, degree2, gated, canonical, statistics, head_norm, stats
 ):
+    """Invariant under random group elements, with or without StatNN's input statistics
+    (``stats``, fitted on other weights: standardized, not constant)."""
     gen, x, g = moved(all_sizes(sizes), seed)
     net = space.MetaNetwork(
         3,
@@ -482,8 +485,10 @@ def test_metanetwork_output_is_invariant(
         head_hidden=8,
         pool_hidden=None if statistics else 5,
         head_norm=head_norm,
+        stats=stats,
     ).double()
     randomize(net, gen)
+    net.fit_normalizer(random_weights(all_sizes(sizes), 4, 3, torch.float64, gen))
     with torch.no_grad():
         assert_close({"out": net(space.act(g, x))}, {"out": net(x)}, torch.float64)
 

@@ -11,9 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import qgen
 from qgen.codegen.blocks import block_tables, canonicalization, gram, products
 from qgen.codegen.output import compile_spec
 from qgen.codegen.pytext import WIDTH, format_source, literal
+from qgen.data import chain_spec
 from qgen.runtime import blocks as B
 from qgen.runtime.source import definitions, extract
 from qgen.spec import load_spec, parse_spec
@@ -469,3 +471,95 @@ def test_gram_sets_from_sharing_pairs_equal_every_combination(depth):
         specs += [load_spec(p) for p in paths]
     for spec in specs:
         assert gram(spec) == _gram_by_every_combination(spec), spec.name
+
+
+# ------------------------------------------------------------------ statistics, canonical_space
+
+CHAIN = [(5, 3), (4, 5), (2, 4)]
+
+
+def _big_scales(g: dict, space, gen, decades: float = 3.0) -> dict:
+    """``g`` with every positive scale multiplied by ``10 ** U[-decades, decades]``."""
+    out = {}
+    for t, e in g.items():
+        if space.TYPES[t][0] == "scaled":
+            u = torch.rand(e[1].shape, generator=gen, dtype=e[1].dtype) * 2 - 1
+            e = (e[0], e[1] * 10.0 ** (decades * u))
+        out[t] = e
+    return out
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    which=st.sampled_from(["mlp_relu", "mlp_gelu", "inr_sine", "mixed", "linear_net"]),
+    size=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_input_statistics_are_invariant_under_random_group_elements(which, size, seed):
+    """StatNN's statistics, of the canonicalized input where there is a canonicalization (the
+    scales up to 1e3 either way), else of the entries only moved: invariant at 1e-10."""
+    spec = _spec(MIXED) if which == "mixed" else load_spec(ROOT / "examples" / f"{which}.yaml")
+    space, tables = compile_spec(spec), block_tables(spec)
+    x, g = _weights(space, size, seed)
+    g = _big_scales(g, space, torch.Generator().manual_seed(seed % 1000))
+    canonical = tables["canon"] is not None
+    stats = B.InputStatistics(3, tables, canonical).double()
+    prepare = (lambda v: B.canonicalize_with(v, tables["canon"])) if canonical else (lambda v: v)
+    if not stats.features:  # GL everywhere: nothing to read
+        assert which == "linear_net"
+        return
+    stats.fit(prepare(x))
+    with torch.no_grad():
+        a, b = stats(prepare(x)), stats(prepare(space.act(g, x)))
+    assert _relative({"s": b}, {"s": a}) <= TOL
+    assert a.shape == (2, stats.features)
+
+
+def test_input_statistics_are_stat_nn_s_and_standardized():
+    space = compile_spec(ROOT / "examples" / "mlp_gelu.yaml")  # perm: the entries as they are
+    x, _ = _weights(space, 3, seed=4, channels=1, batch=6)
+    stats = B.InputStatistics(1, space.BLOCK_TABLES).double().fit(x)
+    raw = stats.raw(x)
+    v = x["W1"].flatten(1)
+    expected = [v.mean(1), v.std(1, correction=0)]
+    expected += list(torch.quantile(v, torch.tensor(B.STAT_QUANTILES).double(), dim=1))
+    torch.testing.assert_close(raw[:, :7], torch.stack(expected, 1))
+    zero = torch.zeros(stats.features, dtype=torch.float64)
+    torch.testing.assert_close(stats(x).mean(0), zero, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@settings(max_examples=5, deadline=None)
+@given(size=st.integers(1, 3), seed=st.integers(0, 2**31 - 1), stats=st.booleans())
+def test_canonical_space_metanetwork_is_invariant_and_uses_perm_layers(
+    activation, size, seed, stats
+):
+    """Scaled (ReLU) or signed (tanh) space, canonicalized, then the perm build's layers:
+    invariant under random group elements (scales 1e-3..1e3 on top) at 1e-9 relative."""
+    full = qgen.compile(chain_spec(CHAIN, activation, name=f"full_{activation}"))
+    perm = qgen.compile(chain_spec(CHAIN, activation, name=f"perm_{activation}", group="perm"))
+    x, g = _weights(full, size, seed)
+    g = _big_scales(g, full, torch.Generator().manual_seed(seed % 1000))
+    torch.manual_seed(seed % 1000)
+    net = full.MetaNetwork(
+        3, 4, 2, 2, canonicalize=True, canonical_space=perm, head_hidden=8, stats=stats
+    ).double()
+    net.fit_normalizer(x)
+    assert isinstance(net.layers[0], perm.EquivariantLayer)
+    assert (net.stats is not None) == stats
+    with torch.no_grad():
+        assert _relative({"out": net(full.act(g, x))}, {"out": net(x)}) <= 1e-9
+        y = {k: v * 1.5 + 0.1 for k, v in x.items()}
+        assert (net(y) - net(x)).abs().max() > 1e-6
+
+
+def test_canonical_space_refusals():
+    full = qgen.compile(chain_spec(CHAIN, "relu", name="full_relu"))
+    perm = qgen.compile(chain_spec(CHAIN, "relu", name="perm_relu", group="perm"))
+    other = qgen.compile(chain_spec([(5, 3), (2, 5)], "relu", name="other", group="perm"))
+    with pytest.raises(ValueError, match="canonicalize=True"):
+        full.MetaNetwork(1, 4, 2, 1, canonicalize=False, canonical_space=perm)
+    with pytest.raises(ValueError, match="not this space"):
+        full.MetaNetwork(1, 4, 2, 1, canonicalize=True, canonical_space=other)
+    with pytest.raises(ValueError, match="quasi"):  # perm: nothing continuous to relax
+        full.MetaNetwork(1, 4, 2, 1, canonicalize=True, canonical_space=perm, quasi=True)

@@ -112,6 +112,9 @@ def test_cnn_rescaling_keeps_the_function():
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+CANONICAL = "qgen scaled, canonicalize=True, canonical_space=perm"
+
+
 def test_cnn_generalization_tiny(cache):
     out = cache / "out"
     cnn_generalization.main(["--tiny", "--out", str(out)])
@@ -119,10 +122,10 @@ def test_cnn_generalization_tiny(cache):
     results = _check_results(
         path,
         ["MLP", "MLP + augmentation", "StatNN", "NFN NP", "NFN HNP", "qgen perm", "qgen scaled"]
-        + ["qgen scaled, quasi=True"],
+        + ["qgen scaled, quasi=True", CANONICAL],
     )
     # the scale-invariant generated models score the same on rescaled test networks
-    for name in ("qgen scaled", "qgen scaled, quasi=True"):
+    for name in ("qgen scaled", "qgen scaled, quasi=True", CANONICAL):
         (s,) = results["models"][name]["seeds"].values()
         assert abs(s["test"] - s["U[1,1e3]"]) < 1e-9, (name, s)
     assert "label_noise" in results["meta"]["zoo"]["varied"]

@@ -210,6 +210,7 @@ def run(args) -> dict:
         args.depth,
         quasi=True,
         options=common.parse_options(args.qgen_options),
+        canonical=True,
     )
     if args.models:
         models = {k: models[k] for k in args.models.split(";")}

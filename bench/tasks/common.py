@@ -330,10 +330,13 @@ def invariant_models(
     depth: int,
     quasi: bool,
     options: dict | None = None,
+    canonical: bool = False,
 ) -> dict[str, Callable[[], nn.Module]]:
     """The model table of an invariant task (classification or regression). ``perm``: the
     permutation-only space; ``full``: the activation's full group (augmentation uses it).
-    ``options``: more ``MetaNetwork`` options for the qgen rows, named in their names."""
+    ``options``: more ``MetaNetwork`` options for the qgen rows, named in their names.
+    ``canonical``: also the full group's ``MetaNetwork`` with ``canonicalize=True,
+    canonical_space=perm`` (perm layers on the canonicalized weights)."""
     group = full.TYPES[next(t for t, (_, s) in full.TYPES.items() if s is None)][0]
     options = dict(options or {})
     named = "".join(f", {k}={v}" for k, v in options.items())
@@ -349,6 +352,17 @@ def invariant_models(
     if quasi:
         models[f"qgen {group}, quasi=True{named}"] = lambda: QgenModel(
             full, train, out, channels, depth, quasi=True, **options
+        )
+    if canonical:
+        models[f"qgen {group}, canonicalize=True, canonical_space=perm{named}"] = lambda: QgenModel(
+            full,
+            train,
+            out,
+            channels,
+            depth,
+            canonicalize=True,
+            canonical_space=perm,
+            **options,
         )
     return models
 
