@@ -257,7 +257,8 @@ def write_curve(folder: Path, out: Path) -> str:
                 continue
             row = {"file": path.name, **knobs, "psnr_median": round(zoo["psnr_db"]["median"], 1)}
             row["train_copies"] = meta.get("train_copies", knobs["copies"])
-            row |= {"epochs": meta["epochs"], "clf_lr": meta["lr"], "model": name}
+            row |= {"epochs": meta["epochs"], "clf_lr": meta["lr"]}
+            row |= {"channels": meta["channels"], "depth": meta["depth"], "model": name}
             for key in ("train", "val", "test", "seconds"):
                 row[key] = round(sum(r[key] for r in seeds) / len(seeds), 4)
             row["seeds"] = len(seeds)
@@ -267,7 +268,8 @@ def write_curve(folder: Path, out: Path) -> str:
             ref = {k: round(v, 4) for k, v in ref.items()}
             rows.append({"file": path.name, **knobs, "model": "(rendered pixels + LR)", **ref})
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    cols = ["file", *CURVE_KNOBS, "psnr_median", "train_copies", "epochs", "clf_lr", "model"]
+    cols = ["file", *CURVE_KNOBS, "psnr_median", "train_copies", "epochs", "clf_lr"]
+    cols += ["channels", "depth", "model"]
     cols += ["train", "val", "test", "seconds", "seeds"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in rows:
