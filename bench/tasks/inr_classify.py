@@ -263,6 +263,7 @@ def write_curve(folder: Path, out: Path) -> str:
             row |= {"channels": meta["channels"], "depth": meta["depth"], "model": name}
             for key in ("train", "val", "test", "seconds"):
                 row[key] = round(sum(r[key] for r in seeds) / len(seeds), 4)
+            row["seconds"] = round(row["seconds"], 1)
             row["seeds"] = len(seeds)
             rows.append(row)
         ref = res.get("reference")
