@@ -48,7 +48,8 @@ def test_inr_classify_tiny(cache):
         refused=["qgen signed, quasi=True"],
     )
     manifest = results["meta"]["zoo"]
-    assert manifest["siren"]["w0"] == 30.0 and manifest["copies_per_image"]["train"] == 2
+    assert manifest["siren"]["w0"] == inr_classify.CHOSEN["w0"]
+    assert manifest["copies_per_image"]["train"] == 2
     # the manifest is written next to the cached zoo
     (saved,) = (cache / "cache" / "tasks").glob("inr-classify-*.json")
     assert json.loads(saved.read_text())["key"] == manifest["key"]
@@ -67,6 +68,26 @@ def test_inr_split_by_image(cache):
     # independent inits: no two INRs start alike, so no two fits are alike
     w1 = z["weights"]["W1"].flatten(1)
     assert torch.cdist(w1, w1).add(torch.eye(len(w1)) * 1e9).min() > 1e-3
+
+
+def test_inr_affine_copies_only(cache, monkeypatch):
+    """``affine``: training copies after the first are fitted to moved images; the first
+    copy, validation and test INRs to the images themselves."""
+    seen = {}
+
+    def fake_fit(weights, target, *args):
+        seen["target"] = target.clone()
+        return torch.zeros(len(target))
+
+    monkeypatch.setattr(common, "fit_sirens", fake_fit)
+    c = inr_classify.AffineConfig(images=30, copies=3, steps=1, resolution=8, affine=1.0)
+    z = inr_classify.zoo(c)
+    x, _ = common.digit_images(8)
+    same = (seen["target"] - (x[z["image"]] * 2 - 1)).abs().amax(1) < 1e-6
+    first = torch.arange(len(same)) % 3 == 0
+    assert same[z["part"] > 0].all() and same[(z["part"] == 0) & first].all()
+    assert not same[(z["part"] == 0) & ~first].any()
+    assert "affine" in z["manifest"]["augmentation"]
 
 
 def test_siren_init_bounds():
