@@ -42,6 +42,11 @@ def assemble(walk, name: str, io: str, source: str, aliases: dict[str, list[str]
     for r in list(ax.pending):
         if r in ax.pending:
             ax.commit((At(r, "radix", False, ax.pending[r], 0),), "a split type")
+    for r, (outer, _) in list(types.split.items()):
+        if types.root(r) == r and types.kind[r] == FIXED and r not in types.fixed_inside:
+            # fixed as a whole (a constant such as BEiT's zero key bias concatenated into
+            # the qkv bias, an input, an output): its blocks cannot move either
+            types.restrict(outer, FIXED)
     _unnest_fixed_blocks(ax)
     for _ in range(len(types.split) + 1):  # blocks a tensor mixes cannot be permuted
         expanded = {key: _expand(ax, tv) for key, tv in walk.state.items()}

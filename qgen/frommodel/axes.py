@@ -186,19 +186,30 @@ class Axes:
                     out.append(self.types.root(self.types.split[r][0]))
         return out
 
+    def _inside(self, d: Dim) -> bool:
+        """Whether ``d`` is only the inside of blocks (a restriction of it leaves the
+        blocks free to move)."""
+        atoms = self.norm(d)
+        return bool(atoms) and all(
+            a.part == "inner" or (a.part == "radix" and a.digit == len(a.radix) - 1)
+            for a in atoms
+        )
+
     def restrict(self, d: Dim, kind: str) -> None:
+        inside = self._inside(d)
         for r in self.classes(d):
-            self.types.restrict(r, kind)
+            self.types.restrict(r, kind, inside)
 
     def fix(self, d: Dim, where: str, why: str) -> None:
+        inside = self._inside(d)
         for r in self.classes(d):
-            self.fix_type(r, where, why)
+            self.fix_type(r, where, why, inside)
 
-    def fix_type(self, r: str, where: str, why: str) -> None:
+    def fix_type(self, r: str, where: str, why: str, inside: bool = False) -> None:
         r = self.types.root(r)
         if self.types.kind[r] != FIXED and self.types.size.get(r, 0) > 1:
             self.notes.append(f"{where}: {why}; its axis keeps no symmetry")
-        self.types.restrict(r, FIXED)
+        self.types.restrict(r, FIXED, inside)
 
     # -- tying ---------------------------------------------------------------------------
 

@@ -76,6 +76,11 @@ class TypeGraph:
     order: list[str] = field(default_factory=list)
     #: root -> the graph node (operation) that made its kind fixed, for messages
     fixed_at: dict[str, object] = field(default_factory=dict)
+    #: fixed roots whose every fixing reached only the inside of their blocks (a rotary
+    #: table shared by all heads fixes the index inside a head): their blocks may still
+    #: move. A fixed root not listed was fixed as a whole (a constant, an input, an
+    #: output along the whole axis), and so is the outer type of its blocks.
+    fixed_inside: set[str] = field(default_factory=set)
     #: the node being read (the walk sets it); spec type name -> root (after weight_space)
     here: object = None
     spec_names: dict[str, str] = field(default_factory=dict)
@@ -128,6 +133,12 @@ class TypeGraph:
         keep, drop = (ra, rb) if self.order.index(ra) < self.order.index(rb) else (rb, ra)
         self.parent[drop] = (keep, rel)
         fixed = [r for r in (ra, rb) if self.kind[r] == FIXED]
+        inside = bool(fixed) and all(r in self.fixed_inside for r in fixed)
+        self.fixed_inside.discard(drop)
+        if inside:
+            self.fixed_inside.add(keep)
+        else:
+            self.fixed_inside.discard(keep)
         self.kind[keep] = meet(self.kind[ra], self.kind[rb])
         if len(fixed) == 1:  # this tie fixes a type: where its fixed partner was made,
             made = self.fixed_at.get(fixed[0])  # or this operation (a constant's input)
@@ -155,8 +166,15 @@ class TypeGraph:
             )
         self.tie(mine, outer, where)
 
-    def restrict(self, t: str, kind: str) -> None:
+    def restrict(self, t: str, kind: str, inside: bool = False) -> None:
+        """Restrict ``t``'s group to ``kind``; ``inside``: a fixing that reaches only the
+        index inside ``t``'s blocks (see :attr:`fixed_inside`)."""
         r = self.root(t)
+        if meet(self.kind[r], kind) == FIXED:
+            if inside and self.kind[r] != FIXED:
+                self.fixed_inside.add(r)
+            elif not inside:
+                self.fixed_inside.discard(r)
         self.kind[r] = meet(self.kind[r], kind)
         if self.kind[r] == FIXED and r not in self.fixed_at:
             self.fixed_at[r] = self.here
