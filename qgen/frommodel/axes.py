@@ -191,8 +191,7 @@ class Axes:
         blocks free to move)."""
         atoms = self.norm(d)
         return bool(atoms) and all(
-            a.part == "inner" or (a.part == "radix" and a.digit == len(a.radix) - 1)
-            for a in atoms
+            a.part == "inner" or (a.part == "radix" and a.digit == len(a.radix) - 1) for a in atoms
         )
 
     def restrict(self, d: Dim, kind: str) -> None:
