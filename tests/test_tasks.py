@@ -223,3 +223,20 @@ def _inr_batch():
         "W3": torch.zeros(1, 1, 1, 8),
         "b3": torch.zeros(1, 1, 1),
     }
+
+
+def test_cnn_sign_flips_keep_the_tanh_function():
+    torch.manual_seed(2)
+    space = common.space_for(cnn_generalization.SHAPES, "tanh", None, "t_cnn_tanh")
+    n = 4
+    w = {}
+    for name, shape in zip(cnn_generalization.NAMES[::2], cnn_generalization.SHAPES, strict=True):
+        w[name] = torch.randn(n, 1, *shape, dtype=torch.float64) * 0.5
+        w["b" if name == "W" else "b" + name[1:]] = torch.randn(n, 1, shape[0], dtype=torch.float64)
+    w = {k: w[k] for k in cnn_generalization.NAMES}
+    moved = cnn_generalization.flip_signs(space, w)
+    assert (moved["K2"] != w["K2"]).any()  # it did flip
+    x = torch.randn(n, 6, 1, 8, 8, dtype=torch.float64)
+    a = cnn_generalization.forward({k: v[:, 0] for k, v in w.items()}, x, "tanh")
+    b = cnn_generalization.forward({k: v[:, 0] for k, v in moved.items()}, x, "tanh")
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

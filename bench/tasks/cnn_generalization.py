@@ -9,7 +9,9 @@ on unfolded patches, per-network Adam).
 Target: accuracy on the 797 digits no network trained on. Metric: Kendall's tau between
 predicted and true test accuracy on the test networks; for the ReLU zoo also on the test
 networks with every hidden channel multiplied by a random factor ~ U[1, 10] and
-U[1, 1e3] (the next layer divided by it: the same functions, so the same targets).
+U[1, 1e3] (the next layer divided by it: the same functions, so the same targets); for
+the tanh zoo on the test networks with every hidden channel's sign flipped at random
+(tanh is odd: the next layer's input flipped too; the same functions).
 
     python -m bench.tasks.cnn_generalization --activation relu   # zoo (cached) + table + PNG
     python -m bench.tasks.cnn_generalization --tables-only
@@ -33,6 +35,7 @@ SHAPES = [(16, 1, 3, 3), (16, 16, 3, 3), (16, 16, 3, 3), (10, 16)]
 NAMES = ["K1", "b1", "K2", "b2", "K3", "b3", "W", "b"]
 STRIDES = (2, 2, 1)
 RANGES = {"U[1,10]": 10.0, "U[1,1e3]": 1e3}
+SIGNS = "sign flips"
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,20 @@ def rescale(space, x: dict, high: float, seed: int = 1234) -> dict:
     return space.act(g, x)
 
 
+def flip_signs(space, x: dict, seed: int = 1234) -> dict:
+    """Every hidden channel of every network times a random sign (1/2 each; the generated
+    ``act`` of the signed space: for tanh the next layer's input is flipped too)."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = space.sizes_of(x)
+    n = common.size(x)
+    g = {}
+    for t, (_, fixed) in space.TYPES.items():
+        if fixed is None:
+            s = torch.randint(0, 2, (n, sizes[t]), generator=gen).to(torch.float64) * 2 - 1
+            g[t] = (torch.arange(sizes[t]), s)
+    return space.act(g, x)
+
+
 def run(args) -> dict:
     c = Config(activation=args.activation, networks=args.networks, max_steps=args.max_steps)
     z = zoo(c)
@@ -218,6 +235,8 @@ def run(args) -> dict:
     if args.activation == "relu":
         for label, high in RANGES.items():
             tests[label] = rescale(full, xs["test"], high)
+    else:
+        tests[SIGNS] = flip_signs(full, xs["test"])
     mu, sd = ys["train"].mean(), ys["train"].std()
     meta = {
         "title": f"CNN zoo ({args.activation}): generalization prediction",
@@ -258,7 +277,7 @@ def run(args) -> dict:
 
 def write_tables(path: Path) -> str:
     results = json.loads(path.read_text())
-    columns = {"test": "Kendall tau", "val": "val tau"}
+    columns = {"test": "Kendall tau", SIGNS: f"tau, {SIGNS}", "val": "val tau"}
     if results["meta"]["zoo"]["config"]["activation"] == "relu":
         columns = {"test": "Kendall tau", **{k: f"tau, {k}" for k in RANGES}, "val": "val tau"}
     text = common.table(results, columns)
